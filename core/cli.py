@@ -1,0 +1,60 @@
+"""``python -m core <command>``: the command-line interface, sharing the code the pages use.
+
+Every subcommand accepts ``--json``; success exits 0, a failure exits 1 with one
+sentence on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+import sys
+from types import ModuleType
+
+import core.commands
+from core.errors import UserError
+
+
+def _commands() -> dict[str, ModuleType]:
+    found = {}
+    for info in pkgutil.iter_modules(core.commands.__path__):
+        if not info.name.startswith("_"):
+            found[info.name] = importlib.import_module(f"core.commands.{info.name}")
+    return dict(sorted(found.items()))
+
+
+def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command module."""
+    parser = argparse.ArgumentParser(prog="python -m core", description="Turbofan fleet RUL toolkit.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in commands.items():
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+        module.add_arguments(cmd)
+    return parser
+
+
+def _default_render(result: dict) -> str:
+    return json.dumps(result, indent=2, default=str)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command, print its result; return the exit code."""
+    commands = _commands()
+    args = build_parser(commands).parse_args(argv)
+    module = commands[args.command]
+    try:
+        result = module.run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print(getattr(module, "render", _default_render)(result))
+    return 0

@@ -1,0 +1,4 @@
+"""Learning components: XGBoost and LSTM models, the ensemble, calibration, intervals, SHAP, bundles.
+
+Nothing in this package imports streamlit.
+"""
