@@ -1,0 +1,45 @@
+"""``python -m core train``: train the ensemble on loaded training data, register it, apply the gate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from core import retrain
+from core.cmapss import SUBSETS
+from core.training_run import run_training
+
+HELP = "train the XGBoost + LSTM ensemble, log it to MLflow and register a new version"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``train``."""
+    parser.add_argument("--subsets", nargs="+", choices=SUBSETS, help="train on train_FD00x of these subsets")
+    parser.add_argument("--datasets", nargs="+", help="or name the training datasets explicitly")
+    parser.add_argument("--epochs", type=int, help="LSTM epochs (default: the model's default)")
+    parser.add_argument("--trees", type=int, help="XGBoost trees (default: the model's default)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument("--background", action="store_true", help="run as a background job and return at once")
+
+
+def _print_progress(event: dict[str, Any]) -> None:
+    parts = [str(event.get("phase", ""))]
+    if "epoch" in event:
+        parts.append(f"{event['epoch']}/{event.get('epochs', '?')}")
+    parts += [f"{k}={v:.4g}" for k, v in event.items() if k.endswith("_loss") and isinstance(v, (int, float))]
+    if event.get("message"):
+        parts.append(str(event["message"]))
+    print(" ".join(parts), file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Export the snapshot, then train in the foreground or start the background job."""
+    names = retrain.training_datasets(args.subsets, args.datasets)
+    config = retrain.make_config(epochs=args.epochs, trees=args.trees, device=args.device, seed=args.seed)
+    snap = retrain.export_snapshot(names)
+    if args.background:
+        job = retrain.start_job(snap, config, created_by="cli")
+        return {"job": job.id, "state": job.state, "data": names, "snapshot": snap.sha256}
+    return run_training(snap.path, config, _print_progress)

@@ -1,0 +1,66 @@
+"""Starting a retrain: choose the training data, export its snapshot, launch the background job.
+
+Shared by the CLI, the Models page, the first-run setup and the production simulation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core import jobs, snapshot, store
+from core.errors import UserError
+from models.training import TrainConfig
+
+
+def training_datasets(subsets: list[str] | None = None, datasets: list[str] | None = None) -> list[str]:
+    """Names to train on: the named datasets, ``train_FD00x`` of the subsets, or every loaded training set."""
+    with store.connect(read_only=True) as con:
+        loaded = store.list_datasets(con)
+    train_names = sorted(loaded.loc[loaded["split"] == "train", "name"])
+    if datasets:
+        missing = [n for n in datasets if n not in set(loaded["name"])]
+        if missing:
+            raise UserError(f"No dataset named {', '.join(repr(n) for n in missing)} is loaded.")
+        return list(datasets)
+    if subsets:
+        wanted = [f"train_{s}" for s in subsets]
+        missing = [n for n in wanted if n not in train_names]
+        if missing:
+            raise UserError(f"Load {', '.join(missing)} first (Data page or `python -m core ingest`).")
+        return wanted
+    if not train_names:
+        raise UserError("No training data is loaded: load train_FD00x files on the Data page first.")
+    return train_names
+
+
+def make_config(
+    *, epochs: int | None = None, trees: int | None = None, device: str = "auto", seed: int | None = None
+) -> TrainConfig:
+    """The default training config with the given overrides (None keeps the default)."""
+    overrides: dict[str, Any] = {"device": device}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if trees is not None:
+        overrides["n_trees"] = trees
+    if seed is not None:
+        overrides["seed"] = seed
+    return TrainConfig.from_dict({**TrainConfig().to_dict(), **overrides})
+
+
+def export_snapshot(names: list[str]) -> snapshot.Snapshot:
+    """Write (or reuse) the Parquet snapshot of ``names`` and their matching test sets."""
+    with store.connect(read_only=True) as con:
+        return snapshot.export(con, names)
+
+
+def start_job(snap: snapshot.Snapshot, config: TrainConfig, created_by: str = "") -> jobs.JobRecord:
+    """Launch the background training job on a snapshot; UserError if a training is already running."""
+    return jobs.start(
+        "train",
+        "core.train_job",
+        ["--snapshot", str(snap.path), "--config", json.dumps(config.to_dict())],
+        config=config.to_dict(),
+        data=snap.lineage(),
+        created_by=created_by,
+    )

@@ -1,0 +1,120 @@
+"""Immutable Parquet snapshots of training data, named by content hash.
+
+Training jobs never open the DuckDB file: the app exports the rows a job needs into a
+snapshot folder (``train.parquet``, ``test.parquet``, ``truth.parquet``, ``manifest.json``)
+and hands the job its path. The hash is the run's data lineage in MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from core import store
+from core.config import ensure_home
+from core.errors import UserError
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot folder and what it holds."""
+
+    path: Path
+    sha256: str
+    datasets: list[str]
+    test_datasets: list[str]
+    rows: int
+    engines: int
+
+    def lineage(self) -> dict[str, object]:
+        """The description logged to MLflow with a run."""
+        info = asdict(self)
+        info["path"] = str(self.path)
+        info["datasets"] = ",".join(self.datasets)
+        info["test_datasets"] = ",".join(self.test_datasets)
+        return info
+
+
+def _digest(frames: list[pd.DataFrame], names: list[str]) -> str:
+    h = hashlib.sha256("|".join(names).encode())
+    for frame in frames:
+        h.update(",".join(map(str, frame.columns)).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def matching_test_sets(con: duckdb.DuckDBPyConnection, train_names: list[str]) -> list[str]:
+    """Test datasets of the same subsets as ``train_names`` that have true RUL, for reporting."""
+    listing = store.list_datasets(con)
+    subsets = set(listing.loc[listing["name"].isin(train_names), "subset"])
+    tests = listing[(listing["split"] == "test") & listing["subset"].isin(subsets) & listing["has_truth"]]
+    return sorted(tests["name"])
+
+
+def export(con: duckdb.DuckDBPyConnection, train_names: list[str], test_names: list[str] | None = None) -> Snapshot:
+    """Write (or reuse) the snapshot of ``train_names`` plus test sets with truth; return it."""
+    if not train_names:
+        raise UserError("Choose at least one training dataset to train on.")
+    for name in train_names:
+        if store.get_dataset(con, name)["split"] == "test":
+            raise UserError(f"'{name}' is a test set: test sets are for reporting only, never for training.")
+    tests = matching_test_sets(con, train_names) if test_names is None else list(test_names)
+    train = store.readings_many(con, train_names)
+    test = store.readings_many(con, tests) if tests else pd.DataFrame(columns=train.columns)
+    truth_parts = [store.rul_truth(con, name).assign(dataset=name) for name in tests]
+    truth = pd.concat(truth_parts, ignore_index=True) if truth_parts else pd.DataFrame(columns=["unit", "rul", "dataset"])
+    truth = truth[["dataset", "unit", "rul"]]
+    digest = _digest([train, test, truth], train_names + ["|"] + tests)
+    home = ensure_home()
+    target = home.snapshots / digest[:16]
+    snap = Snapshot(
+        path=target,
+        sha256=digest,
+        datasets=list(train_names),
+        test_datasets=tests,
+        rows=len(train),
+        engines=int(train[["dataset", "unit"]].drop_duplicates().shape[0]),
+    )
+    if (target / "manifest.json").is_file():
+        return snap
+    staging = Path(tempfile.mkdtemp(prefix="snapshot-", dir=home.snapshots))
+    try:
+        train.to_parquet(staging / "train.parquet", index=False)
+        test.to_parquet(staging / "test.parquet", index=False)
+        truth.to_parquet(staging / "truth.parquet", index=False)
+        (staging / "manifest.json").write_text(json.dumps(snap.lineage(), indent=2))
+        os.replace(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "manifest.json").is_file():
+            raise
+    return snap
+
+
+def read(path: Path) -> tuple[Snapshot, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Open a snapshot folder: (snapshot, train rows, test rows, test truth)."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        train = pd.read_parquet(path / "train.parquet")
+        test = pd.read_parquet(path / "test.parquet")
+        truth = pd.read_parquet(path / "truth.parquet")
+    except (OSError, ValueError) as err:
+        raise UserError(f"The training snapshot {path} is missing or unreadable: {err}") from err
+    snap = Snapshot(
+        path=path,
+        sha256=manifest["sha256"],
+        datasets=[n for n in manifest["datasets"].split(",") if n],
+        test_datasets=[n for n in manifest["test_datasets"].split(",") if n],
+        rows=int(manifest["rows"]),
+        engines=int(manifest["engines"]),
+    )
+    return snap, train, test, truth

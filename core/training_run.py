@@ -1,0 +1,89 @@
+"""One training, end to end: snapshot -> train -> test-set report -> MLflow run -> registry and gate.
+
+Shared by the foreground CLI (`python -m core train`) and the background job
+(`core.train_job`), so both produce the same run, version and gate decision.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core import registry, snapshot
+from models.training import TrainConfig, evaluate, train
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def _versions() -> dict[str, str]:
+    import duckdb
+    import mlflow
+    import shap
+    import sklearn
+    import torch
+    import xgboost
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "xgboost": xgboost.__version__,
+        "shap": shap.__version__,
+        "mlflow": mlflow.__version__,
+        "scikit-learn": sklearn.__version__,
+        "duckdb": duckdb.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}
+
+
+def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Train on a snapshot, log and register the result; return version, metrics and the gate's decision."""
+    snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
+    result = train(train_rows, config, progress)
+    metrics = _prefixed(result.metrics, "val")
+    for name in snap.test_datasets:
+        if progress:
+            progress({"phase": "report", "message": f"Scoring the test set {name} for the report."})
+        rows = test_rows[test_rows["dataset"] == name]
+        subset_truth = truth[truth["dataset"] == name]
+        metrics.update(_prefixed(evaluate(result.ensemble, rows, subset_truth), f"test_{name.split('_')[-1]}"))
+    info = result.ensemble.info
+    tags = {
+        "device": str(info.get("device", config.device)),
+        "seed": str(config.seed),
+        "snapshot_sha256": snap.sha256,
+        **{f"version_{k}": v for k, v in _versions().items()},
+    }
+    if progress:
+        progress({"phase": "register", "message": "Logging the run to MLflow and registering the bundle."})
+    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
+        result.ensemble.save(Path(tmp))
+        run_id, version = registry.log_training(
+            bundle_dir=Path(tmp),
+            params=config.to_dict(),
+            metrics=metrics,
+            history=result.history,
+            lineage=snap.lineage(),
+            tags=tags,
+        )
+    previous_champion = registry.champion_version()
+    promoted, reason = registry.register_outcome(version, metrics)
+    return {
+        "version": version,
+        "run_id": run_id,
+        "metrics": metrics,
+        "promoted": promoted,
+        "reason": reason,
+        "previous_champion": previous_champion,
+        "device": tags["device"],
+        "data": snap.datasets,
+        "snapshot": snap.sha256,
+    }

@@ -1,0 +1,131 @@
+"""Data: upload files or name a folder, check them, load them with progress, list and delete datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import config, ingest, store
+from core.errors import UserError
+from pages import ui
+
+st.title("Fleet data")
+st.caption(
+    "C-MAPSS files as NASA ships them (train_FD00x, test_FD00x, RUL_FD00x as .txt or .txt.gz, or NASA's zip), "
+    "or CSV/Parquet with the 26 columns and a header. Files are checked before anything is written."
+)
+
+REPORT_COLUMNS = ["file", "name", "subset", "split", "rows", "engines", "status", "message"]
+
+
+def _report_frame(reports: list[ingest.FileReport]) -> pd.DataFrame:
+    return pd.DataFrame([r.to_dict() for r in reports], columns=[*REPORT_COLUMNS, "source"])
+
+
+def _origin(source: str) -> str:
+    return source.split("!", 1)[0]
+
+
+def _check_and_load(sources: list, key: str) -> None:
+    """Show the validation report of ``sources`` and a button that loads the files that passed."""
+    try:
+        reports = ingest.inspect(sources)
+    except UserError as err:
+        ui.show_error(err)
+        return
+    frame = _report_frame(reports)
+    st.dataframe(frame[REPORT_COLUMNS], hide_index=True, width="stretch")
+    for report in reports:
+        if report.status == "error":
+            st.error(report.message, icon=":material/error:")
+    bad = {_origin(r.source) for r in reports if r.status == "error"}
+    keep = [s for s in sources if _source_id(s) not in bad]
+    new = [r for r in reports if r.status == "ok" and _origin(r.source) not in bad]
+    if not new:
+        st.info("Nothing new to load: every file is already loaded or has an error.")
+        return
+    label = f"Load {len(new)} file{'s' if len(new) != 1 else ''}"
+    if bad:
+        label += f" (skipping {len(bad)} with errors)"
+    if st.button(label, type="primary", key=f"load_{key}"):
+        bar = st.progress(0.0, text="Starting…")
+        try:
+            summary = ingest.load(keep, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+        except UserError as err:
+            ui.show_error(err)
+            return
+        st.session_state["last_load"] = (
+            f"Loaded {len(summary.datasets_added)} datasets, {summary.readings_added:,} readings and "
+            f"{summary.truth_rows_added:,} true-RUL rows; {summary.skipped} files were already loaded."
+        )
+        st.rerun()
+
+
+def _source_id(source: object) -> str:
+    if isinstance(source, tuple):
+        return f"upload:{source[0]}"
+    return str(Path(str(source)).resolve())
+
+
+if "last_load" in st.session_state:
+    st.success(st.session_state.pop("last_load"))
+
+upload_tab, folder_tab = st.tabs(["Upload files", "From a folder"])
+with upload_tab:
+    files = st.file_uploader(
+        "C-MAPSS files, NASA's zip, CSV or Parquet",
+        type=["txt", "gz", "zip", "csv", "parquet"],
+        accept_multiple_files=True,
+        key="uploads",
+    )
+    if files:
+        _check_and_load([(f.name, f.getvalue()) for f in files], "upload")
+with folder_tab:
+    default_dir = config.data_dir()
+    folder = st.text_input(
+        "Folder on the server", value=str(default_dir) if default_dir else "", key="folder",
+        placeholder="/path/to/CMAPSSData",
+    )
+    if folder and st.toggle("Check this folder", key="check_folder"):
+        _check_and_load([folder], "folder")
+
+st.subheader("Loaded datasets")
+try:
+    listing = ui.datasets()
+except UserError as err:
+    ui.show_error(err)
+    st.stop()
+if listing.empty:
+    st.info("No datasets are loaded yet.")
+    st.stop()
+
+st.dataframe(
+    listing[["name", "subset", "split", "engines", "rows", "has_truth", "source", "loaded_at"]],
+    hide_index=True,
+    width="stretch",
+    column_config={"has_truth": st.column_config.CheckboxColumn("true RUL")},
+)
+
+
+@st.dialog("Delete dataset")
+def confirm_delete(name: str) -> None:
+    """Ask for confirmation, then delete the dataset with its truth, predictions and feedback."""
+    st.write(f"Delete **{name}** with its readings, true RUL, predictions and feedback? This cannot be undone.")
+    if st.button("Delete", type="primary", key="confirm_delete"):
+        try:
+            with store.connect() as con:
+                store.delete_dataset(con, name)
+        except UserError as err:
+            ui.show_error(err)
+            return
+        st.session_state["last_load"] = f"Deleted {name}."
+        st.rerun()
+
+
+left, right = st.columns([3, 1])
+doomed = left.selectbox("Dataset to delete", listing["name"], key="delete_name")
+right.write("")
+if right.button("Delete…", key="delete"):
+    confirm_delete(doomed)

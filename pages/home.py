@@ -1,0 +1,56 @@
+"""Home: what is loaded, which model serves, and where to go next."""
+
+import streamlit as st
+
+from core import jobs, registry
+from core.errors import UserError
+from pages import ui
+
+st.title("Turbofan fleet RUL")
+st.caption("Remaining useful life, failure risk, explanations and drift for C-MAPSS turbofan fleets.")
+
+try:
+    listing = ui.datasets()
+    version = ui.champion_version()
+except UserError as err:
+    ui.show_error(err)
+    st.stop()
+
+data_col, model_col = st.columns(2)
+with data_col:
+    st.subheader("Fleet data")
+    if listing.empty:
+        st.warning(
+            "No fleet data is loaded. On the Data page, upload the C-MAPSS files (or NASA's zip) "
+            "or name a folder that holds them."
+        )
+    else:
+        a, b, c = st.columns(3)
+        a.metric("Datasets", len(listing))
+        b.metric("Engines", f"{int(listing['engines'].sum()):,}")
+        c.metric("Readings", f"{int(listing['rows'].sum()):,}")
+        st.dataframe(
+            listing[["name", "subset", "split", "engines", "rows", "loaded_at"]],
+            hide_index=True,
+            width="stretch",
+        )
+    st.page_link("pages/data.py", label="Load or manage data", icon=":material/database:")
+
+with model_col:
+    st.subheader("Serving model")
+    if version is None:
+        st.info("No model is trained yet: train one on the Models page.")
+    else:
+        metrics = registry.version_metrics(version)
+        st.write(f"`rul-ensemble` version **{version}** is the champion.")
+        a, b, c = st.columns(3)
+        a.metric("Validation RMSE", f"{metrics.get('val_rmse', float('nan')):.2f} cycles")
+        b.metric("Validation F2", f"{metrics.get('val_f2', float('nan')):.3f}")
+        c.metric("Interval coverage", f"{metrics.get('val_coverage', float('nan')):.0%}")
+    job = jobs.running()
+    if job is not None:
+        st.progress(float(job.progress or 0.0), text=f"Training job {job.id} is running: {job.phase}")
+
+st.subheader("Where next")
+nav = st.columns(3)
+nav[0].page_link("pages/data.py", label="Data: load and validate files", icon=":material/database:")

@@ -1,0 +1,110 @@
+"""Fixtures for browser tests: a real Streamlit server on loopback and Debian's headless Chromium.
+
+Without Chromium these tests skip, unless ``PM_REQUIRE_BROWSER=1`` (set by CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def _chromium() -> str:
+    path = os.environ.get("PM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("PM_REQUIRE_BROWSER") == "1":
+        pytest.fail("Chromium is required for browser tests (PM_REQUIRE_BROWSER=1) but is not installed.")
+    pytest.skip("Chromium is not installed (apt-get install chromium).")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_dashboard(env: dict[str, str], timeout_s: float = 90.0) -> tuple[subprocess.Popen, str]:
+    """Start ``streamlit run app.py`` on a free loopback port and wait until it answers."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "streamlit", "run", "app.py",
+            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"The dashboard exited with {proc.returncode}:\n{output}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"The dashboard did not answer on {url} within {timeout_s:.0f} s.")
+
+
+def stop_dashboard(proc: subprocess.Popen) -> None:
+    """Stop the dashboard server and everything it started."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def browser_page() -> Iterator:
+    """A Playwright page in Debian's headless Chromium (no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+@pytest.fixture()
+def dashboard_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a dashboard with its own empty runtime state under tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PM_HOME"] = str(tmp_path / "home")
+    return env
