@@ -210,15 +210,19 @@ def list_versions() -> pd.DataFrame:
     mlflow = _mlflow()
     c = mlflow.MlflowClient()
     try:
+        aliases = c.get_registered_model(MODEL_NAME).aliases
         versions = c.search_model_versions(f"name='{MODEL_NAME}'")
     except mlflow.exceptions.MlflowException:
         return pd.DataFrame()
+    by_version: dict[str, list[str]] = {}
+    for alias, version in aliases.items():
+        by_version.setdefault(str(version), []).append(alias)
     rows = []
     for mv in versions:
         run = c.get_run(mv.run_id)
         row: dict[str, Any] = {
             "version": int(mv.version),
-            "aliases": ", ".join(sorted(mv.aliases)),
+            "aliases": ", ".join(sorted(by_version.get(str(mv.version), []))),
             "created": pd.Timestamp(mv.creation_timestamp, unit="ms"),
             "run_id": mv.run_id,
             "data": run.data.params.get("data_datasets", ""),

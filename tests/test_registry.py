@@ -1,0 +1,83 @@
+"""MLflow registry: runs are logged and registered, the gate keeps worse models out, aliases move."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core import registry
+from core.errors import UserError
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PM_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def _log(tmp_path: Path, tag: str, metrics: dict[str, float]) -> int:
+    bundle = tmp_path / f"bundle-{tag}"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"tag": tag}))
+    _, version = registry.log_training(
+        bundle_dir=bundle,
+        params={"epochs": 1},
+        metrics=metrics,
+        history=[{"phase": "lstm", "epoch": 1, "train_loss": 0.5, "val_loss": 0.6}],
+        lineage={"sha256": "abc", "datasets": "train_FD001"},
+        tags={"device": "cpu"},
+    )
+    return version
+
+
+def test_gate_rules() -> None:
+    rules = registry.GateRules()
+    champion = {"val_rmse": 14.0, "val_f2": 0.8}
+    assert registry.gate({"val_rmse": 13.0, "val_f2": 0.8}, champion, rules)[0]
+    assert not registry.gate({"val_rmse": 14.5, "val_f2": 0.9}, champion, rules)[0]
+    assert not registry.gate({"val_rmse": 13.0, "val_f2": 0.7}, champion, rules)[0]
+    assert registry.gate({"val_rmse": 14.5, "val_f2": 0.8}, champion, registry.GateRules(rmse_tolerance=0.05))[0]
+    assert registry.gate({"val_rmse": 99.0, "val_f2": 0.0}, None, rules)[0]
+    promoted, reason = registry.gate({"val_rmse": 13.0}, champion, rules)
+    assert not promoted and "missing" in reason
+
+
+def test_first_version_is_champion_and_worse_one_stays_challenger(home: Path, tmp_path: Path) -> None:
+    assert registry.champion_version() is None
+    with pytest.raises(UserError, match="No model is trained yet"):
+        registry.resolve("champion")
+    v1 = _log(tmp_path, "a", {"val_rmse": 14.0, "val_f2": 0.8})
+    assert registry.register_outcome(v1, {"val_rmse": 14.0, "val_f2": 0.8})[0]
+    assert registry.champion_version() == v1
+
+    v2 = _log(tmp_path, "b", {"val_rmse": 16.0, "val_f2": 0.8})
+    promoted, reason = registry.register_outcome(v2, {"val_rmse": 16.0, "val_f2": 0.8})
+    assert not promoted and "RMSE" in reason
+    assert registry.champion_version() == v1
+    assert registry.alias_version(registry.CHALLENGER) == v2
+
+    v3 = _log(tmp_path, "c", {"val_rmse": 13.0, "val_f2": 0.85})
+    assert registry.register_outcome(v3, {"val_rmse": 13.0, "val_f2": 0.85})[0]
+    assert registry.champion_version() == v3
+
+
+def test_rollback_and_bundle_download(home: Path, tmp_path: Path) -> None:
+    v1 = _log(tmp_path, "a", {"val_rmse": 14.0, "val_f2": 0.8})
+    registry.register_outcome(v1, {"val_rmse": 14.0, "val_f2": 0.8})
+    v2 = _log(tmp_path, "b", {"val_rmse": 12.0, "val_f2": 0.9})
+    registry.register_outcome(v2, {"val_rmse": 12.0, "val_f2": 0.9})
+    registry.set_alias(registry.CHAMPION, v1)
+    assert registry.resolve("champion") == v1
+    folder = registry.bundle_dir(v1)
+    assert json.loads((folder / "config.json").read_text()) == {"tag": "a"}
+    versions = registry.list_versions()
+    assert list(versions["version"]) == [v2, v1]
+    assert versions.loc[versions["version"] == v1, "aliases"].item() == "champion"
+    assert versions.loc[versions["version"] == v2, "val_rmse"].item() == pytest.approx(12.0)
+    with pytest.raises(UserError, match="does not exist"):
+        registry.set_alias(registry.CHAMPION, 99)
+    with pytest.raises(UserError, match="not a model version"):
+        registry.resolve("latest")
