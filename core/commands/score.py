@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core import scoring
-
 HELP = "score every engine of a dataset at its last cycle and record the predictions"
 
 
@@ -19,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score the dataset and return one record per engine."""
+    from core import scoring
+
     version, ensemble = scoring.load_model(args.model)
     rows, truth = scoring.fleet_frame([args.dataset])
     predictions = scoring.score(ensemble, rows, truth)
