@@ -48,16 +48,16 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
     """Train on a snapshot, log and register the result; return version, metrics and the gate's decision."""
     snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
     result = train(train_rows, config, progress)
-    metrics = _prefixed(result.metrics, "val")
+    metrics = dict(result.metrics)
     for name in snap.test_datasets:
         if progress:
             progress({"phase": "report", "message": f"Scoring the test set {name} for the report."})
         rows = test_rows[test_rows["dataset"] == name]
         subset_truth = truth[truth["dataset"] == name]
         metrics.update(_prefixed(evaluate(result.ensemble, rows, subset_truth), f"test_{name.split('_')[-1]}"))
-    info = result.ensemble.info
+    device = result.ensemble.info.get("device", config.device)
     tags = {
-        "device": str(info.get("device", config.device)),
+        "device": str(device.get("name", device) if isinstance(device, dict) else device),
         "seed": str(config.seed),
         "snapshot_sha256": snap.sha256,
         **{f"version_{k}": v for k, v in _versions().items()},

@@ -1,0 +1,70 @@
+"""``python -m core drift``: has the current dataset drifted from the reference?"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core import drift, store
+
+HELP = "compare a dataset with a reference: per-sensor drift, drift share and a retraining verdict"
+
+PREDICTION_PSI_REASON = "no model"
+"""Why prediction drift is not measured yet: this command does not score with a model."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``drift``."""
+    parser.add_argument("--reference", required=True, help="reference dataset name, e.g. train_FD001")
+    parser.add_argument("--current", required=True, help="current dataset name, e.g. train_FD002")
+    parser.add_argument("--normalised", action="store_true", help="compare after operating-regime normalisation")
+    parser.add_argument("--method", choices=drift.METHODS, default="psi", help="statistic that decides (default psi)")
+    parser.add_argument("--warn", type=float, default=None, help="warn threshold of the method (psi default 0.1)")
+    parser.add_argument("--alert", type=float, default=None, help="alert threshold of the method (psi default 0.25)")
+    parser.add_argument("--share", type=float, default=drift.Thresholds.share,
+                        help="drift share above which retraining is recommended (default 0.3)")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Read both datasets from the store and assess drift; prediction drift stays unmeasured (no model)."""
+    thresholds = drift.Thresholds(share=args.share).with_levels(args.method, args.warn, args.alert)
+    with store.connect(read_only=True) as con:
+        reference = store.readings(con, args.reference)
+        current = store.readings(con, args.current)
+    report = drift.assess(
+        reference,
+        current,
+        method=args.method,
+        normalise=args.normalised,
+        thresholds=thresholds,
+        prediction_psi_reason=PREDICTION_PSI_REASON,
+    )
+    return {"reference": args.reference, "current": args.current, **report.to_dict()}
+
+
+def render(result: dict[str, Any]) -> str:
+    """A fixed-width table, one feature per line, then the drift share, verdict and thresholds."""
+    view = "regime-normalised" if result["normalised"] else "raw"
+    lines = [f"{result['current']} vs {result['reference']} ({view} values, decided by {result['method']})"]
+    lines.append(f"{'feature':<10} {'psi':>8} {'ks':>6} {'wasserstein':>11}  level")
+    for row in result["features"]:
+        note = "" if row["informative"] else "  (near-constant in reference, not counted)"
+        scores = f"{row['psi']:>8.3f} {row['ks']:>6.3f} {row['wasserstein']:>11.3f}"
+        lines.append(f"{row['feature']:<10} {scores}  {row['level']}{note}")
+    lines.append(f"drift_share: {result['drift_share']:.3f}")
+    prediction = result["prediction_psi"]
+    if prediction is None:
+        lines.append(f"prediction_psi: n/a ({result['prediction_psi_reason']})")
+    else:
+        lines.append(f"prediction_psi: {prediction:.3f}")
+    verdict = result["verdict"]
+    advice = " (retraining recommended)" if verdict["retrain_recommended"] else ""
+    lines.append(f"verdict: {verdict['level']}{advice}")
+    lines.extend(f"  - {sentence}" for sentence in verdict["explanation"])
+    limits = result["thresholds"]
+    method = result["method"]
+    lines.append(
+        f"thresholds: {method} warn {limits[f'{method}_warn']:g}, alert {limits[f'{method}_alert']:g}; "
+        f"drift share > {limits['share']:g} or prediction PSI > {limits['prediction_psi']:g} recommends retraining"
+    )
+    return "\n".join(lines)
