@@ -1,0 +1,581 @@
+"""Read, validate and load C-MAPSS files into the fleet store (shared by the CLI and the Data page).
+
+Accepted sources: paths to NASA's whitespace ``.txt`` files (optionally ``.gz``), NASA's zip
+(an outer zip wrapping ``CMAPSSData.zip``), folders, CSV or Parquet files with the 26
+:data:`core.cmapss.COLUMNS` and a header, or ``(filename, bytes)`` pairs from an upload.
+``RUL_FD00x`` files hold one positive whole number per line and fill ``rul_truth`` of
+``test_FD00x`` whichever is loaded first.
+
+Everything is parsed and validated before anything is written (see
+:func:`core.store.validate_readings` for the checks and bounds); :func:`load` then writes
+in one transaction. Content already loaded (same sha256 of the uncompressed bytes) is
+reported as ``duplicate`` and skipped. Files larger than ``PM_MAX_FILE_MB`` megabytes
+(default 200, compressed or not) are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from core import config, store
+from core.cmapss import COLUMNS, parse_file_name
+from core.errors import UserError
+
+Source = str | os.PathLike | tuple[str, bytes]
+Progress = Callable[[float, str], None]
+
+RUL_MAX = 100_000
+"""Largest plausible true RUL, in cycles."""
+_DEFAULT_MAX_MB = 200
+_PARSE_WORKERS = 2
+"""Files parsed at once: gunzip, sha256 and Arrow's CSV reader release the GIL, so reading
+overlaps; progress is still reported from the calling thread only."""
+_KNOWN_SUFFIXES = (".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".zip", ".gz")
+_TEXT_COLUMNS = [*COLUMNS, "pad_1", "pad_2"]
+"""NASA lines end in two spaces, which a single-space delimiter reads as two empty columns."""
+
+
+def max_file_bytes() -> int:
+    """The size limit for one file, from ``PM_MAX_FILE_MB`` (default 200 MB)."""
+    raw = os.environ.get("PM_MAX_FILE_MB", str(_DEFAULT_MAX_MB))
+    try:
+        megabytes = float(raw)
+    except ValueError as err:
+        raise UserError(f"PM_MAX_FILE_MB is '{raw}', which is not a number of megabytes.") from err
+    return int(megabytes * 1024 * 1024)
+
+
+@dataclass
+class FileReport:
+    """What one file holds and whether it can be loaded.
+
+    `status` is ``ok``, ``duplicate`` (the same content is already loaded or appears
+    earlier in the batch) or ``error``; `message` is one sentence for the latter two.
+    For ``RUL_`` files `split` is ``rul``, `target` names the test dataset, and `rows` is
+    the number of RUL values.
+    """
+
+    file: str
+    name: str
+    subset: str
+    split: str
+    source: str
+    rows: int = 0
+    engines: int = 0
+    sha256: str = ""
+    status: str = "ok"
+    message: str = ""
+    target: str | None = None
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable copy."""
+        return asdict(self)
+
+
+@dataclass
+class LoadSummary:
+    """The outcome of :func:`load`: per-file reports and what was added to the store."""
+
+    files: list[FileReport]
+    datasets_added: list[str] = field(default_factory=list)
+    readings_added: int = 0
+    truth_rows_added: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Files skipped because their content was already loaded."""
+        return sum(f.status == "duplicate" for f in self.files)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable summary."""
+        return {
+            "datasets_added": self.datasets_added,
+            "readings_added": self.readings_added,
+            "truth_rows_added": self.truth_rows_added,
+            "skipped": self.skipped,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+@dataclass
+class _Parsed:
+    report: FileReport
+    arrays: dict[str, np.ndarray] | None = None
+    ruls: list[int] | None = None
+
+
+@dataclass
+class _Context:
+    limit: int
+    known: dict[str, str]
+
+
+@dataclass
+class _Item:
+    label: str
+    filename: str
+    source: str
+    read: Callable[[], bytes]
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _path_items(path: Path, limit: int) -> list[_Item]:
+    if not path.exists():
+        raise UserError(f"{path} does not exist.")
+    if path.is_dir():
+        chosen = [p for p in sorted(path.iterdir()) if p.is_file() and _wanted_in_folder(p.name)]
+        if not chosen:
+            raise UserError(f"The folder {path} holds no C-MAPSS, CSV, Parquet or zip files.")
+        return [item for p in chosen for item in _path_items(p, limit)]
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file.")
+
+    def read() -> bytes:
+        size = path.stat().st_size
+        if size > limit:
+            raise UserError(f"{path} is {size / 2**20:.0f} MB, larger than the {limit / 2**20:.0f} MB limit for "
+                            "one file (set PM_MAX_FILE_MB to raise it).")
+        return path.read_bytes()
+
+    return [_Item(label=str(path), filename=path.name, source=str(path.resolve()), read=read)]
+
+
+def _wanted_in_folder(name: str) -> bool:
+    """Folders contribute NASA-named files and any CSV, Parquet or zip file (not e.g. readme.txt)."""
+    lower = name.lower()
+    if not lower.endswith(_KNOWN_SUFFIXES):
+        return False
+    return parse_file_name(name).subset != "user" or lower.endswith((".csv", ".csv.gz", ".parquet", ".zip"))
+
+
+def _items(sources: Iterable[Source], limit: int) -> Iterator[_Item | FileReport]:
+    """Expand sources into readable items; a source that cannot be opened yields an error report."""
+    for src in sources:
+        if isinstance(src, tuple):
+            filename, data = src
+            yield _Item(label=filename, filename=filename, source=f"upload:{filename}",
+                        read=lambda data=data: data)
+            continue
+        path = Path(src)
+        try:
+            yield from _path_items(path, limit)
+        except UserError as err:
+            yield _error_report(str(path), path.name, str(path), str(err))
+
+
+def _error_report(label: str, filename: str, source: str, message: str) -> FileReport:
+    fn = parse_file_name(filename)
+    return FileReport(file=label, name=fn.name, subset=fn.subset, split=fn.split, source=source,
+                      status="error", message=message, target=fn.target)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _gunzip(data: bytes, label: str, limit: int) -> bytes:
+    """Decompress all gzip members of `data`, refusing output beyond `limit` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    rest = data
+    while rest.strip(b"\x00"):
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            part = inflater.decompress(rest, limit + 1 - total)
+        except zlib.error as err:
+            raise UserError(f"{label} is a truncated or corrupt gzip file: {err}.") from err
+        total += len(part)
+        parts.append(part)
+        if total > limit or inflater.unconsumed_tail:
+            raise UserError(f"{label} unpacks to more than the {limit / 2**20:.0f} MB limit for one file "
+                            "(set PM_MAX_FILE_MB to raise it).")
+        if not inflater.eof:
+            raise UserError(f"{label} is a truncated or corrupt gzip file: it ends before the end of its data.")
+        rest = inflater.unused_data
+    return b"".join(parts)
+
+
+def _zip_members(data: bytes, label: str, source: str, limit: int) -> list[_Item]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise UserError(f"{label} is not a valid zip file: {err}.") from err
+    items = []
+    for info in infos:
+        base = info.filename.rsplit("/", 1)[-1]
+        lower = base.lower()
+        if base.startswith(".") or not (lower.endswith(".zip") or (
+                lower.endswith(_KNOWN_SUFFIXES) and parse_file_name(base).subset != "user")):
+            continue
+        member_label = f"{base} in {label.rsplit('/', 1)[-1]}"
+        if info.file_size > limit:
+            raise UserError(f"{member_label} is {info.file_size / 2**20:.0f} MB, larger than the "
+                            f"{limit / 2**20:.0f} MB limit for one file (set PM_MAX_FILE_MB to raise it).")
+
+        def read(info: zipfile.ZipInfo = info, member_label: str = member_label) -> bytes:
+            try:
+                return archive.read(info)
+            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+                raise UserError(f"{member_label} is corrupt inside its zip file: {err}.") from err
+
+        items.append(_Item(label=member_label, filename=base, source=f"{source}!{info.filename}", read=read))
+    if not items:
+        raise UserError(f"{label} holds no C-MAPSS files (train_FD00x, test_FD00x, RUL_FD00x).")
+    return items
+
+
+def _as_text(data: bytes, label: str) -> str:
+    if b"\x00" in data[:1_000_000]:
+        raise UserError(f"{label} is not a text file: it contains binary data.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{label} is not a text file: byte {err.start + 1} is not valid UTF-8 text.") from err
+
+
+def _parse_text_fast(data: bytes) -> dict[str, np.ndarray] | None:
+    """NASA's layout (single spaces, two trailing) through Arrow's multi-threaded CSV reader.
+
+    Any deviation (other spacing, wrong column count, text, blank lines) returns None so the
+    line-by-line parser can name the exact line and problem.
+    """
+    if data.startswith((b"\n", b"\r")) or b"\n\n" in data or b"\r\n\r\n" in data:
+        return None
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(column_names=_TEXT_COLUMNS),
+            parse_options=pa_csv.ParseOptions(delimiter=" "),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(_TEXT_COLUMNS, pa.float64())),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows == 0 or any(table.column(i).null_count for i in range(len(COLUMNS))):
+        return None
+    if any(table.column(pad).null_count != table.num_rows for pad in _TEXT_COLUMNS[len(COLUMNS):]):
+        return None
+    return {name: table.column(i).to_numpy() for i, name in enumerate(COLUMNS)}
+
+
+def _split_fields(line: str, delimiter: str | None) -> list[str]:
+    if delimiter is None:
+        return line.split()
+    return [f.strip().strip('"') for f in line.split(delimiter)]
+
+
+def _parse_rows(
+    text: str, label: str, delimiter: str | None, order: list[int], skip_first: bool
+) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Parse delimited rows line by line; returns columns and each row's line number."""
+    rows: list[list[float]] = []
+    numbers: list[int] = []
+    width = len(COLUMNS)
+    lines = iter(enumerate(text.splitlines(), 1))
+    if skip_first:
+        for _, line in lines:
+            if line.strip():
+                break
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        fields = _split_fields(line, delimiter)
+        if len(fields) != width:
+            raise UserError(f"{label} line {lineno} has {len(fields)} values but a C-MAPSS reading needs {width} "
+                            "(unit, cycle, 3 settings, 21 sensors).")
+        try:
+            rows.append([float(fields[j]) for j in order])
+        except ValueError:
+            for j in order:
+                try:
+                    float(fields[j])
+                except ValueError:
+                    raise UserError(f"{label} line {lineno}: {COLUMNS[order.index(j)]} is '{fields[j]}', "
+                                    "which is not a number.") from None
+        numbers.append(lineno)
+    if not rows:
+        raise UserError(f"{label} holds no readings.")
+    matrix = np.asarray(rows, dtype=np.float64)
+    return {name: matrix[:, i] for i, name in enumerate(COLUMNS)}, numbers
+
+
+def _header(text: str) -> tuple[str | None, list[str]] | None:
+    """The delimiter and field names if the first non-blank line names any of the columns, else None."""
+    first = next((line for line in text[:100_000].splitlines() if line.strip()), "")
+    delimiter = next((d for d in (",", ";", "\t") if d in first), None)
+    fields = [f.lower() for f in _split_fields(first, delimiter)]
+    return (delimiter, fields) if any(f in COLUMNS for f in fields) else None
+
+
+def _column_order(fields: list[str], label: str) -> list[int]:
+    missing = [c for c in COLUMNS if c not in fields]
+    extra = [f for f in fields if f not in COLUMNS]
+    if missing or extra or len(fields) != len(COLUMNS):
+        if missing:
+            problem = f"lacks {', '.join(missing)}"
+        elif extra:
+            problem = f"has the unexpected column(s) {', '.join(extra)}"
+        else:
+            problem = "repeats a column"
+        raise UserError(f"{label} has a header that {problem}; it must name exactly the 26 columns "
+                        "unit, cycle, setting_1..3 and sensor_1..21.")
+    return [fields.index(c) for c in COLUMNS]
+
+
+def _parse_readings(data: bytes, label: str) -> dict[str, np.ndarray]:
+    """Parse and validate a readings file (NASA text, CSV with header, or Parquet)."""
+    if data.startswith(b"PAR1"):
+        return _parse_parquet(data, label)
+    text = _as_text(data, label)
+    if text.isspace():
+        raise UserError(f"{label} is empty.")
+    header = _header(text)
+    if header is not None:
+        delimiter, fields = header
+        arrays, numbers = _parse_rows(text, label, delimiter, _column_order(fields, label), skip_first=True)
+        return store.validate_readings(arrays, label, lambda i: f"line {numbers[i]}")
+    fast = _parse_text_fast(data)
+    if fast is not None:
+        return store.validate_readings(fast, label, lambda i: f"line {i + 1}")
+    arrays, numbers = _parse_rows(text, label, None, list(range(len(COLUMNS))), skip_first=False)
+    return store.validate_readings(arrays, label, lambda i: f"line {numbers[i]}")
+
+
+def _parse_parquet(data: bytes, label: str) -> dict[str, np.ndarray]:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as err:
+        raise UserError(f"{label} is not a readable Parquet file: {err}.") from err
+    names = [n.lower() for n in table.column_names]
+    _column_order(names, label)
+    columns = {name: table.column(names.index(name)).to_numpy(zero_copy_only=False) for name in COLUMNS}
+    return store.validate_readings(columns, label)
+
+
+def _parse_rul(data: bytes, label: str) -> list[int]:
+    """One positive whole number of cycles per non-blank line."""
+    text = _as_text(data, label)
+    values: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 1:
+            raise UserError(f"{label} line {lineno} has {len(fields)} values but a RUL file needs one whole "
+                            "number per line.")
+        token = fields[0]
+        if not token.lstrip("+-").isdigit():
+            raise UserError(f"{label} line {lineno}: '{token}' is not a whole number of cycles.")
+        value = int(token)
+        if value < 1 or value > RUL_MAX:
+            raise UserError(f"{label} line {lineno}: RUL is {value}, but it must be a positive whole number of "
+                            f"cycles no larger than {RUL_MAX:,}.")
+        values.append(value)
+    if not values:
+        raise UserError(f"{label} is empty.")
+    return values
+
+
+def _parse_item(item: _Item, ctx: _Context) -> list[_Parsed]:
+    """Read one item (expanding zips) into parsed results; errors become error reports.
+
+    Content already in the store (by sha256) is reported as a duplicate without parsing it.
+    """
+    limit = ctx.limit
+    fn = parse_file_name(item.filename)
+    report = FileReport(file=item.label, name=fn.name, subset=fn.subset, split=fn.split,
+                        source=item.source, target=fn.target)
+    try:
+        data = item.read()
+        if len(data) > limit:
+            raise UserError(f"{item.label} is {len(data) / 2**20:.0f} MB, larger than the {limit / 2**20:.0f} MB "
+                            "limit for one file (set PM_MAX_FILE_MB to raise it).")
+        if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+            members = _zip_members(data, item.label, item.source, limit)
+            return [parsed for member in members for parsed in _parse_item(member, ctx)]
+        if data.startswith(b"\x1f\x8b"):
+            data = _gunzip(data, item.label, limit)
+        elif item.filename.lower().endswith(".gz"):
+            raise UserError(f"{item.label} is named .gz but is not a gzip file.")
+        if not data or data.isspace():
+            raise UserError(f"{item.label} is empty.")
+        report.sha256 = hashlib.sha256(data).hexdigest()
+        if report.sha256 in ctx.known:
+            _skip_report(report, f"{item.label} has the same content as {ctx.known[report.sha256]}, which is "
+                                 "already loaded; skipped.")
+            return [_Parsed(report)]
+        if fn.split == "rul":
+            ruls = _parse_rul(data, item.label)
+            report.rows = report.engines = len(ruls)
+            return [_Parsed(report, ruls=ruls)]
+        arrays = _parse_readings(data, item.label)
+        report.rows = len(arrays["unit"])
+        report.engines = int(np.unique(arrays["unit"]).size)
+        return [_Parsed(report, arrays=arrays)]
+    except UserError as err:
+        report.status, report.message = "error", str(err)
+        return [_Parsed(report)]
+
+
+# ----------------------------------------------------------------------------- checks against the store
+
+
+def _fail(parsed: _Parsed, message: str) -> None:
+    parsed.report.status, parsed.report.message = "error", message
+
+
+def _skip_report(report: FileReport, message: str) -> None:
+    report.status, report.message = "duplicate", message
+
+
+def _skip(parsed: _Parsed, message: str) -> None:
+    _skip_report(parsed.report, message)
+
+
+def _cross_check(con: duckdb.DuckDBPyConnection | None, batch: list[_Parsed]) -> None:
+    """Mark duplicates and conflicts against the store (if any) and within the batch."""
+    seen_sha: dict[str, str] = {}
+    seen_key: dict[str, str] = {}
+    for parsed in batch:
+        rep = parsed.report
+        if rep.status != "ok":
+            continue
+        earlier = store.find_by_sha256(con, rep.sha256) if con is not None else None
+        if earlier is not None:
+            _skip(parsed, f"{rep.file} has the same content as {earlier}, which is already loaded; skipped.")
+            continue
+        if rep.sha256 in seen_sha:
+            _skip(parsed, f"{rep.file} has the same content as {seen_sha[rep.sha256]} in this batch; skipped.")
+            continue
+        seen_sha[rep.sha256] = rep.file
+        what = f"RUL truth for {rep.target}" if rep.split == "rul" else f"dataset {rep.name}"
+        if what in seen_key:
+            _fail(parsed, f"{rep.file} gives {what} a second time, with content different from {seen_key[what]}.")
+            continue
+        seen_key[what] = rep.file
+        if con is None:
+            continue
+        if rep.split == "rul" and store.truth_file_sha(con, rep.target or "") is not None:
+            _fail(parsed, f"{rep.file} differs from the RUL truth already loaded for {rep.target}; delete "
+                          f"{rep.target} first to replace it.")
+        elif rep.split != "rul" and store.find_dataset(con, rep.name) is not None:
+            _fail(parsed, f"{rep.file} differs from the dataset {rep.name} already loaded; delete {rep.name} "
+                          "first to replace it, or rename the file.")
+    _check_truth_counts(con, batch)
+
+
+def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Parsed]) -> None:
+    tests = {p.report.name: p for p in batch if p.report.status == "ok" and p.report.split == "test"}
+    for parsed in batch:
+        rep = parsed.report
+        if rep.status != "ok":
+            continue
+        if rep.split == "rul":
+            if rep.target in tests:
+                engines = tests[rep.target].report.engines
+            elif con is not None and (found := store.find_dataset(con, rep.target)) is not None:
+                engines = int(found["engines"])
+            else:
+                continue
+            if engines != rep.rows:
+                _fail(parsed, f"{rep.file} has {rep.rows} RUL values but {rep.target} has {engines} engines; "
+                              "they must match.")
+        elif rep.split == "test" and con is not None:
+            pending = store.pending_truth_count(con, rep.name)
+            if pending is not None and pending != rep.engines:
+                _fail(parsed, f"{rep.file} has {rep.engines} engines but the RUL file loaded earlier for "
+                              f"{rep.name} has {pending} values; they must match.")
+
+
+def _parse_all(sources: Sequence[Source] | Source, known: dict[str, str], progress: Progress | None,
+               share: float) -> list[_Parsed]:
+    if isinstance(sources, str | os.PathLike) or (isinstance(sources, tuple) and len(sources) == 2
+                                                   and isinstance(sources[1], bytes)):
+        sources = [sources]  # type: ignore[list-item]
+    limit = max_file_bytes()
+    items = list(_items(sources, limit))
+    if not items:
+        raise UserError("No files were given to load.")
+    ctx = _Context(limit=limit, known=known)
+
+    def parse(item: _Item | FileReport) -> list[_Parsed]:
+        return [_Parsed(item)] if isinstance(item, FileReport) else _parse_item(item, ctx)
+
+    batch: list[_Parsed] = []
+    with ThreadPoolExecutor(max_workers=_PARSE_WORKERS) as pool:
+        for n, (item, parsed) in enumerate(zip(items, pool.map(parse, items), strict=True)):
+            batch.extend(parsed)
+            if progress is not None:
+                progress(share * (n + 1) / len(items), f"Read {getattr(item, 'label', None) or item.file}")
+    return batch
+
+
+def _known() -> dict[str, str]:
+    if not config.paths().duckdb.exists():
+        return {}
+    with store.connect(read_only=True) as con:
+        return store.known_sha256(con)
+
+
+def inspect(sources: Sequence[Source] | Source) -> list[FileReport]:
+    """Parse and validate sources without writing; one report per file (zip members each get one)."""
+    batch = _parse_all(sources, _known(), None, 1.0)
+    if config.paths().duckdb.exists():
+        with store.connect(read_only=True) as con:
+            _cross_check(con, batch)
+    else:
+        _cross_check(None, batch)
+    return [p.report for p in batch]
+
+
+def _truth_rows(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT count(*) FROM rul_truth").fetchall()[0][0])
+
+
+def load(sources: Sequence[Source] | Source, progress: Progress | None = None) -> LoadSummary:
+    """Validate every source, then write all new content in one transaction.
+
+    Raises :class:`UserError` with the first bad file's sentence, leaving the store
+    unchanged. Files whose content is already loaded are skipped (status ``duplicate``).
+    Test datasets are written before RUL files, so their order in `sources` does not matter.
+    """
+    batch = _parse_all(sources, _known(), progress, 0.6)
+    summary = LoadSummary(files=[p.report for p in batch])
+    with store.connect() as con:
+        _cross_check(con, batch)
+        failed = next((p.report for p in batch if p.report.status == "error"), None)
+        if failed is not None:
+            raise UserError(failed.message)
+        todo = sorted((p for p in batch if p.report.status == "ok"), key=lambda p: p.report.split == "rul")
+        before = _truth_rows(con)
+        with store.transaction(con):
+            for n, parsed in enumerate(todo):
+                rep = parsed.report
+                if progress is not None:
+                    progress(0.6 + 0.4 * n / max(len(todo), 1), f"Storing {rep.file}")
+                if parsed.ruls is not None:
+                    store.add_truth_file(con, rep.target or rep.name, rep.source, rep.sha256, parsed.ruls)
+                else:
+                    store.add_dataset(con, rep.name, rep.subset, rep.split, rep.source, parsed.arrays or {},
+                                      rep.sha256)
+                    summary.datasets_added.append(rep.name)
+                    summary.readings_added += rep.rows
+            summary.truth_rows_added = _truth_rows(con) - before
+    if progress is not None:
+        progress(1.0, "Done")
+    return summary

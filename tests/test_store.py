@@ -1,0 +1,116 @@
+"""Store: schema, typed reads, stream appends, deletes, predictions, and the lock message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core import config, store
+from core.cmapss import COLUMNS
+from core.errors import UserError
+from tests.conftest import REPO_ROOT
+
+
+def frame_of(lines: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([[float(v) for v in line.split()] for line in lines], columns=COLUMNS)
+
+
+def test_schema_is_created_and_read_only_needs_a_file(pm_home: Path) -> None:
+    with pytest.raises(UserError, match="does not exist yet; load data first"):
+        with store.connect(read_only=True):
+            pass
+    with store.connect() as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"datasets", "readings", "rul_truth", "predictions", "feedback"} <= tables
+    with store.connect(read_only=True) as con:
+        assert store.list_datasets(con).empty
+        assert store.dataset_names(con) == []
+        with pytest.raises(UserError, match=r"^No dataset named 'nope' is loaded\.$"):
+            store.get_dataset(con, "nope")
+
+
+def test_reads_after_fd001_load(fd001_store: Path) -> None:
+    with store.connect(read_only=True) as con:
+        assert store.dataset_names(con) == ["train_FD001", "test_FD001"]
+        assert store.dataset_names(con, split="test") == ["test_FD001"]
+        listing = store.list_datasets(con)
+        train = store.readings(con, "train_FD001")
+        both = store.readings_many(con, ["test_FD001", "train_FD001"])
+        truth = store.rul_truth(con, "test_FD001")
+        no_truth = store.rul_truth(con, "train_FD001")
+    assert list(listing.columns) == ["id", "name", "subset", "split", "source", "sha256", "rows", "engines",
+                                     "loaded_at", "has_truth"]
+    assert listing["has_truth"].tolist() == [False, True]
+    assert len(train) == 20_631 and train["unit"].nunique() == 100
+    assert train[["unit", "cycle"]].equals(train[["unit", "cycle"]].sort_values(["unit", "cycle"]))
+    assert list(both.columns) == ["dataset", *COLUMNS]
+    assert both["dataset"].iloc[0] == "test_FD001" and len(both) == 20_631 + 13_096
+    assert (len(truth), truth["rul"].iloc[0]) == (100, 112)
+    assert no_truth.empty and list(no_truth.columns) == ["unit", "rul"]
+
+
+def test_stream_append_validates_and_is_atomic(pm_home: Path, cmapss_slice) -> None:
+    lines = cmapss_slice("train_FD001", 2)
+    frame = frame_of(lines)
+    first, rest = frame[frame.cycle <= 5], frame[frame.cycle > 5]
+    with store.connect() as con:
+        assert store.append_readings(con, "live", "FD001", "stream", "simulation", first) == len(first)
+        assert store.append_readings(con, "live", "FD001", "stream", "simulation", rest) == len(rest)
+        assert store.get_dataset(con, "live")["rows"] == len(frame)
+        with pytest.raises(UserError, match="already holds unit 1 up to cycle .*cycle 3 cannot be appended"):
+            store.append_readings(con, "live", "FD001", "stream", "simulation", frame.iloc[2:3])
+        bad = frame.iloc[:1].assign(cycle=10_000, sensor_2=float("nan"))
+        with pytest.raises(UserError, match="Dataset 'live' row 1: sensor_2 is missing"):
+            store.append_readings(con, "live", "FD001", "stream", "simulation", bad)
+        assert len(store.readings(con, "live")) == len(frame)
+
+
+def test_create_dataset_refuses_taken_name_and_bad_split(pm_home: Path, cmapss_slice) -> None:
+    frame = frame_of(cmapss_slice("train_FD001", 1))
+    with store.connect() as con:
+        store.create_dataset(con, "mine", "user", "train", "test", frame)
+        with pytest.raises(UserError, match="already loaded; delete it first"):
+            store.create_dataset(con, "mine", "user", "train", "test", frame)
+        with pytest.raises(UserError, match="Split 'weird' is not one of train, test, stream"):
+            store.create_dataset(con, "other", "user", "weird", "test", frame)
+        assert store.dataset_names(con) == ["mine"]
+
+
+def test_predictions_and_delete(fd001_store: Path) -> None:
+    preds = pd.DataFrame({"unit": [1, 2], "cycle": [31, 49], "rul": [100.0, 90.0], "rul_low": [80.0, 70.0],
+                          "rul_high": [120.0, 110.0], "p_fail_30": [0.01, 0.02], "risk": ["low", "low"]})
+    with store.connect() as con:
+        assert store.insert_predictions(con, "test_FD001", preds, "3") == 2
+        store.insert_feedback(con, "test_FD001", 1, 31, "inspected_ok", "borescope fine")
+        store.delete_dataset(con, "test_FD001")
+        counts = con.execute("SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM feedback), "
+                             "(SELECT count(*) FROM rul_truth), (SELECT count(*) FROM truth_files)").fetchall()[0]
+        assert counts == (0, 0, 0, 0)
+        assert store.dataset_names(con) == ["train_FD001"]
+
+
+def test_lock_held_by_another_process_gives_a_sentence(pm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with store.connect():
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+         " time.sleep(30)", str(config.paths().duckdb)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT, env={**os.environ},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("PM_DB_LOCK_WAIT_S", "0.3")
+        started = time.monotonic()
+        with pytest.raises(UserError, match="is in use by another process"):
+            with store.connect(read_only=True):
+                pass
+        assert time.monotonic() - started >= 0.3
+    finally:
+        holder.kill()
+        holder.wait()
