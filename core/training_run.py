@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from core import registry, snapshot
+from models.device import resolve_device
 from models.training import TrainConfig, evaluate, train
 
 Progress = Callable[[dict[str, Any]], None]
@@ -47,6 +48,9 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Train on a snapshot, log and register the result; return version, metrics and the gate's decision."""
     snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
+    if progress:
+        progress({"phase": "features", "device": resolve_device(config.device).name,
+                  "message": f"Training on {', '.join(snap.datasets)} ({snap.engines} engines)."})
     result = train(train_rows, config, progress)
     metrics = dict(result.metrics)
     for name in snap.test_datasets:

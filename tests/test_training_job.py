@@ -1,0 +1,104 @@
+"""Retraining through the background job runner, on a slice of the real FD001 files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core import jobs, registry, retrain, snapshot, store
+from core.errors import UserError
+from models.training import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu", "seed": 3}
+
+
+@pytest.fixture
+def small_fd001(pm_home: Path, tmp_path: Path, cmapss_slice: Callable[..., list[str]],
+                cmapss_text: Callable[[str], str]) -> Path:
+    """``pm_home`` with the first 12 training and 6 test engines of FD001 (and their true RUL) loaded."""
+    from core import ingest
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    (folder / "train_FD001.txt").write_text("\n".join(cmapss_slice("train_FD001", units=12)) + "\n")
+    (folder / "test_FD001.txt").write_text("\n".join(cmapss_slice("test_FD001", units=6)) + "\n")
+    (folder / "RUL_FD001.txt").write_text("\n".join(cmapss_text("RUL_FD001").splitlines()[:6]) + "\n")
+    ingest.load([folder])
+    return pm_home
+
+
+def _config() -> TrainConfig:
+    return TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY})
+
+
+def test_retrain_job_reports_progress_and_registers_a_champion(small_fd001: Path) -> None:
+    registry.init()
+    snap = retrain.export_snapshot(retrain.training_datasets())
+    assert snap.datasets == ["train_FD001"] and snap.test_datasets == ["test_FD001"]
+    job = retrain.start_job(snap, _config(), created_by="test")
+    done = jobs.wait(job.id, timeout_s=600)
+    assert done.state == "succeeded", (done.error, done.log_tail[-10:])
+    assert done.result["version"] == 1 and done.result["promoted"] is True
+    assert done.device == "cpu"
+    assert any(entry["phase"] == "lstm" for entry in done.losses)
+    assert "test_FD001_rmse" in done.result["metrics"]
+    assert registry.champion_version() == 1
+    versions = registry.list_versions()
+    assert versions.loc[0, "data"] == "train_FD001"
+
+
+def test_a_crashing_job_leaves_the_champion_and_says_why(small_fd001: Path) -> None:
+    registry.init()
+    snap = retrain.export_snapshot(["train_FD001"])
+    broken = snap.path.parent / "broken"
+    shutil.copytree(snap.path, broken)
+    (broken / "train.parquet").write_bytes(b"not parquet")
+    job = retrain.start_job(snapshot.Snapshot(broken, snap.sha256, snap.datasets, [], 0, 0), _config())
+    done = jobs.wait(job.id, timeout_s=120)
+    assert done.state == "failed"
+    assert "snapshot" in done.error and "unreadable" in done.error
+    assert registry.champion_version() is None
+
+
+def test_test_sets_are_never_training_data(small_fd001: Path) -> None:
+    with store.connect(read_only=True) as con, pytest.raises(UserError, match="reporting only"):
+        snapshot.export(con, ["test_FD001"])
+
+
+def test_cli_train_and_score(small_fd001: Path) -> None:
+    train = subprocess.run(
+        [sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1", "--trees", "10", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert train.returncode == 0, train.stderr
+    result = json.loads(train.stdout)
+    assert result["version"] == 1 and result["promoted"]
+    assert "val_rmse" in result["metrics"]
+    score = subprocess.run(
+        [sys.executable, "-m", "core", "score", "--dataset", "test_FD001", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert score.returncode == 0, score.stderr
+    engines = json.loads(score.stdout)["engines"]
+    assert [e["unit"] for e in engines] == [1, 2, 3, 4, 5, 6]
+    for e in engines:
+        assert e["rul_low"] <= e["rul"] <= e["rul_high"]
+        assert 0.0 <= e["p_fail_30"] <= 1.0 and e["risk"] in ("LOW", "MEDIUM", "HIGH")
+    with store.connect(read_only=True) as con:
+        recorded = con.execute("SELECT count(*), min(model_version) FROM predictions").fetchone()
+    assert recorded == (6, "1")
+
+
+def test_cli_train_refuses_missing_data_with_one_sentence(pm_home: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "core", "train", "--subsets", "FD003"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("error: ") and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
