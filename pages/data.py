@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -25,6 +23,7 @@ def _report_frame(reports: list[ingest.FileReport]) -> pd.DataFrame:
 
 
 def _origin(source: str) -> str:
+    """The uploaded file or path a report came from (a zip member's report names its zip)."""
     return source.split("!", 1)[0]
 
 
@@ -41,7 +40,9 @@ def _check_and_load(sources: list, key: str) -> None:
         if report.status == "error":
             st.error(report.message, icon=":material/error:")
     bad = {_origin(r.source) for r in reports if r.status == "error"}
-    keep = [s for s in sources if _source_id(s) not in bad]
+    good = {_origin(r.source) for r in reports} - bad
+    keep: list = [s for s in sources if isinstance(s, tuple) and f"upload:{s[0]}" in good]
+    keep += sorted(origin for origin in good if not origin.startswith("upload:"))
     new = [r for r in reports if r.status == "ok" and _origin(r.source) not in bad]
     if not new:
         st.info("Nothing new to load: every file is already loaded or has an error.")
@@ -61,12 +62,6 @@ def _check_and_load(sources: list, key: str) -> None:
             f"{summary.truth_rows_added:,} true-RUL rows; {summary.skipped} files were already loaded."
         )
         st.rerun()
-
-
-def _source_id(source: object) -> str:
-    if isinstance(source, tuple):
-        return f"upload:{source[0]}"
-    return str(Path(str(source)).resolve())
 
 
 if "last_load" in st.session_state:
@@ -109,23 +104,26 @@ st.dataframe(
 )
 
 
-@st.dialog("Delete dataset")
-def confirm_delete(name: str) -> None:
-    """Ask for confirmation, then delete the dataset with its truth, predictions and feedback."""
-    st.write(f"Delete **{name}** with its readings, true RUL, predictions and feedback? This cannot be undone.")
-    if st.button("Delete", type="primary", key="confirm_delete"):
-        try:
-            with store.connect() as con:
-                store.delete_dataset(con, name)
-        except UserError as err:
-            ui.show_error(err)
-            return
-        st.session_state["last_load"] = f"Deleted {name}."
-        st.rerun()
-
-
 left, right = st.columns([3, 1])
 doomed = left.selectbox("Dataset to delete", listing["name"], key="delete_name")
 right.write("")
 if right.button("Delete…", key="delete"):
-    confirm_delete(doomed)
+    st.session_state["pending_delete"] = doomed
+
+pending = st.session_state.get("pending_delete")
+if pending:
+    st.warning(f"Delete **{pending}** with its readings, true RUL, predictions and feedback? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, delete {pending}", type="primary", key="confirm_delete"):
+        del st.session_state["pending_delete"]
+        try:
+            with store.connect() as con:
+                store.delete_dataset(con, pending)
+        except UserError as err:
+            ui.show_error(err)
+        else:
+            st.session_state["last_load"] = f"Deleted {pending}."
+            st.rerun()
+    if no.button("Cancel", key="cancel_delete"):
+        del st.session_state["pending_delete"]
+        st.rerun()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, jobs, registry, store
+from core import config, fleet, jobs, registry, store, whatif
 from core.errors import UserError
 from models.ensemble import Ensemble
+from models.explain import Explainer
 
 SESSION_DEFAULTS: dict[str, object] = {
     "fleet_datasets": None,
@@ -18,9 +19,17 @@ SESSION_DEFAULTS: dict[str, object] = {
 
 
 def init_session() -> None:
-    """Put the defaults every page relies on into this browser session's state."""
+    """Create the fleet store if needed and put the session defaults every page relies on in place."""
+    _store_ready(str(config.paths().duckdb))
     for key, value in SESSION_DEFAULTS.items():
         st.session_state.setdefault(key, value)
+
+
+@st.cache_resource(show_spinner=False)
+def _store_ready(path: str) -> str:
+    """Create the DuckDB file and its schema once per path, so read-only opens find it."""
+    with store.connect():
+        return path
 
 
 @st.cache_resource(show_spinner=False)
@@ -87,3 +96,58 @@ def sidebar_status() -> None:
         if job is not None:
             st.caption("Training")
             st.progress(float(job.progress or 0.0), text=f"job {job.id}: {job.phase or job.state}")
+
+
+def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:
+    """(name, rows, sha256, loaded_at) of each named dataset: cached results keyed by it refresh when data changes."""
+    listing = datasets().set_index("name")
+    return tuple(
+        (name, int(listing.at[name, "rows"]), str(listing.at[name, "sha256"]), str(listing.at[name, "loaded_at"]))
+        for name in names if name in listing.index
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
+    """The fleet table of `names` scored by model `version`, cached by (datasets, version, data fingerprint)."""
+    return fleet.score_fleet(load_model(version, uri), names)
+
+
+@st.cache_resource(show_spinner="Preparing the SHAP explainer…", max_entries=4)
+def explainer(version: int, uri: str) -> Explainer:
+    """The SHAP explainer of a registry version (its LSTM background drawn from the training data), built once."""
+    return whatif.build_explainer(load_model(version, uri))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def dataset_readings(name: str, fingerprint: tuple) -> pd.DataFrame:
+    """All readings of one dataset with a ``dataset`` column, shared read-only between reruns and sessions."""
+    with store.connect(read_only=True) as con:
+        return store.readings_many(con, [name])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def engine_truth(name: str, fingerprint: tuple) -> dict[int, float]:
+    """True RUL after the last cycle per unit of a dataset (empty when it has none)."""
+    with store.connect(read_only=True) as con:
+        truth = store.rul_truth(con, name)
+    return {int(u): float(r) for u, r in zip(truth["unit"], truth["rul"])}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def engine_trajectory(name: str, unit: int, version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
+    """Predictions at every cycle of one engine (the RUL trajectory), cached per engine and model version."""
+    engine = whatif.engine_rows(dataset_readings(name, fingerprint), name, unit)
+    return load_model(version, uri).predict_cycles(engine)
+
+
+def kept(key: str) -> str:
+    """Widget key mirroring session value `key`, so the widget keeps its value across page switches.
+
+    Streamlit forgets a widget's state when a run does not draw it (another page); the page
+    stores the widget's value back into `key` after drawing it.
+    """
+    widget = f"_{key}"
+    if widget not in st.session_state:
+        st.session_state[widget] = st.session_state[key]
+    return widget

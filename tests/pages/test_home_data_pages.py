@@ -1,0 +1,93 @@
+"""AppTest: the Home and Data pages, empty and with real FD001 slices loaded from a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import store
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    return at
+
+
+@pytest.fixture
+def folder(tmp_path: Path, cmapss_slice: Callable[..., list[str]], cmapss_text: Callable[[str], str]) -> Path:
+    """A folder with the first engines of train/test FD001 and their true RUL."""
+    out = tmp_path / "incoming"
+    out.mkdir()
+    (out / "train_FD001.txt").write_text("\n".join(cmapss_slice("train_FD001", units=3)) + "\n")
+    (out / "test_FD001.txt").write_text("\n".join(cmapss_slice("test_FD001", units=4)) + "\n")
+    (out / "RUL_FD001.txt").write_text("\n".join(cmapss_text("RUL_FD001").splitlines()[:4]) + "\n")
+    return out
+
+
+def test_home_without_data_says_how_to_load(pm_home: Path) -> None:
+    at = _app()
+    assert not at.exception and not at.error
+    assert any("No fleet data is loaded" in w.value for w in at.warning)
+    assert any("No model is trained yet" in i.value for i in at.info)
+
+
+def test_data_page_checks_then_loads_a_folder(pm_home: Path, folder: Path) -> None:
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    at.text_input(key="folder").set_value(str(folder)).run()
+    at.toggle(key="check_folder").set_value(True).run()
+    assert not at.exception and not at.error
+    report = at.dataframe[0].value
+    assert set(report["name"]) == {"train_FD001", "test_FD001", "RUL_FD001"}
+    assert set(report["status"]) == {"ok"}
+    with store.connect(read_only=True) as con:
+        assert store.list_datasets(con).empty, "checking must not write anything"
+    at.button(key="load_folder").click().run()
+    assert not at.exception and not at.error
+    assert any("Loaded 2 datasets" in s.value for s in at.success)
+    with store.connect(read_only=True) as con:
+        listing = store.list_datasets(con)
+    assert sorted(listing["name"]) == ["test_FD001", "train_FD001"]
+    assert listing.set_index("name").loc["test_FD001", "has_truth"]
+
+    at = _app()
+    assert any(m.label == "Engines" and m.value == "7" for m in at.metric)
+
+
+def test_data_page_shows_a_bad_file_as_a_sentence_and_loads_nothing(pm_home: Path, folder: Path) -> None:
+    lines = (folder / "train_FD001.txt").read_text().splitlines()
+    lines[4] = lines[4].replace(" ", " abc ", 1)
+    (folder / "train_FD001.txt").write_text("\n".join(lines) + "\n")
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    at.text_input(key="folder").set_value(str(folder)).run()
+    at.toggle(key="check_folder").set_value(True).run()
+    assert not at.exception
+    assert any("train_FD001.txt" in e.value and "line 5" in e.value for e in at.error)
+    at.button(key="load_folder").click().run()
+    with store.connect(read_only=True) as con:
+        names = sorted(store.list_datasets(con)["name"])
+    assert names == ["test_FD001"], "only the files without errors are loaded"
+
+
+def test_data_page_deletes_after_confirmation(pm_home: Path, folder: Path) -> None:
+    from core import ingest
+
+    ingest.load([folder])
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    at.selectbox(key="delete_name").set_value("train_FD001").run()
+    at.button(key="delete").click().run()
+    assert not at.exception
+    with store.connect(read_only=True) as con:
+        assert "train_FD001" in set(store.list_datasets(con)["name"]), "nothing is deleted before confirmation"
+    at.button(key="confirm_delete").click().run()
+    assert not at.exception
+    with store.connect(read_only=True) as con:
+        assert sorted(store.list_datasets(con)["name"]) == ["test_FD001"]
