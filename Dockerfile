@@ -5,4 +5,4 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 ENV PM_HOME=/app/data
 EXPOSE 8501
-CMD ["sh", "-c", "python -m core setup && streamlit run app.py --server.address 0.0.0.0 --server.port 8501"]
+CMD ["sh", "-c", "python -m core setup && python app.py --server.address 0.0.0.0 --server.port 8501"]

@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 	$(PY) -m core setup
 
 run: setup
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) app.py --server.port $(PORT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest

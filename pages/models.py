@@ -100,7 +100,8 @@ def _result_table(result: dict, champion_metrics: dict[str, float] | None) -> pd
 
 
 def _show_job(job: jobs.JobRecord) -> None:
-    state_icon = {"running": "⏳", "queued": "⏳", "succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
+    state_icon = {"running": ":material/pending:", "queued": ":material/schedule:", "succeeded": ":material/check_circle:",
+                  "failed": ":material/error:", "cancelled": ":material/cancel:"}
     st.markdown(f"**Job {job.id}** {state_icon.get(job.state, '')} {job.state} · device: `{job.device or '…'}`")
     if job.state in jobs.ACTIVE_STATES:
         eta = f" · ETA {job.eta_s:.0f} s" if job.eta_s is not None else ""

@@ -6,5 +6,7 @@
   raising :class:`core.errors.UserError` with one sentence on failure;
 - optionally ``render(result) -> str``: the human-readable output (default: indented JSON).
 
-Modules are discovered by name, so adding a subcommand means adding a module.
+Modules are discovered by name, so adding a subcommand means adding a module. Heavy
+libraries (torch, mlflow, shap) are imported inside ``run`` so ``--help`` and light commands
+start fast.
 """

@@ -1,5 +1,9 @@
 """Fixtures for browser tests: a real Streamlit server on loopback and Debian's headless Chromium.
 
+- ``browser_page``: a Playwright page in Debian's Chromium;
+- ``dashboard``: ``start(env) -> url`` runs ``python app.py`` (stopped at teardown);
+- ``dashboard_env``: an environment whose ``PM_HOME`` is an empty folder under tmp_path.
+
 Without Chromium these tests skip, unless ``PM_REQUIRE_BROWSER=1`` (set by CI), where they fail.
 """
 
@@ -48,11 +52,11 @@ def _free_port() -> int:
 
 
 def start_dashboard(env: dict[str, str], timeout_s: float = 90.0) -> tuple[subprocess.Popen, str]:
-    """Start ``streamlit run app.py`` on a free loopback port and wait until it answers."""
+    """Start the dashboard (``python app.py``, as ``make run`` does) on a free loopback port; wait until it answers."""
     port = _free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "streamlit", "run", "app.py",
+            sys.executable, "app.py",
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         ],
@@ -100,6 +104,21 @@ def browser_page() -> Iterator:
         page.set_default_timeout(60_000)
         yield page
         browser.close()
+
+
+@pytest.fixture()
+def dashboard() -> Iterator:
+    """A function ``start(env) -> url`` that runs the dashboard; every server it started stops at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str]) -> str:
+        proc, url = start_dashboard(env)
+        started.append(proc)
+        return url
+
+    yield start
+    for proc in started:
+        stop_dashboard(proc)
 
 
 @pytest.fixture()

@@ -1,0 +1,109 @@
+"""AppTest: the Models page with the job runner faked (run_every never ticks in AppTest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs, registry, retrain
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _version(tmp_path: Path, tag: str, rmse: float, f2: float) -> int:
+    bundle = tmp_path / f"bundle-{tag}"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({"tag": tag}))
+    _, version = registry.log_training(
+        bundle_dir=bundle, params={"epochs": 1}, metrics={"val_rmse": rmse, "val_f2": f2},
+        history=[], lineage={"datasets": "train_FD001"}, tags={"device": "cpu"},
+    )
+    registry.register_outcome(version, {"val_rmse": rmse, "val_f2": f2})
+    return version
+
+
+def _job(state: str, **fields: object) -> jobs.JobRecord:
+    return jobs.JobRecord(id="20261122-120000-abcdef", kind="train", module="core.train_job", state=state,
+                          device="cpu", **fields)
+
+
+def _models_page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/models.py").run()
+    return at
+
+
+def test_live_progress_of_a_running_job(fd001_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = _job("running", phase="lstm", step=3, total=10, progress=0.3, eta_s=42.0,
+                   losses=[{"phase": "lstm", "step": s, "train_loss": 1.0 / s, "val_loss": 1.2 / s} for s in (1, 2, 3)],
+                   log_tail=["[lstm] Training the LSTM", "LSTM epoch 3 of 10"])
+    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [running])
+    monkeypatch.setattr(jobs, "running", lambda: running)
+    at = _models_page()
+    assert not at.exception and not at.error
+    markdown = " ".join(m.value for m in at.markdown)
+    assert "running" in markdown and "cpu" in markdown
+    assert any(b.key == "cancel_job" for b in at.button)
+    assert "ETA 42 s" in " ".join(str(p.proto) for p in at.get("progress"))
+    chart = at.get("plotly_chart")
+    assert len(chart) == 1 and "val_loss" in chart[0].proto.spec
+
+
+def test_finished_job_shows_the_gate_decision(fd001_store: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = _version(tmp_path, "a", 14.0, 0.8)
+    v2 = _version(tmp_path, "b", 15.0, 0.8)
+    done = _job("succeeded", result={"version": v2, "promoted": False, "previous_champion": v1,
+                                     "reason": "Kept out: validation RMSE 15.00 is worse than the champion's 14.00.",
+                                     "metrics": {"val_rmse": 15.0, "val_f2": 0.8}})
+    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [done])
+    at = _models_page()
+    assert not at.exception
+    assert any("Kept out" in w.value for w in at.warning)
+    comparison = at.dataframe[1].value
+    assert list(comparison.columns) == ["metric", f"new v{v2}", f"previous champion v{v1}"]
+    assert comparison.set_index("metric").loc["val_rmse"].tolist() == [15.0, 14.0]
+
+
+def test_failed_job_says_why_and_that_serving_is_unchanged(fd001_store: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    failed = _job("failed", error="The training snapshot /x is missing or unreadable: boom.")
+    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [failed])
+    at = _models_page()
+    assert any("unreadable" in e.value and "serving model was not changed" in e.value for e in at.error)
+
+
+def test_retrain_button_starts_one_job_with_the_options(fd001_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[tuple] = []
+
+    def fake_start(snap: object, config: object, created_by: str = "") -> jobs.JobRecord:
+        started.append((snap, config, created_by))
+        return _job("queued")
+
+    monkeypatch.setattr(retrain, "start_job", fake_start)
+    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [])
+    at = _models_page()
+    at.number_input(key="retrain_epochs").set_value(2)
+    at.button(key="retrain").click().run()
+    assert not at.exception and not at.error
+    assert len(started) == 1
+    snap, config, who = started[0]
+    assert snap.datasets == ["train_FD001"] and config.epochs == 2 and who == "dashboard"
+
+
+def test_rollback_moves_the_champion(fd001_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = _version(tmp_path, "a", 14.0, 0.8)
+    v2 = _version(tmp_path, "b", 13.0, 0.9)
+    assert registry.champion_version() == v2
+    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [])
+    at = _models_page()
+    table = at.dataframe[0].value
+    assert list(table["version"]) == [v2, v1]
+    at.selectbox(key="promote_version").set_value(v1).run()
+    at.button(key="promote").click().run()
+    assert not at.exception
+    assert registry.champion_version() == v1
