@@ -17,12 +17,16 @@ import core.commands
 from core.errors import UserError
 
 
-def _commands() -> dict[str, ModuleType]:
-    found = {}
-    for info in pkgutil.iter_modules(core.commands.__path__):
-        if not info.name.startswith("_"):
-            found[info.name] = importlib.import_module(f"core.commands.{info.name}")
-    return dict(sorted(found.items()))
+def _command_names() -> list[str]:
+    return sorted(info.name for info in pkgutil.iter_modules(core.commands.__path__) if not info.name.startswith("_"))
+
+
+def _commands(argv: list[str]) -> dict[str, ModuleType]:
+    """Import only the command named in ``argv`` (some pull in torch); all of them for the overview."""
+    names = _command_names()
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    wanted = [chosen] if chosen in names else names
+    return {name: importlib.import_module(f"core.commands.{name}") for name in wanted}
 
 
 def build_parser(commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
@@ -42,7 +46,8 @@ def _default_render(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command, print its result; return the exit code."""
-    commands = _commands()
+    argv = sys.argv[1:] if argv is None else argv
+    commands = _commands(argv)
     args = build_parser(commands).parse_args(argv)
     module = commands[args.command]
     try:
