@@ -52,5 +52,8 @@ with model_col:
         st.progress(float(job.progress or 0.0), text=f"Training job {job.id} is running: {job.phase}")
 
 st.subheader("Where next")
-nav = st.columns(3)
-nav[0].page_link("pages/data.py", label="Data: load and validate files", icon=":material/database:")
+nav = st.columns(4)
+nav[0].page_link("pages/fleet.py", label="Fleet: RUL and risk of every engine", icon=":material/flight:")
+nav[1].page_link("pages/engine.py", label="Engine: trends, why, and what if", icon=":material/settings:")
+nav[2].page_link("pages/drift.py", label="Drift: has the fleet changed?", icon=":material/monitoring:")
+nav[3].page_link("pages/models.py", label="Models: versions and retraining", icon=":material/model_training:")
