@@ -329,13 +329,14 @@ def _load_all() -> list[tuple[Path, JobRecord, bool]]:
     return found
 
 
-def list_jobs(limit: int = 20) -> list[JobRecord]:
-    """The newest ``limit`` jobs, newest first, with dead processes detected.
+def list_jobs(limit: int = 20, kind: str | None = None) -> list[JobRecord]:
+    """The newest ``limit`` jobs (of ``kind``, if given), newest first, with dead processes detected.
 
     A corrupt record does not break the list: it appears as a failed job of kind
     ``unknown`` whose ``error`` says which file is unreadable and why.
     """
-    return [_checked(path, rec) if ok else rec for path, rec, ok in _load_all()[: max(0, limit)]]
+    found = [(path, rec, ok) for path, rec, ok in _load_all() if kind is None or rec.kind == kind]
+    return [_checked(path, rec) if ok else rec for path, rec, ok in found[: max(0, limit)]]
 
 
 def get(job_id: str) -> JobRecord:

@@ -74,6 +74,7 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, rules: 
 
 def _mlflow() -> Any:
     """Import mlflow pointed at the configured tracking URI, initialising the store once per URI."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     uri = paths().mlflow_uri

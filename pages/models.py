@@ -131,7 +131,7 @@ def _show_job(job: jobs.JobRecord) -> None:
 @st.fragment(run_every="1s")
 def live_progress() -> None:
     """Poll the newest training job's record; refresh the whole page once it finishes."""
-    latest = jobs.list_jobs(limit=1)
+    latest = jobs.list_jobs(limit=1, kind="train")
     if not latest:
         st.caption("No training has run yet.")
         return

@@ -227,6 +227,14 @@ def test_non_exclusive_job_runs_beside_the_training() -> None:
     assert poll(lambda: finished(side.id), "the side job").state == "succeeded"
 
 
+def test_jobs_can_be_listed_by_kind() -> None:
+    training = start("finish", "--steps", "1")
+    side = jobs.start("simulate", TARGET, ["finish", "--steps", "1"], config={}, data={}, exclusive=False)
+    assert [r.id for r in jobs.list_jobs(kind="train")] == [training.id]
+    assert [r.id for r in jobs.list_jobs(kind="simulate")] == [side.id]
+    assert {r.id for r in jobs.list_jobs()} == {training.id, side.id}
+
+
 def test_corrupt_record_is_listed_with_a_clear_error(home: Path) -> None:
     good = start("finish", "--steps", "1")
     poll(lambda: finished(good.id), "the job to finish")

@@ -41,7 +41,7 @@ def test_live_progress_of_a_running_job(fd001_store: Path, monkeypatch: pytest.M
     running = _job("running", phase="lstm", step=3, total=10, progress=0.3, eta_s=42.0,
                    losses=[{"phase": "lstm", "step": s, "train_loss": 1.0 / s, "val_loss": 1.2 / s} for s in (1, 2, 3)],
                    log_tail=["[lstm] Training the LSTM", "LSTM epoch 3 of 10"])
-    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [running])
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [running])
     monkeypatch.setattr(jobs, "running", lambda: running)
     at = _models_page()
     assert not at.exception and not at.error
@@ -60,7 +60,7 @@ def test_finished_job_shows_the_gate_decision(fd001_store: Path, tmp_path: Path,
     done = _job("succeeded", result={"version": v2, "promoted": False, "previous_champion": v1,
                                      "reason": "Kept out: validation RMSE 15.00 is worse than the champion's 14.00.",
                                      "metrics": {"val_rmse": 15.0, "val_f2": 0.8}})
-    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [done])
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [done])
     at = _models_page()
     assert not at.exception
     assert any("Kept out" in w.value for w in at.warning)
@@ -72,7 +72,7 @@ def test_finished_job_shows_the_gate_decision(fd001_store: Path, tmp_path: Path,
 def test_failed_job_says_why_and_that_serving_is_unchanged(fd001_store: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     failed = _job("failed", error="The training snapshot /x is missing or unreadable: boom.")
-    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [failed])
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [failed])
     at = _models_page()
     assert any("unreadable" in e.value and "serving model was not changed" in e.value for e in at.error)
 
@@ -85,7 +85,7 @@ def test_retrain_button_starts_one_job_with_the_options(fd001_store: Path, monke
         return _job("queued")
 
     monkeypatch.setattr(retrain, "start_job", fake_start)
-    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [])
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [])
     at = _models_page()
     at.number_input(key="retrain_epochs").set_value(2)
     at.button(key="retrain").click().run()
@@ -99,7 +99,7 @@ def test_rollback_moves_the_champion(fd001_store: Path, tmp_path: Path, monkeypa
     v1 = _version(tmp_path, "a", 14.0, 0.8)
     v2 = _version(tmp_path, "b", 13.0, 0.9)
     assert registry.champion_version() == v2
-    monkeypatch.setattr(jobs, "list_jobs", lambda limit=20: [])
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [])
     at = _models_page()
     table = at.dataframe[0].value
     assert list(table["version"]) == [v2, v1]
