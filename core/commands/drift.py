@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import pandas as pd
+
 from core import drift, store
 
 HELP = "compare a dataset with a reference: per-sensor drift, drift share and a retraining verdict"
 
-PREDICTION_PSI_REASON = "no model"
-"""Why prediction drift is not measured yet: this command does not score with a model."""
+NO_MODEL_REASON = "no model"
+"""Why prediction drift is not measured when the registry has no champion."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,23 +25,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alert", type=float, default=None, help="alert threshold of the method (psi default 0.25)")
     parser.add_argument("--share", type=float, default=drift.Thresholds.share,
                         help="drift share above which retraining is recommended (default 0.3)")
+    parser.add_argument("--model", default="champion",
+                        help="model whose predicted RUL is compared: a version, champion (default) or challenger")
+
+
+def _prediction_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, model: str, threshold: float
+) -> tuple[float | None, str | None, int | None]:
+    """(prediction PSI, reason it is missing, model version): the model scores every cycle of both sides.
+
+    Only a missing champion leaves it unmeasured; a named version that does not exist is an error.
+    """
+    from core import prediction_drift, registry, scoring
+
+    if model in ("champion", "") and registry.champion_version() is None:
+        return None, NO_MODEL_REASON, None
+    version, ensemble = scoring.load_model(model)
+    measured = prediction_drift.measure(ensemble, reference, current, threshold, version)
+    return measured.result.score, None, version
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Read both datasets from the store and assess drift; prediction drift stays unmeasured (no model)."""
+    """Read both datasets from the store, measure prediction drift with the model if one exists, and assess."""
     thresholds = drift.Thresholds(share=args.share).with_levels(args.method, args.warn, args.alert)
     with store.connect(read_only=True) as con:
         reference = store.readings(con, args.reference)
         current = store.readings(con, args.current)
+    prediction_psi, reason, version = _prediction_drift(reference, current, args.model, thresholds.prediction_psi)
     report = drift.assess(
         reference,
         current,
         method=args.method,
         normalise=args.normalised,
         thresholds=thresholds,
-        prediction_psi_reason=PREDICTION_PSI_REASON,
+        prediction_psi=prediction_psi,
+        prediction_psi_reason=reason,
     )
-    return {"reference": args.reference, "current": args.current, **report.to_dict()}
+    return {"reference": args.reference, "current": args.current, "model_version": version, **report.to_dict()}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -56,7 +78,7 @@ def render(result: dict[str, Any]) -> str:
     if prediction is None:
         lines.append(f"prediction_psi: n/a ({result['prediction_psi_reason']})")
     else:
-        lines.append(f"prediction_psi: {prediction:.3f}")
+        lines.append(f"prediction_psi: {prediction:.3f} (predicted RUL of model v{result['model_version']})")
     verdict = result["verdict"]
     advice = " (retraining recommended)" if verdict["retrain_recommended"] else ""
     lines.append(f"verdict: {verdict['level']}{advice}")

@@ -1,0 +1,283 @@
+"""Drift: compare a reference with current data, and run the streamed production simulation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import config, drift, jobs, prediction_drift, simulate, store
+from core.cmapss import SENSORS
+from core.errors import UserError
+from pages import drift_charts, ui
+
+WINDOW_SUFFIX = " · latest window"
+LEVEL_BOXES = {"retrain": st.error, "alert": st.warning, "warn": st.warning, "none": st.success}
+HEADLINES = {
+    "retrain": "Retraining recommended",
+    "alert": "Some sensors drift beyond the alert threshold",
+    "warn": "Slight drift",
+    "none": "No drift",
+}
+
+st.title("Drift")
+st.caption(
+    "Has the fleet changed since the model was trained? Compare any two datasets (or a reference with the "
+    "latest window of a stream) per sensor, raw or after operating-regime normalisation."
+)
+
+try:
+    listing = ui.datasets()
+    served = ui.serving_model()
+except UserError as err:
+    ui.show_error(err)
+    st.stop()
+
+
+def _frame(name: str, window: int | None) -> pd.DataFrame:
+    """Readings of a dataset, or of the latest ``window`` engines of a stream."""
+    with store.connect(read_only=True) as con:
+        frame = store.readings(con, name)
+    return simulate.latest_window(frame, window) if window else frame
+
+
+@st.cache_data(show_spinner="Comparing the datasets…", max_entries=32)
+def compare(reference: str, current: str, window: int | None, normalised: bool, method: str,
+            limits: tuple[tuple[str, float], ...], model_version: int | None,
+            stamp: tuple[int, int]) -> dict[str, Any]:
+    """The drift report (as a dict) plus predicted-RUL samples; ``stamp`` (row counts) keys fresh data."""
+    thresholds = drift.Thresholds(**dict(limits))
+    ref, cur = _frame(reference, None), _frame(current, window)
+    prediction: dict[str, Any] = {"psi": None, "reason": "no model is trained yet", "reference": [], "current": []}
+    if model_version is not None:
+        ensemble = ui.load_model(model_version, config.paths().mlflow_uri)
+        measured = prediction_drift.measure(ensemble, ref, cur, thresholds.prediction_psi, model_version)
+        prediction = {"psi": measured.result.score, "reason": None,
+                      "reference": measured.reference_rul.tolist(), "current": measured.current_rul.tolist()}
+    report = drift.assess(ref, cur, method=method, normalise=normalised, thresholds=thresholds,
+                          prediction_psi=prediction["psi"], prediction_psi_reason=prediction["reason"])
+    return {"report": report.to_dict(), "prediction": prediction}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def feature_values(reference: str, current: str, window: int | None, normalised: bool,
+                   stamp: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sensor columns of both sides, raw or regime-normalised (the values the statistics saw)."""
+    ref, cur = _frame(reference, None), _frame(current, window)
+    if normalised:
+        ref_norm, cur_norm, _ = drift.normalise_by_regime(ref, cur, list(SENSORS))
+        return ref_norm, cur_norm
+    return ref[list(SENSORS)], cur[list(SENSORS)]
+
+
+def _verdict(report: dict[str, Any]) -> None:
+    """The verdict in a box coloured by its level, with the explanation as bullets."""
+    verdict = report["verdict"]
+    share = report["drift_share"]
+    box = LEVEL_BOXES.get(verdict["level"], st.info)
+    text = "\n".join(f"- {sentence}" for sentence in verdict["explanation"])
+    box(f"**{HEADLINES.get(verdict['level'], verdict['level'])}** (drift share {share:.2f}).\n\n{text}")
+
+
+def _metrics(report: dict[str, Any], reference: str, current_label: str) -> None:
+    """Headline numbers: drift share (both views), prediction PSI, operating conditions."""
+    regimes = report.get("regimes") or {}
+    cols = st.columns(5)
+    cols[0].metric("Drift share", f"{report['drift_share']:.2f}", help="Fraction of informative sensors that drift")
+    raw, norm = report.get("raw_drift_share"), report.get("normalised_drift_share")
+    cols[1].metric("Raw share", "n/a" if raw is None else f"{raw:.2f}")
+    cols[2].metric("Normalised share", "n/a" if norm is None else f"{norm:.2f}")
+    psi = report.get("prediction_psi")
+    cols[3].metric("Prediction PSI", "n/a" if psi is None else f"{psi:.3f}",
+                   help=f"PSI of predicted RUL ({report.get('prediction_psi_reason') or 'champion model'})")
+    if regimes:
+        cols[4].metric("Operating conditions", f"{regimes['current_conditions']} vs {regimes['reference_conditions']}",
+                       help=f"Setting clusters in {current_label} vs in {reference}")
+
+
+def _selected_feature(event: Any) -> str | None:
+    """The feature of the bar clicked in the PSI chart, if any."""
+    selection = event.get("selection") if event else None
+    points = selection.get("points", []) if selection else []
+    if not points:
+        return None
+    point = points[0]
+    return str(point.get("customdata") or point.get("y") or "") or None
+
+
+# Comparison ---------------------------------------------------------------------------------
+
+st.subheader("Compare a reference with current data")
+if listing.empty:
+    st.info("No data is loaded yet: load the C-MAPSS files on the Data page first.")
+    st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
+else:
+    names = list(listing["name"])
+    streams = list(listing.loc[listing["split"] == "stream", "name"])
+    current_options = names + [f"{s}{WINDOW_SUFFIX}" for s in streams]
+    left, middle, right = st.columns([2, 2, 1])
+    reference = left.selectbox("Reference", names, index=names.index("train_FD001") if "train_FD001" in names else 0,
+                               key="drift_reference", help="Usually the data the model was trained on.")
+    default_current = "train_FD002" if "train_FD002" in names else names[min(1, len(names) - 1)]
+    current_choice = middle.selectbox("Current", current_options, index=current_options.index(default_current),
+                                      key="drift_current", help="Any dataset, or the latest engines of a stream.")
+    method = right.selectbox("Statistic", drift.METHODS, key="drift_method",
+                             help="psi: population stability index; ks: Kolmogorov-Smirnov statistic; "
+                                  "wasserstein: in reference standard deviations.")
+    window: int | None = None
+    current = current_choice
+    if current_choice.endswith(WINDOW_SUFFIX):
+        current = current_choice.removesuffix(WINDOW_SUFFIX)
+        window = int(st.number_input("Engines in the latest window", 1, 500, 10, key="drift_window"))
+    normalised = st.toggle(
+        "Regime-normalised", key="drift_normalised",
+        help="Z-score each sensor within its operating condition (setting cluster) of the reference, so only "
+             "changes beyond the operating conditions count.",
+    )
+    thresholds = drift.Thresholds()
+    warn, alert = thresholds.levels(method)
+    rows = dict(zip(listing["name"], listing["rows"], strict=True))
+    stamp = (int(rows[reference]), int(rows[current]))
+    version = served[0] if served else None
+    try:
+        result = compare(reference, current, window, normalised, method, tuple(thresholds.to_dict().items()),
+                         version, stamp)
+    except UserError as err:
+        ui.show_error(err)
+    else:
+        report = result["report"]
+        current_label = current_choice if window is None else f"latest {window} engines of {current}"
+        _metrics(report, reference, current_label)
+        _verdict(report)
+        table = pd.DataFrame(report["features"])
+        view = "regime-normalised" if normalised else "raw"
+        st.markdown(f"**{method.upper()} per sensor** ({view} values, {current_label} vs {reference}); "
+                    "click a bar to see that sensor's distributions.")
+        event = st.plotly_chart(drift_charts.score_bars(table, method, warn, alert), on_select="rerun",
+                                selection_mode="points", key="drift_bars", width="stretch")
+        clicked = _selected_feature(event)
+        if clicked and clicked in SENSORS and clicked != st.session_state.get("drift_clicked"):
+            st.session_state["drift_clicked"] = clicked
+            st.session_state["drift_feature"] = clicked
+        ranked = table.sort_values(["informative", method], ascending=False)["feature"].tolist()
+        if st.session_state.get("drift_feature") not in ranked:
+            st.session_state["drift_feature"] = ranked[0]
+        feature = st.selectbox("Sensor", ranked, key="drift_feature", help="Or click a bar above.")
+        ref_values, cur_values = feature_values(reference, current, window, normalised, stamp)
+        row = table.set_index("feature").loc[feature]
+        st.plotly_chart(
+            drift_charts.distributions(
+                ref_values[feature], cur_values[feature], f"{feature} ({view})", reference, current_label,
+                title=f"{feature} ({view}): psi {row['psi']:.3f}, ks {row['ks']:.3f}, level {row['level']}",
+            ),
+            key="drift_hist", width="stretch",
+        )
+        prediction = result["prediction"]
+        if prediction["psi"] is not None:
+            st.plotly_chart(
+                drift_charts.distributions(
+                    np.asarray(prediction["reference"]), np.asarray(prediction["current"]), "predicted RUL (cycles)",
+                    reference, current_label, title=f"Predicted RUL of v{version}: prediction PSI {prediction['psi']:.3f}",
+                ),
+                key="drift_pred_hist", width="stretch",
+            )
+        else:
+            ui.no_model_notice()
+        with st.expander("Table"):
+            st.dataframe(table, hide_index=True, width="stretch")
+
+
+# Production simulation ----------------------------------------------------------------------
+
+st.subheader("Production simulation")
+st.caption(
+    "Quarters T0..T3 = FD001..FD004 stream into the `stream_sim` dataset, a few engines of the next quarter mixed "
+    "in near each boundary. The model trained on T0 serves first (the simulation takes over the champion alias); "
+    "each step measures drift share, prediction PSI and live RMSE on the engines just streamed. With auto-retrain, "
+    "a step whose verdict recommends retraining starts a training job on the stream seen so far, and the "
+    "promotion gate decides whether the new version serves; a version the gate keeps out runs in shadow on the "
+    "next step's engines and is promoted if its live error there beats the champion's."
+)
+defaults = simulate.Settings()
+with st.expander("Simulation settings"):
+    c1, c2, c3, c4 = st.columns(4)
+    steps = c1.number_input("Steps", 4, 200, defaults.steps, key="sim_steps")
+    per_step = c2.number_input("Engines per step", 1, 60, defaults.engines_per_step, key="sim_engines")
+    epochs = c3.number_input("Retrain LSTM epochs", 1, 50, defaults.epochs, key="sim_epochs")
+    trees = c4.number_input("Retrain XGBoost trees", 10, 2000, defaults.trees, step=10, key="sim_trees")
+auto_retrain = st.toggle("Auto-retrain on threshold crossings", value=True, key="sim_auto_retrain")
+if st.button("Start simulation", type="primary", key="sim_start", disabled=listing.empty):
+    try:
+        settings = simulate.Settings(steps=int(steps), engines_per_step=int(per_step), auto_retrain=auto_retrain,
+                                     epochs=int(epochs), trees=int(trees))
+        record = simulate.start_job(settings, created_by="dashboard")
+    except UserError as err:
+        ui.show_error(err)
+    else:
+        st.toast(f"Simulation job {record.id} started.")
+
+
+def _show_simulation(record: jobs.JobRecord | None, timeline: dict[str, Any] | None) -> None:
+    """Progress and cancel while a run is active; then the summary, the timeline chart and the events."""
+    if record is not None and record.state in jobs.ACTIVE_STATES:
+        done = len(timeline["steps"]) if timeline else 0
+        total = timeline["steps_total"] if timeline else record.total or 1
+        message = (timeline or {}).get("message") or record.phase
+        st.progress(min(1.0, done / max(1, total)), text=f"Step {done}/{total}: {message}")
+        if st.button("Cancel simulation", key="sim_cancel"):
+            try:
+                jobs.cancel(record.id)
+            except UserError as err:
+                ui.show_error(err)
+    elif record is not None and record.state in ("failed", "cancelled"):
+        st.error(f"The simulation job {record.id} {record.state}: {record.error}")
+    if timeline is None:
+        st.caption("No simulation has run yet.")
+        return
+    summary = simulate.summary(timeline)
+    served = ", ".join(f"v{v}" for v in summary["versions_served"])
+    st.markdown(
+        f"**{summary['status']}** · {summary['steps_done']}/{summary['steps_total']} steps · "
+        f"{summary['crossings']} threshold crossings · {summary['retrains']} retrains ({summary['promoted']} promoted)"
+        f" · versions served: {served or 'none yet'} · {summary['elapsed_s'] or 0:.0f} s"
+    )
+    st.plotly_chart(drift_charts.timeline(timeline), key="sim_timeline", width="stretch")
+    if timeline.get("events"):
+        with st.expander("Events", expanded=True):
+            st.markdown("\n".join(f"- {e['text']}" for e in timeline["events"]))
+
+
+def _simulation_state() -> tuple[jobs.JobRecord | None, dict[str, Any] | None]:
+    """The newest simulation job and the timeline to draw (the active job's, else the newest on disk)."""
+    record = simulate.latest_job()
+    found = simulate.latest_timeline()
+    timeline = found[1] if found else None
+    if record is not None and record.state in jobs.ACTIVE_STATES:
+        path = record.data.get("timeline")
+        try:
+            timeline = simulate.read_timeline(path) if path else timeline
+        except UserError:
+            timeline = None
+    return record, timeline
+
+
+try:
+    sim_record, sim_timeline = _simulation_state()
+except UserError as err:
+    ui.show_error(err)
+    sim_record, sim_timeline = None, None
+running = sim_record is not None and sim_record.state in jobs.ACTIVE_STATES
+
+
+@st.fragment(run_every="2s" if running else None)
+def simulation_panel() -> None:
+    """The simulation's progress and timeline; polls every 2 s while a run is active."""
+    record, timeline = _simulation_state()
+    _show_simulation(record, timeline)
+    if running and (record is None or record.finished):
+        st.rerun(scope="app")
+
+
+simulation_panel()

@@ -1,0 +1,72 @@
+"""AppTest of the Drift page: compare two datasets, read the verdict, switch to the normalised view,
+and see a simulation timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import simulate
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "drift.py")
+
+
+@pytest.fixture
+def drift_home(trained_home_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """train_FD001 and train_FD002 loaded, a tiny champion trained on train_FD001."""
+    home = trained_home_factory(files=("train_FD001", "train_FD002"), train=("train_FD001",))
+    monkeypatch.setenv("PM_HOME", str(home))
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def _text(at: AppTest) -> str:
+    boxes = [*at.error, *at.warning, *at.success, *at.info, *at.markdown]
+    return "\n".join(str(box.value) for box in boxes)
+
+
+def test_drift_page_compares_datasets_explains_and_toggles_normalisation(drift_home: Path) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    assert not at.exception
+    assert at.selectbox(key="drift_reference").value == "train_FD001"
+    assert at.selectbox(key="drift_current").value == "train_FD002"
+    raw_text = _text(at)
+    assert "Retraining recommended" in raw_text
+    assert "6 operating conditions" in raw_text and "On raw values 14 of 14 informative features drift" in raw_text
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Drift share"]) > 0.3
+    assert float(metrics["Prediction PSI"]) > 0.25, "the champion's predictions drift on FD002"
+    assert at.selectbox(key="drift_feature").value.startswith("sensor_")
+
+    at.toggle(key="drift_normalised").set_value(True).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Drift share"]) == float(metrics["Normalised share"]) < float(metrics["Raw share"])
+    assert "regime-normalised values" in _text(at)
+
+    at.selectbox(key="drift_current").set_value("train_FD001").run()
+    assert not at.exception
+    assert "No drift" in _text(at)
+
+
+def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> None:
+    step = {"step": 1, "quarter": "T0", "sources": {"train_FD001": 2}, "units": [1, 2], "rows": 400,
+            "stream_rows": 400, "model_version": 1, "reference": "train_FD001", "drift_share": 0.5,
+            "prediction_psi": 0.4, "rmse": 30.0, "f2": 0.5, "verdict": "retrain", "retrain_recommended": True,
+            "drifted_features": ["sensor_2"], "crossed": ["drift_share", "prediction_psi"],
+            "retrain": {"job": None, "state": "succeeded", "version": 2, "promoted": True, "reason": "Promoted."},
+            "elapsed_s": 3.0}
+    timeline = {"status": "succeeded", "steps_total": 4, "thresholds": {"share": 0.3, "prediction_psi": 0.25},
+                "steps": [step, {**step, "step": 2, "model_version": 2, "crossed": [], "retrain": None}],
+                "events": [{"step": 1, "text": "step 1: retrained v2 promoted"}], "elapsed_s": 9.0}
+    simulate.write_timeline(simulate.new_timeline_path("cli"), timeline)
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    assert not at.exception
+    text = _text(at)
+    assert "2/4 steps" in text and "1 retrains (1 promoted)" in text and "versions served: v1, v2" in text
+    assert "step 1: retrained v2 promoted" in text
+    assert at.button(key="sim_start") is not None and at.toggle(key="sim_auto_retrain").value is True
