@@ -4,22 +4,167 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from plotly.subplots import make_subplots
 
 
 def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:
-    """Training and validation loss per step, one line per (phase, loss) pair."""
-    fig = go.Figure()
+    """Training and validation loss per step: one panel per training phase (their scales differ)."""
     frame = pd.DataFrame(losses)
-    if not frame.empty:
-        for phase, part in frame.groupby("phase", sort=False):
-            for column in [c for c in part.columns if c.endswith("loss") and part[c].notna().any()]:
-                fig.add_trace(
-                    go.Scatter(x=part["step"], y=part[column], mode="lines+markers", name=f"{phase}: {column}")
-                )
-    fig.update_layout(
-        height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="epoch / step", yaxis_title="loss",
-        legend=dict(orientation="h", y=-0.25),
-    )
+    phases = list(dict.fromkeys(frame["phase"])) if not frame.empty else []
+    fig = make_subplots(rows=1, cols=max(len(phases), 1), subplot_titles=phases or None)
+    for col, phase in enumerate(phases, start=1):
+        part = frame[frame["phase"] == phase]
+        for column in [c for c in part.columns if c.endswith("loss") and part[c].notna().any()]:
+            fig.add_trace(
+                go.Scatter(x=part["step"], y=part[column], mode="lines+markers", name=f"{phase}: {column}"),
+                row=1, col=col,
+            )
+        fig.update_xaxes(title_text="tree" if phase == "xgboost" else "epoch", row=1, col=col)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+RISK_COLOURS = {"HIGH": "#d62728", "MEDIUM": "#ff7f0e", "LOW": "#2ca02c"}
+"""Colour of each risk level in every chart."""
+
+
+def _layout(fig: go.Figure, height: int, **kwargs: Any) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), **kwargs)
+    return fig
+
+
+def fleet_rul(table: pd.DataFrame) -> go.Figure:
+    """Predicted RUL with its interval per engine, sorted by RUL, one trace per risk level; true RUL as crosses."""
+    frame = table.sort_values("rul").reset_index(drop=True)
+    frame["engine"] = frame["dataset"].astype(str) + " #" + frame["unit"].astype(str)
+    fig = go.Figure()
+    for level, colour in RISK_COLOURS.items():
+        part = frame[frame["risk"] == level]
+        if part.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=part.index, y=part["rul"], mode="markers", name=level, marker=dict(color=colour, size=6),
+            error_y=dict(type="data", symmetric=False, array=part["rul_high"] - part["rul"],
+                         arrayminus=part["rul"] - part["rul_low"], color=colour, thickness=1, width=0),
+            customdata=part[["engine", "rul_low", "rul_high", "p_fail_30"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>RUL %{y:.0f} [%{customdata[1]:.0f}, %{customdata[2]:.0f}]"
+                          "<br>P(fail ≤ 30) %{customdata[3]:.0%}<extra></extra>",
+        ))
+    known = frame[frame["true_rul"].notna()]
+    if not known.empty:
+        fig.add_trace(go.Scatter(
+            x=known.index, y=known["true_rul"], mode="markers", name="true RUL",
+            marker=dict(symbol="x", color="#444", size=5), customdata=known[["engine"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>true RUL %{y:.0f}<extra></extra>",
+        ))
+    return _layout(fig, 380, xaxis_title="engines, sorted by predicted RUL", yaxis_title="RUL (cycles)",
+                   legend=dict(orientation="h", y=1.1), title="Fleet: predicted RUL with interval, by risk")
+
+
+def policy_costs(costs: pd.DataFrame) -> go.Figure:
+    """Cost of each maintenance policy (one bar each)."""
+    fig = go.Figure(go.Bar(
+        x=costs["policy"], y=costs["cost"], text=[f"${c:,.0f}" for c in costs["cost"]], textposition="auto",
+        marker_color=["#1f77b4" if p != "Do nothing" else "#7f7f7f" for p in costs["policy"]],
+    ))
+    return _layout(fig, 300, yaxis_title="cost ($)", title="Cost of acting on the risk levels vs doing nothing")
+
+
+def sensor_trends(frame: pd.DataFrame, sensors: list[str], title: str, separate: bool = False) -> go.Figure:
+    """One line per sensor over cycles (`frame` has ``cycle`` and the sensor columns).
+
+    `separate`: one panel per sensor with its own y axis (raw readings differ in scale by orders of
+    magnitude); otherwise all lines share one axis (regime-normalised readings).
+    """
+    if not separate or len(sensors) < 2:
+        fig = go.Figure()
+        for sensor in sensors:
+            fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines", name=sensor))
+        return _layout(fig, 340, xaxis_title="cycle", title=title, legend=dict(orientation="h", y=-0.2))
+    fig = make_subplots(rows=len(sensors), cols=1, shared_xaxes=True, vertical_spacing=0.03)
+    for row, sensor in enumerate(sensors, start=1):
+        fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines", name=sensor), row=row, col=1)
+        fig.update_yaxes(title_text=sensor, row=row, col=1)
+    fig.update_xaxes(title_text="cycle", row=len(sensors), col=1)
+    return _layout(fig, 80 + 110 * len(sensors), title=title, showlegend=False)
+
+
+def rul_trajectory(trajectory: pd.DataFrame, true_rul: pd.Series | None = None) -> go.Figure:
+    """Predicted RUL over cycles with its interval band, and the true RUL line where known."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_high"], mode="lines", line=dict(width=0),
+                             showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_low"], mode="lines", line=dict(width=0),
+                             fill="tonexty", fillcolor="rgba(31,119,180,0.2)", name="interval"))
+    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul"], mode="lines", name="predicted RUL",
+                             line=dict(color="#1f77b4")))
+    if true_rul is not None:
+        fig.add_trace(go.Scatter(x=trajectory["cycle"], y=true_rul, mode="lines", name="true RUL (capped)",
+                                 line=dict(color="#444", dash="dash")))
+    return _layout(fig, 340, xaxis_title="cycle", yaxis_title="RUL (cycles)", title="RUL over the engine's life",
+                   legend=dict(orientation="h", y=-0.2))
+
+
+def tree_waterfall(tree: pd.Series, base: float, top: int = 12) -> go.Figure:
+    """Waterfall of the XGBoost part: expected value, the `top` feature contributions, the rest, the output."""
+    order = tree.abs().sort_values(ascending=False).index
+    shown = tree[order[:top]]
+    rest = float(tree[order[top:]].sum())
+    names = ["expected value", *shown.index, f"{len(order) - len(shown)} other features", "XGBoost RUL"]
+    values = [base, *shown.to_numpy(), rest, 0.0]
+    measures = ["absolute", *["relative"] * (len(shown) + 1), "total"]
+    fig = go.Figure(go.Waterfall(
+        orientation="h", y=names, x=values, measure=measures,
+        increasing=dict(marker_color="#2ca02c"), decreasing=dict(marker_color="#d62728"),
+        totals=dict(marker_color="#1f77b4"), text=[f"{v:+.1f}" for v in values[:-1]] + [""],
+    ))
+    return _layout(fig, 120 + 26 * len(names), yaxis=dict(autorange="reversed"), xaxis_title="RUL (cycles)",
+                   title="XGBoost: top feature contributions (TreeSHAP)")
+
+
+def lstm_heatmap(values: np.ndarray, channels: list[str], cycles: list[int]) -> go.Figure:
+    """LSTM attributions (window × channels) as a heatmap: red lowers RUL, blue raises it."""
+    z = np.asarray(values, dtype=float).T
+    limit = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(
+        z=z, x=cycles, y=channels, zmin=-limit, zmax=limit,
+        colorscale="RdBu", colorbar=dict(title="cycles"),
+        hovertemplate="%{y} at cycle %{x}: %{z:+.2f} cycles<extra></extra>",
+    ))
+    return _layout(fig, 420, xaxis_title="cycle", title="LSTM: attribution per sensor and time (GradientExplainer)")
+
+
+def sensor_attribution(by_sensor: pd.DataFrame, top: int = 10, compare: pd.DataFrame | None = None) -> go.Figure:
+    """Combined per-sensor attribution (cycles) as horizontal bars; with `compare`, a second set (baseline)."""
+    shown = by_sensor.head(top).iloc[::-1]
+    fig = go.Figure()
+    if compare is not None:
+        base = compare.set_index("input").reindex(shown["input"])
+        fig.add_trace(go.Bar(y=shown["input"], x=base["combined"], orientation="h", name="baseline",
+                             marker_color="#c7c7c7"))
+    fig.add_trace(go.Bar(
+        y=shown["input"], x=shown["combined"], orientation="h", name="what-if" if compare is not None else "ensemble",
+        marker_color=["#d62728" if v < 0 else "#2ca02c" for v in shown["combined"]],
+        customdata=shown[["xgb", "lstm"]].to_numpy(),
+        hovertemplate="%{y}: %{x:+.1f} cycles (XGBoost %{customdata[0]:+.1f}, LSTM %{customdata[1]:+.1f})"
+                      "<extra></extra>",
+    ))
+    return _layout(fig, 120 + 24 * len(shown), barmode="group", xaxis_title="effect on RUL (cycles)",
+                   title="Ensemble: effect of each input on the predicted RUL", showlegend=compare is not None)
+
+
+def whatif_compare(baseline: dict[str, float], modified: dict[str, float]) -> go.Figure:
+    """Baseline and what-if RUL with their intervals, side by side."""
+    fig = go.Figure()
+    for name, outcome, colour in (("baseline", baseline, "#7f7f7f"), ("what-if", modified, "#1f77b4")):
+        fig.add_trace(go.Scatter(
+            x=[outcome["rul"]], y=[name], mode="markers", name=name, marker=dict(color=colour, size=12),
+            error_x=dict(type="data", symmetric=False, array=[outcome["rul_high"] - outcome["rul"]],
+                         arrayminus=[outcome["rul"] - outcome["rul_low"]], color=colour, thickness=3),
+        ))
+    return _layout(fig, 200, xaxis_title="RUL (cycles)", showlegend=False, title="Predicted RUL and interval")

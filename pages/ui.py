@@ -110,13 +110,13 @@ def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:
 @st.cache_data(show_spinner=False, max_entries=32)
 def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
     """The fleet table of `names` scored by model `version`, cached by (datasets, version, data fingerprint)."""
-    return fleet.score_fleet(load_model(version, uri), names)
+    return fleet.score_fleet(whatif.serving_setup(load_model(version, uri)), names)
 
 
 @st.cache_resource(show_spinner="Preparing the SHAP explainer…", max_entries=4)
 def explainer(version: int, uri: str) -> Explainer:
     """The SHAP explainer of a registry version (its LSTM background drawn from the training data), built once."""
-    return whatif.build_explainer(load_model(version, uri))
+    return whatif.build_explainer(whatif.serving_setup(load_model(version, uri)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -138,7 +138,7 @@ def engine_truth(name: str, fingerprint: tuple) -> dict[int, float]:
 def engine_trajectory(name: str, unit: int, version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
     """Predictions at every cycle of one engine (the RUL trajectory), cached per engine and model version."""
     engine = whatif.engine_rows(dataset_readings(name, fingerprint), name, unit)
-    return load_model(version, uri).predict_cycles(engine)
+    return whatif.serving_setup(load_model(version, uri)).predict_cycles(engine)
 
 
 def kept(key: str) -> str:
@@ -151,3 +151,9 @@ def kept(key: str) -> str:
     if widget not in st.session_state:
         st.session_state[widget] = st.session_state[key]
     return widget
+
+
+def serving() -> tuple[int, Ensemble] | None:
+    """:func:`serving_model` set up for serving one request per thread (``core.whatif.serving_setup``)."""
+    served = serving_model()
+    return None if served is None else (served[0], whatif.serving_setup(served[1]))

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
         bench_parser = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
+        bench_parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                                  help="print the result as JSON")
         module.add_arguments(bench_parser)
 
 

@@ -1,0 +1,138 @@
+"""The fleet table: scores per engine, filters, KPIs and the expected cost of acting on risk levels.
+
+Cost model (per engine, summed over the engines shown). A policy inspects every engine whose
+risk level it names ("Inspect HIGH", "Inspect HIGH and MEDIUM"); "Do nothing" inspects none.
+An engine "fails" when it fails within :data:`core.cmapss.FAIL_HORIZON` cycles.
+
+- A failing engine that is not inspected is a *missed failure*: ``costs.miss`` (default $50,000).
+- An inspected engine that would not have failed is a *needless inspection*: ``costs.inspection``
+  (default $2,000). Inspecting an engine that would have failed costs nothing extra here: the
+  inspection is what the maintenance budget is for, and it prevents the failure.
+- Whether an engine fails: where the true RUL is known (test sets with ``RUL_FD00x``), it fails
+  when true RUL <= horizon, and misses / needless inspections are counted. Elsewhere the
+  calibrated probability ``p_fail_30`` stands in for it, and the counts and cost are expected values
+  (a flagged engine costs ``(1 - p) * inspection``, an unflagged one ``p * miss``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core import scoring
+from core.cmapss import FAIL_HORIZON
+from core.errors import UserError
+from models.ensemble import RISK_LEVELS, Ensemble
+
+TABLE_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "true_rul"]
+POLICIES: dict[str, tuple[str, ...]] = {
+    "Inspect HIGH": ("HIGH",),
+    "Inspect HIGH and MEDIUM": ("HIGH", "MEDIUM"),
+    "Do nothing": (),
+}
+"""Each policy and the risk levels it inspects."""
+BASELINE_POLICY = "Do nothing"
+
+
+def score_fleet(ensemble: Ensemble, names: Iterable[str]) -> pd.DataFrame:
+    """One row per engine of the datasets `names` at its last cycle, with :data:`TABLE_COLUMNS`."""
+    names = list(names)
+    if not names:
+        raise UserError("Choose at least one dataset to score.")
+    rows, truth = scoring.fleet_frame(names)
+    if rows.empty:
+        raise UserError(f"The dataset(s) {', '.join(names)} hold no readings.")
+    table = scoring.score(ensemble, rows, truth)
+    table["true_rul"] = pd.to_numeric(table["true_rul"], errors="coerce").astype(float)
+    return table[TABLE_COLUMNS].sort_values(["dataset", "unit"]).reset_index(drop=True)
+
+
+def filter_fleet(table: pd.DataFrame, datasets: Iterable[str] | None = None, risks: Iterable[str] | None = None,
+                 rul_range: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Rows of `table` in `datasets`, at `risks` levels and with predicted RUL within `rul_range` (inclusive).
+
+    ``None`` keeps every value of that column.
+    """
+    keep = np.ones(len(table), dtype=bool)
+    if datasets is not None:
+        keep &= table["dataset"].isin(list(datasets)).to_numpy()
+    if risks is not None:
+        keep &= table["risk"].isin(list(risks)).to_numpy()
+    if rul_range is not None:
+        low, high = rul_range
+        if low > high:
+            raise UserError(f"The RUL range starts at {low:g}, after its end {high:g}.")
+        keep &= table["rul"].between(low, high).to_numpy()
+    return table[keep].reset_index(drop=True)
+
+
+def kpis(table: pd.DataFrame) -> dict[str, int]:
+    """Engines shown, how many at each risk level, and how many have a known true RUL."""
+    counts = table["risk"].value_counts()
+    out = {"engines": int(len(table))}
+    out.update({level: int(counts.get(level, 0)) for level in reversed(RISK_LEVELS)})
+    out["with_truth"] = int(table["true_rul"].notna().sum())
+    return out
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What a missed failure and a needless inspection cost (dollars)."""
+
+    miss: float = 50_000.0
+    inspection: float = 2_000.0
+
+    def __post_init__(self) -> None:
+        for name, value in (("missed failure", self.miss), ("needless inspection", self.inspection)):
+            if not math.isfinite(value) or value < 0:
+                raise UserError(f"The cost of a {name} must be a non-negative number of dollars, not {value}.")
+
+
+def failure_probability(table: pd.DataFrame, horizon: int = FAIL_HORIZON) -> np.ndarray:
+    """Per engine: 1/0 where the true RUL is known (fails within `horizon`), else its ``p_fail_30``."""
+    truth = table["true_rul"].to_numpy(dtype=float)
+    known = ~np.isnan(truth)
+    return np.where(known, (truth <= horizon).astype(float), table["p_fail_30"].to_numpy(dtype=float))
+
+
+def policy_costs(table: pd.DataFrame, costs: Costs, horizon: int = FAIL_HORIZON) -> pd.DataFrame:
+    """One row per policy: inspections, missed failures, needless inspections, cost and saving vs doing nothing.
+
+    Counts are exact where the true RUL is known and expected values elsewhere (see the module doc).
+    """
+    fails = failure_probability(table, horizon)
+    risk = table["risk"].to_numpy()
+    records = []
+    for policy, levels in POLICIES.items():
+        flagged = np.isin(risk, list(levels))
+        missed = float(np.sum(fails[~flagged]))
+        needless = float(np.sum(1.0 - fails[flagged]))
+        records.append({
+            "policy": policy,
+            "inspections": int(flagged.sum()),
+            "missed_failures": missed,
+            "needless_inspections": needless,
+            "cost": missed * costs.miss + needless * costs.inspection,
+        })
+    frame = pd.DataFrame(records)
+    baseline = float(frame.loc[frame["policy"] == BASELINE_POLICY, "cost"].iloc[0])
+    frame["saving"] = baseline - frame["cost"]
+    return frame
+
+
+def cost_basis(table: pd.DataFrame) -> str:
+    """One sentence saying on what the cost figures rest (true RUL, probabilities or both)."""
+    known = int(table["true_rul"].notna().sum())
+    unknown = len(table) - known
+    if not len(table):
+        return "No engines are shown, so nothing is counted."
+    if not unknown:
+        return f"Counted from the true RUL of all {known} engines."
+    if not known:
+        return f"Expected values from the predicted failure probability of all {unknown} engines (no true RUL)."
+    return (f"Counted from the true RUL for {known} engines; expected values from the predicted failure "
+            f"probability for the other {unknown}.")

@@ -1,0 +1,74 @@
+"""In real headless Chromium: open the Fleet page, pick an engine in the table, move a what-if slider."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+pytestmark = pytest.mark.browser
+
+PAGE_FIXTURES = Path(__file__).resolve().parents[1] / "pages" / "conftest.py"
+
+
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
+    """FD001 loaded and a tiny champion, built by the page tests' builder (one definition of the recipe)."""
+    spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    builder: Callable[..., Path] = module.build_home
+    return builder(tmp_path_factory.mktemp("browser_home"), cmapss_dir, module.DEFAULT_FILES, ("train_FD001",))
+
+
+def _metric(page, label: str) -> str:
+    card = page.locator("[data-testid=stMetric]").filter(has_text=label).first
+    return card.locator("[data-testid=stMetricValue]").inner_text()
+
+
+def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashboard, dashboard_env: dict[str, str],
+                                                            model_home: Path, tmp_path: Path) -> None:
+    url = dashboard({**dashboard_env, "PM_HOME": str(model_home)})
+    page = browser_page
+    page.goto(f"{url}/fleet")
+    page.get_by_text("Cost of acting on the risk levels").wait_for()
+    assert page.locator("[data-testid=stMetric]").filter(has_text="Engines").first.inner_text().endswith("100")
+
+    grid = page.locator("[data-testid=stDataFrame]").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    assert box is not None
+    row_height = 35  # header row, then one row per engine: click the third engine's selection box
+    page.mouse.click(box["x"] + 15, box["y"] + row_height * 3 + row_height / 2)
+    page.get_by_role("tab", name="What if").wait_for()
+    assert page.url.endswith("/engine")
+    assert page.get_by_role("combobox", name="Unit").input_value() == "3"
+
+    page.get_by_role("tab", name="What if").click()
+    page.get_by_text("Predicted RUL (what-if)").wait_for()
+    before = _metric(page, "Predicted RUL (what-if)")
+    thumbs = page.get_by_role("slider")  # 0 is "Shift the last N cycles", then the sensors by influence
+    changed = """([label, before]) => {
+        const card = [...document.querySelectorAll('[data-testid=stMetric]')].find(c => c.innerText.includes(label));
+        const value = card && card.querySelector('[data-testid=stMetricValue]');
+        return value && value.innerText.trim() !== before;
+    }"""
+    after = before
+    for i in range(1, thumbs.count()):  # push sensors to the top of their range until the prediction moves
+        thumbs.nth(i).focus()
+        thumbs.nth(i).press("End")
+        try:
+            page.wait_for_function(changed, arg=["Predicted RUL (what-if)", before], timeout=20_000)
+        except PlaywrightTimeout:
+            continue
+        after = _metric(page, "Predicted RUL (what-if)")
+        break
+    assert after != before
+    assert _metric(page, "Predicted RUL") == before  # the baseline stays next to the what-if
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert page.locator("[data-testid=stAlertContentError]").count() == 0
+    page.screenshot(path=str(tmp_path / "engine_whatif.png"), full_page=True)

@@ -1,0 +1,124 @@
+"""SHAP explanations: exact TreeSHAP for XGBoost, expected gradients for the LSTM, combined by blend weight."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.cmapss import COLUMNS
+from core.errors import UserError
+from models.ensemble import Ensemble
+from models.explain import AGE, Explainer, background_windows, describe, tree_contributions
+from models.training import TrainConfig, train
+
+TINY = {"epochs": 1, "n_trees": 20, "samples_per_epoch": 1024, "hidden": 16, "layers": 1, "device": "cpu",
+        "seed": 3}
+
+
+def slice_frame(lines: list[str], dataset: str) -> pd.DataFrame:
+    """Readings parsed from raw C-MAPSS lines, with a ``dataset`` column."""
+    frame = pd.DataFrame(np.array([line.split() for line in lines], dtype=float), columns=COLUMNS)
+    frame[["unit", "cycle"]] = frame[["unit", "cycle"]].astype(int)
+    frame.insert(0, "dataset", dataset)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def fd001(cmapss_slice: Callable[..., list[str]]) -> pd.DataFrame:
+    return slice_frame(cmapss_slice("train_FD001", units=24), "train_FD001")
+
+
+@pytest.fixture(scope="module")
+def tiny(fd001: pd.DataFrame) -> Ensemble:
+    """A tiny ensemble trained on 24 FD001 engines, with a 0.6/0.4 blend so both parts count."""
+    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY})
+    ensemble = train(fd001, config).ensemble
+    return dataclasses.replace(ensemble, weights={"rul_xgb": 0.6, "p_xgb": 0.6})
+
+
+@pytest.fixture(scope="module")
+def explainer(tiny: Ensemble, fd001: pd.DataFrame) -> Explainer:
+    return Explainer(tiny, background_windows(tiny, fd001, n=16))
+
+
+def test_tree_contributions_add_up_to_the_regressor_output(tiny: Ensemble, fd001: pd.DataFrame) -> None:
+    fs = tiny.features(fd001, "last")
+    values, bias = tree_contributions(tiny, fs.tree)
+    raw = tiny.xgb.reg.predict(tiny.xgb.dmatrix(fs.tree))
+    assert values.shape == fs.tree.shape
+    np.testing.assert_allclose(values.sum(axis=1) + bias, raw, atol=1e-3)
+
+
+def test_lstm_attributions_add_up_to_the_network_output(tiny: Ensemble, explainer: Explainer,
+                                                        fd001: pd.DataFrame) -> None:
+    fs = tiny.features(fd001[fd001["unit"] <= 4], "last")
+    values = explainer.lstm_attributions(fs.windows)
+    assert values.shape == fs.windows.shape
+    with torch.no_grad():
+        out = tiny.lstm.net(torch.from_numpy(fs.windows))[0].numpy() * tiny.cap
+    gap = values.sum(axis=(1, 2)) + explainer.lstm_base - out
+    assert np.all(np.abs(gap) <= 2.0 + 0.15 * np.abs(out - explainer.lstm_base))
+
+
+def test_explanation_combines_both_parts_by_the_blend_weight(tiny: Ensemble, explainer: Explainer,
+                                                             fd001: pd.DataFrame) -> None:
+    fs = tiny.features(fd001[fd001["unit"] == 3], "last")
+    e = explainer.explain(fs)
+    assert set(e.by_sensor["input"]) == {*tiny.pipeline.sensors, AGE}
+    np.testing.assert_allclose(e.by_sensor["combined"], 0.6 * e.by_sensor["xgb"] + 0.4 * e.by_sensor["lstm"])
+    assert e.by_sensor["xgb"].sum() == pytest.approx(e.tree.sum(), abs=1e-6)
+    assert e.by_sensor["lstm"].sum() == pytest.approx(e.lstm.sum(), abs=1e-6)
+    assert e.lstm.shape == (tiny.pipeline.lstm_window, tiny.pipeline.n_channels)
+    ordered = e.by_sensor["combined"].abs().to_numpy()
+    assert np.all(ordered[:-1] >= ordered[1:])
+    assert e.top_sensors(3) == [s for s in e.by_sensor["input"] if s != AGE][:3]
+    age = e.by_sensor.set_index("input").loc[AGE]
+    assert age["level"] == fs.keys["cycle"].iloc[0]
+
+
+def test_explanation_is_repeatable_and_leaves_the_model_in_eval_mode(tiny: Ensemble, explainer: Explainer,
+                                                                    fd001: pd.DataFrame) -> None:
+    fs = tiny.features(fd001[fd001["unit"] == 5], "last")
+    before = tiny.predict_features(fs)
+    first, second = explainer.explain(fs), explainer.explain(fs)
+    np.testing.assert_array_equal(first.lstm, second.lstm)
+    pd.testing.assert_frame_equal(first.by_sensor, second.by_sensor)
+    assert not tiny.lstm.net.training
+    pd.testing.assert_frame_equal(tiny.predict_features(fs), before)
+
+
+def test_sentences_say_what_moves_the_prediction(tiny: Ensemble, explainer: Explainer,
+                                                 fd001: pd.DataFrame) -> None:
+    e = explainer.explain(tiny.features(fd001[fd001["unit"] == 3], "last"))
+    lines = e.sentences(k=3)
+    assert len(lines) == 4 and "fleet-average prediction" in lines[0]
+    top = e.by_sensor.iloc[0]
+    assert top["input"] in lines[1] or "age" in lines[1]
+    assert f"by {abs(top['combined']):.0f} cycle" in lines[1]
+
+
+def test_describe_wording() -> None:
+    assert describe("sensor_11", -9.2, 2.1, 1.0) == (
+        "sensor_11 reads high (+2.1σ) and is trending up (+1.0σ over 30 cycles): it pushes RUL down by 9 cycles."
+    )
+    assert describe("sensor_7", 3.0, 0.2, -0.1) == "sensor_7 is near its usual level (+0.2σ): it pushes RUL up by 3 cycles."
+    assert describe("sensor_12", 1.0, -1.5, 0.0) == "sensor_12 reads low (-1.5σ): it pushes RUL up by 1 cycle."
+    assert describe(AGE, -4.0, 180.0, 0.0) == "The engine's age (180 cycles run) pushes RUL down by 4 cycles."
+
+
+def test_background_and_bad_inputs(tiny: Ensemble, fd001: pd.DataFrame) -> None:
+    bg = background_windows(tiny, fd001, n=8, seed=1)
+    assert bg.shape == (8, tiny.pipeline.lstm_window, tiny.pipeline.n_channels)
+    np.testing.assert_array_equal(bg, background_windows(tiny, fd001, n=8, seed=1))
+    with pytest.raises(UserError, match="background"):
+        Explainer(tiny, bg[:, :, :3])
+    with pytest.raises(UserError, match="background"):
+        background_windows(tiny, fd001.iloc[:0])
+    explainer = Explainer(tiny, bg)
+    with pytest.raises(UserError, match="no row 5"):
+        explainer.explain(tiny.features(fd001[fd001["unit"] == 1], "last"), row=5)
