@@ -28,6 +28,7 @@ EXPERIMENT = "rul-training"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _init_lock = threading.Lock()
 _initialised: set[str] = set()
 
@@ -78,8 +79,14 @@ def _mlflow() -> Any:
     import mlflow
 
     uri = paths().mlflow_uri
+    user_env = {name: os.environ.get(name) for name in _URI_ENV}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for name, value in user_env.items():  # mlflow exports the URIs; keep the user's environment as it was
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     with _init_lock:
         if uri not in _initialised:
             _ensure_experiment(mlflow)
