@@ -27,14 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the chosen benchmark and return its result (with the benchmark's name)."""
+    """Run the chosen benchmark and return its result, with the benchmark's module name under ``bench``."""
     result = importlib.import_module(f"bench.{args.benchmark}").run(args)
-    return {"benchmark": args.benchmark, **result}
+    return {**result, "bench": args.benchmark}
 
 
 def render(result: dict[str, Any]) -> str:
     """The benchmark's own table where it has one, else its result as JSON."""
-    module = importlib.import_module(f"bench.{result['benchmark']}")
+    module = importlib.import_module(f"bench.{result['bench']}")
     if hasattr(module, "render"):
         return module.render(result)
     return json.dumps(result, indent=2, default=str)
