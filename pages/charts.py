@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from plotly.subplots import make_subplots
 
 
 def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:

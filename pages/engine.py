@@ -17,20 +17,7 @@ TOP_SENSORS = 4  # the most influential sensors get a what-if slider and are plo
 ui.init_session()  # idempotent; keeps the page whole even when run outside app.py
 st.title("Engine")
 
-try:
-    served = ui.serving()
-    if served is None:
-        ui.no_model_notice()
-        st.stop()
-    listing = ui.datasets()
-except UserError as err:
-    ui.show_error(err)
-    st.stop()
-version, ensemble = served
-if listing.empty:
-    st.warning("No fleet data is loaded yet: load the C-MAPSS files on the Data page.")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
-    st.stop()
+version, ensemble, listing = ui.model_and_data()
 uri = config.paths().mlflow_uri
 names = listing["name"].tolist()
 

@@ -16,20 +16,7 @@ st.caption(
     "the probability of failing within 30 cycles, and the risk level. Select a row to open the engine."
 )
 
-try:
-    served = ui.serving()
-    if served is None:
-        ui.no_model_notice()
-        st.stop()
-    listing = ui.datasets()
-except UserError as err:
-    ui.show_error(err)
-    st.stop()
-version, ensemble = served
-if listing.empty:
-    st.warning("No fleet data is loaded yet: load the C-MAPSS files on the Data page.")
-    st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
-    st.stop()
+version, ensemble, listing = ui.model_and_data()
 
 names = listing["name"].tolist()
 tests = listing.loc[listing["split"] == "test", "name"].tolist()

@@ -153,6 +153,24 @@ def kept(key: str) -> str:
     return widget
 
 
+def model_and_data() -> tuple[int, Ensemble, pd.DataFrame]:
+    """(version, ensemble, datasets) for pages that need both; otherwise say what is missing and stop the page."""
+    try:
+        served = serving()
+        if served is None:
+            no_model_notice()
+            st.stop()
+        listing = datasets()
+    except UserError as err:
+        show_error(err)
+        st.stop()
+    if listing.empty:
+        st.warning("No fleet data is loaded yet: load the C-MAPSS files on the Data page.")
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
+        st.stop()
+    return served[0], served[1], listing
+
+
 def serving() -> tuple[int, Ensemble] | None:
     """:func:`serving_model` set up for serving one request per thread (``core.whatif.serving_setup``)."""
     served = serving_model()
