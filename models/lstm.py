@@ -1,0 +1,175 @@
+"""PyTorch LSTM on fixed-length windows with an RUL head and a failure-probability head."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import UserError
+from core.features import FeaturePipeline, Prepared
+
+ProgressFn = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class LSTMParams:
+    """Architecture and optimisation settings of the LSTM."""
+
+    hidden: int = 64
+    layers: int = 2
+    dropout: float = 0.2
+    epochs: int = 40
+    batch: int = 256
+    lr: float = 1e-3
+    patience: int = 8
+    fail_weight: float = 0.5
+    """Weight of the classification loss next to the (RUL / cap) squared error."""
+    samples_per_epoch: int = 8192
+    """Training windows drawn at random per epoch (0: every training row once)."""
+    val_limit: int = 8192
+    """Validation windows (a fixed seeded sample) scored after each epoch for early stopping (0: all)."""
+
+
+class RULNet(nn.Module):
+    """LSTM encoder over a window; the last hidden state feeds an RUL head and a failure-logit head."""
+
+    def __init__(self, n_channels: int, hidden: int = 64, layers: int = 2, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.arch = {"n_channels": n_channels, "hidden": hidden, "layers": layers, "dropout": dropout}
+        self.lstm = nn.LSTM(n_channels, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.body = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 32), nn.ReLU())
+        self.rul_head = nn.Linear(32, 1)
+        self.fail_head = nn.Linear(32, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RUL as a fraction of the cap, failure logit), each of shape (batch,)."""
+        out, _ = self.lstm(x)
+        h = self.body(out[:, -1, :])
+        return self.rul_head(h).squeeze(-1), self.fail_head(h).squeeze(-1)
+
+
+@dataclass
+class LSTMModel:
+    """A trained network and the RUL cap its outputs are scaled by."""
+
+    net: RULNet
+    cap: float
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        """Constructor arguments of the network (stored as JSON next to the state_dict)."""
+        return dict(self.net.arch)
+
+    @classmethod
+    def from_state(cls, arch: dict[str, Any], state: dict[str, torch.Tensor], cap: float) -> LSTMModel:
+        """Rebuild from the architecture dict and a state_dict; UserError if they do not match."""
+        try:
+            net = RULNet(int(arch["n_channels"]), int(arch["hidden"]), int(arch["layers"]), float(arch["dropout"]))
+            net.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise UserError(f"The LSTM weights do not match its architecture ({type(err).__name__}).") from err
+        net.eval()
+        return cls(net=net, cap=cap)
+
+    def predict(self, windows: np.ndarray | torch.Tensor, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """(RUL clipped to [0, cap], failure probability) for windows of shape (n, window, channels)."""
+        x = torch.as_tensor(windows, dtype=torch.float32)
+        if x.ndim != 3 or x.shape[2] != self.net.arch["n_channels"]:
+            raise UserError(f"The LSTM expects windows with {self.net.arch['n_channels']} channels, "
+                            f"got shape {tuple(x.shape)}.")
+        device = next(self.net.parameters()).device
+        self.net.eval()
+        ruls, probs = [], []
+        with torch.no_grad():
+            for lo in range(0, len(x), batch):
+                r, logit = self.net(x[lo:lo + batch].to(device))
+                ruls.append(r.cpu())
+                probs.append(torch.sigmoid(logit).cpu())
+        if not ruls:
+            return np.zeros(0), np.zeros(0)
+        rul = torch.cat(ruls).numpy().astype(float) * self.cap
+        return np.clip(rul, 0.0, self.cap), torch.cat(probs).numpy().astype(float)
+
+
+def _loss(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
+          bce: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, logit = net(x)
+    mse = torch.mean((pred - rul) ** 2)
+    return mse + fail_weight * bce(logit, fail), mse
+
+
+def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray, train_rul: np.ndarray,
+             train_fail: np.ndarray, val_windows: np.ndarray, val_rul: np.ndarray, val_fail: np.ndarray, *,
+             params: LSTMParams, cap: float, device: str, seed: int,
+             progress: ProgressFn | None = None) -> tuple[LSTMModel, list[dict]]:
+    """Train with Adam and early stopping on the validation loss; keep the best epoch's weights.
+
+    Training windows are gathered per batch from `train` (rows `train_rows`) so memory stays small.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = RULNet(pipeline.n_channels, params.hidden, params.layers, params.dropout).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=params.lr)
+    bce = nn.BCEWithLogitsLoss()
+    y_rul = torch.as_tensor(train_rul / cap, dtype=torch.float32)
+    y_fail = torch.as_tensor(train_fail, dtype=torch.float32)
+    keep = np.arange(len(val_windows))
+    if 0 < params.val_limit < len(keep):
+        keep = np.sort(rng.choice(keep, params.val_limit, replace=False))
+    xv = torch.as_tensor(val_windows[keep], dtype=torch.float32).to(device)
+    yv_rul = torch.as_tensor(val_rul[keep] / cap, dtype=torch.float32).to(device)
+    yv_fail = torch.as_tensor(val_fail[keep], dtype=torch.float32).to(device)
+    per_epoch = params.samples_per_epoch or len(train_rows)
+    best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
+    history: list[dict] = []
+    for epoch in range(1, params.epochs + 1):
+        started = time.perf_counter()
+        net.train()
+        pick = rng.permutation(len(train_rows))[:per_epoch] if per_epoch <= len(train_rows) \
+            else rng.integers(0, len(train_rows), per_epoch)
+        total, seen = 0.0, 0
+        for lo in range(0, len(pick), params.batch):
+            sel = pick[lo:lo + params.batch]
+            x = torch.from_numpy(pipeline.windows(train, train_rows[sel])).to(device)
+            loss, _ = _loss(net, x, y_rul[sel].to(device), y_fail[sel].to(device), params.fail_weight, bce)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(sel)
+            seen += len(sel)
+        net.eval()
+        with torch.no_grad():
+            val_loss, val_mse = 0.0, 0.0
+            for lo in range(0, len(xv), 4096):
+                part = slice(lo, lo + 4096)
+                loss, mse = _loss(net, xv[part], yv_rul[part], yv_fail[part], params.fail_weight, bce)
+                n = len(xv[part])
+                val_loss += float(loss) * n
+                val_mse += float(mse) * n
+            val_loss /= max(len(xv), 1)
+            val_rmse = float(np.sqrt(val_mse / max(len(xv), 1))) * cap
+        record = {"phase": "lstm", "epoch": epoch, "epochs": params.epochs, "train_loss": total / max(seen, 1),
+                  "val_loss": val_loss, "val_rmse": val_rmse, "seconds": time.perf_counter() - started,
+                  "message": f"LSTM epoch {epoch} of {params.epochs}: validation RMSE {val_rmse:.2f} cycles"}
+        history.append(record)
+        if progress:
+            progress(record)
+        if val_loss < best_loss - 1e-6:
+            best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(net.state_dict()), epoch, 0
+        else:
+            stale += 1
+            if stale >= params.patience:
+                break
+    net.load_state_dict(best_state)
+    net = net.cpu().eval()
+    history.append({"phase": "lstm", "best_epoch": best_epoch, "val_loss": best_loss,
+                    "message": f"LSTM kept epoch {best_epoch}"})
+    return LSTMModel(net=net, cap=cap), history
