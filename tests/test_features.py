@@ -119,18 +119,36 @@ def test_tree_features_statistics_and_short_series():
     assert x[2, names.index("sensor_2_std10")] == pytest.approx(v[short - 2:short + 1].std(), rel=1e-4)
 
 
-def test_features_of_a_row_ignore_later_readings_other_engines_and_row_order():
+def test_whole_history_window_covers_every_reading_so_far():
+    frame = pd.concat([engine(1, 150, slope=0.5), engine(2, 90, slope=0.5)], ignore_index=True)
+    pipe = FeaturePipeline(mean_windows=(0,), std_windows=(0,), slope_windows=(0, 120)).fit(frame)
+    assert pipe.history is None and "sensor_2_meanall" in pipe.tree_names
+    prep = pipe.prepare(frame, "last")
+    assert len(prep.keys) == 240  # a whole-history feature keeps every reading
+    x = pipe.tree_features(prep, prep.last)
+    v = prep.values[:150, pipe.sensors.index("sensor_2")]
+    names = pipe.tree_names
+    assert x[0, names.index("sensor_2_meanall")] == pytest.approx(v.mean(), rel=1e-5)
+    assert x[0, names.index("sensor_2_stdall")] == pytest.approx(v.std(), rel=1e-4)
+    assert x[0, names.index("sensor_2_slopeall")] == pytest.approx(np.polyfit(np.arange(150), v, 1)[0], rel=1e-4)
+    assert x[0, names.index("sensor_2_slope120")] == pytest.approx(np.polyfit(np.arange(120), v[30:], 1)[0], rel=1e-4)
+
+
+@pytest.mark.parametrize("pipe", [FeaturePipeline(), FeaturePipeline(mean_windows=(5, 20), std_windows=(10,),
+                                                                  slope_windows=(10, 20))],
+                         ids=["whole-history", "trailing-only"])
+def test_features_of_a_row_ignore_later_readings_other_engines_and_row_order(pipe):
     frame = pd.concat([engine(u, 75, slope=1.0) for u in (1, 2, 3)], ignore_index=True)
-    pipe = FeaturePipeline().fit(frame)
+    pipe.fit(frame)
     full = pipe.transform(frame, "all")
     cut = frame[(frame["unit"] == 2) & (frame["cycle"] <= 20)]
     alone = pipe.transform(cut.sample(frac=1.0, random_state=1), "last")
     row = int(np.flatnonzero((full.keys["unit"] == 2) & (full.keys["cycle"] == 20))[0])
-    np.testing.assert_allclose(alone.tree[0], full.tree[row], rtol=1e-5)
+    np.testing.assert_allclose(alone.tree[0], full.tree[row], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(alone.windows[0], full.windows[row], rtol=1e-5)
     last = pipe.transform(frame, "last")
     at_last = full.keys.groupby("unit").tail(1).index.to_numpy()
-    np.testing.assert_array_equal(last.tree, full.tree[at_last])
+    np.testing.assert_allclose(last.tree, full.tree[at_last], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(last.windows, full.windows[at_last])
     pd.testing.assert_frame_equal(last.keys, full.keys.iloc[at_last].reset_index(drop=True))
 
