@@ -113,8 +113,12 @@ class Prepared:
     Holds every reading, or (prepared for ``rows="last"``) each engine's trailing readings only.
     """
 
-    keys: pd.DataFrame
-    """dataset, unit, cycle of every row, in sorted order (index 0..n-1)."""
+    dataset: np.ndarray
+    """(n,) dataset name of every row, in sorted order."""
+    unit: np.ndarray
+    """(n,) unit number of every row."""
+    cycle: np.ndarray
+    """(n,) cycle of every row."""
     values: np.ndarray
     """(n, k) regime-normalised kept sensors, float64."""
     start: np.ndarray
@@ -126,7 +130,16 @@ class Prepared:
 
     def rows(self, which: Rows) -> np.ndarray:
         """Indices of the last row per engine (``"last"``) or of every row (``"all"``)."""
-        return self.last if which == "last" else np.arange(len(self.keys))
+        return self.last if which == "last" else np.arange(len(self.cycle))
+
+    def keys_at(self, rows: np.ndarray) -> pd.DataFrame:
+        """DataFrame[dataset, unit, cycle] of the selected rows (index 0..len(rows)-1)."""
+        return pd.DataFrame({"dataset": self.dataset[rows], "unit": self.unit[rows], "cycle": self.cycle[rows]})
+
+    @property
+    def keys(self) -> pd.DataFrame:
+        """DataFrame[dataset, unit, cycle] of every row, in sorted order."""
+        return self.keys_at(np.arange(len(self.cycle)))
 
 
 @dataclass
@@ -232,10 +245,9 @@ class FeaturePipeline:
         cols = np.array([SENSORS.index(s) for s in self.sensors])
         values = (data[:, _SENSOR_COLS[cols]] - self.sensor_mean[regime[:, None], cols]) \
             / self.sensor_std[regime[:, None], cols]
-        keys = pd.DataFrame({"dataset": np.asarray(ds_names, dtype=object)[ds_codes[order]],
-                             "unit": frame["unit"].to_numpy()[order], "cycle": frame["cycle"].to_numpy()[order]})
-        return Prepared(keys=keys, values=values, start=start, last=np.append(starts[1:] - 1, len(order) - 1),
-                        engine=engine)
+        return Prepared(dataset=np.asarray(ds_names, dtype=object)[ds_codes[order]],
+                        unit=frame["unit"].to_numpy()[order], cycle=frame["cycle"].to_numpy()[order],
+                        values=values, start=start, last=np.append(starts[1:] - 1, len(order) - 1), engine=engine)
 
     # ---------------------------------------------------------------- features
     @property
@@ -292,7 +304,7 @@ class FeaturePipeline:
             num = n * s["tx"] - s["t"] * s["x"]
             blocks.append(np.divide(num, denom, out=np.zeros_like(num), where=denom > 0.5))
         stacked = np.stack(blocks, axis=2).reshape(len(rows), -1)  # sensor-major, as tree_names
-        cycle = prep.keys["cycle"].to_numpy(dtype=float)[rows][:, None]
+        cycle = prep.cycle[rows].astype(float)[:, None]
         return np.concatenate([cycle, stacked], axis=1).astype(np.float32)
 
     def windows(self, prep: Prepared, rows: np.ndarray) -> np.ndarray:
@@ -302,7 +314,7 @@ class FeaturePipeline:
         """
         offsets = np.arange(-(self.lstm_window - 1), 1)[None, :]
         idx = np.maximum(rows[:, None] + offsets, prep.start[rows][:, None])
-        age = prep.keys["cycle"].to_numpy(dtype=float)[idx] / AGE_SCALE
+        age = prep.cycle[idx].astype(float) / AGE_SCALE
         return np.concatenate([prep.values[idx], age[:, :, None]], axis=2).astype(np.float32)
 
     @property
@@ -315,7 +327,7 @@ class FeaturePipeline:
         prep = self.prepare(frame, rows)
         idx = prep.rows(rows)
         return FeatureSet(
-            keys=prep.keys.iloc[idx].reset_index(drop=True),
+            keys=prep.keys_at(idx),
             tree=self.tree_features(prep, idx),
             windows=self.windows(prep, idx),
             tree_names=self.tree_names,

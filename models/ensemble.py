@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from sklearn.isotonic import IsotonicRegression
 
+from core.errors import UserError
 from core.features import FeaturePipeline, FeatureSet, Rows
 from core.metrics import best_fbeta_threshold
 from models.lstm import LSTMModel
@@ -31,9 +32,12 @@ DEFAULT_BIN_EDGES = (15.0, 30.0, 45.0, 60.0, 80.0, 100.0, 115.0)
 
 
 def fit_blend_weight(a: np.ndarray, b: np.ndarray, y: np.ndarray, loss: str) -> float:
-    """Weight w in 0, 0.05, ..., 1 of `a` in ``w*a + (1-w)*b`` minimising squared error or log loss on `y`."""
+    """Weight w in 0, 0.05, ..., 1 of `a` in ``w*a + (1-w)*b`` minimising squared error or log loss on `y`.
+
+    The brief's 0.6 is tried first and kept unless another weight does strictly better.
+    """
     best_w, best = 0.6, float("inf")
-    for w in np.round(np.linspace(0.0, 1.0, 21), 2):
+    for w in [0.6, *np.round(np.linspace(0.0, 1.0, 21), 2)]:
         mix = w * a + (1 - w) * b
         if loss == "logloss":
             q = np.clip(mix, 1e-6, 1 - 1e-6)
@@ -95,6 +99,8 @@ class Conformal:
     def fit(cls, pred: np.ndarray, truth: np.ndarray, nominal: float, cap: float,
             edges: tuple[float, ...] = DEFAULT_BIN_EDGES, min_count: int = 100) -> Conformal:
         """Quantiles of ``truth - pred`` per bin, with the finite-sample correction; thin bins are merged."""
+        if len(pred) == 0:
+            raise UserError("There are no validation readings to calibrate the RUL intervals on.")
         kept = list(edges)
         while kept:
             counts = np.bincount(np.digitize(pred, kept), minlength=len(kept) + 1)
@@ -204,11 +210,11 @@ class Ensemble:
         """Predictions for the rows of a feature set, with :data:`OUTPUT_COLUMNS`."""
         rul, p = self.blend(self.components(fs))
         low, high = self.conformal.interval(rul)
-        out = fs.keys.copy()
-        out["rul"], out["rul_low"], out["rul_high"] = rul, low, high
-        out["p_fail_30"] = p
-        out["risk"] = self.risk(p)
-        return out[OUTPUT_COLUMNS]
+        return pd.DataFrame({
+            "dataset": fs.keys["dataset"].to_numpy(), "unit": fs.keys["unit"].to_numpy(),
+            "cycle": fs.keys["cycle"].to_numpy(), "rul": rul, "rul_low": low, "rul_high": high,
+            "p_fail_30": p, "risk": self.risk(p),
+        }, columns=OUTPUT_COLUMNS)
 
     def predict_last(self, frame: pd.DataFrame) -> pd.DataFrame:
         """One row per engine at its last cycle: dataset, unit, cycle, rul, rul_low, rul_high, p_fail_30, risk."""

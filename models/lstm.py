@@ -106,13 +106,30 @@ def _loss(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, f
     return mse + fail_weight * bce(logit, fail), mse
 
 
+def _validate(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
+              bce: nn.Module) -> tuple[float, float]:
+    """(mean loss, mean squared RUL error as a fraction of the cap) over validation windows, in eval mode."""
+    net.eval()
+    total, squared = 0.0, 0.0
+    with torch.no_grad():
+        for lo in range(0, len(x), 4096):
+            part = slice(lo, lo + 4096)
+            loss, mse = _loss(net, x[part], rul[part], fail[part], fail_weight, bce)
+            n = len(x[part])
+            total += float(loss) * n
+            squared += float(mse) * n
+    n = max(len(x), 1)
+    return total / n, squared / n
+
+
 def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray, train_rul: np.ndarray,
              train_fail: np.ndarray, val_windows: np.ndarray, val_rul: np.ndarray, val_fail: np.ndarray, *,
              params: LSTMParams, cap: float, device: str, seed: int,
              progress: ProgressFn | None = None) -> tuple[LSTMModel, list[dict]]:
     """Train with Adam and early stopping on the validation loss; keep the best epoch's weights.
 
-    Training windows are gathered per batch from `train` (rows `train_rows`) so memory stays small.
+    Each epoch draws ``samples_per_epoch`` training rows at random; their windows are gathered
+    per batch from `train` so memory stays small.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -124,9 +141,8 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
     keep = np.arange(len(val_windows))
     if 0 < params.val_limit < len(keep):
         keep = np.sort(rng.choice(keep, params.val_limit, replace=False))
-    xv = torch.as_tensor(val_windows[keep], dtype=torch.float32).to(device)
-    yv_rul = torch.as_tensor(val_rul[keep] / cap, dtype=torch.float32).to(device)
-    yv_fail = torch.as_tensor(val_fail[keep], dtype=torch.float32).to(device)
+    val = [torch.as_tensor(a[keep], dtype=torch.float32).to(device)
+           for a in (val_windows, val_rul / cap, val_fail)]
     per_epoch = params.samples_per_epoch or len(train_rows)
     best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
     history: list[dict] = []
@@ -135,7 +151,7 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
         net.train()
         pick = rng.permutation(len(train_rows))[:per_epoch] if per_epoch <= len(train_rows) \
             else rng.integers(0, len(train_rows), per_epoch)
-        total, seen = 0.0, 0
+        total = 0.0
         for lo in range(0, len(pick), params.batch):
             sel = pick[lo:lo + params.batch]
             x = torch.from_numpy(pipeline.windows(train, train_rows[sel])).to(device)
@@ -144,19 +160,9 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
             loss.backward()
             opt.step()
             total += loss.item() * len(sel)
-            seen += len(sel)
-        net.eval()
-        with torch.no_grad():
-            val_loss, val_mse = 0.0, 0.0
-            for lo in range(0, len(xv), 4096):
-                part = slice(lo, lo + 4096)
-                loss, mse = _loss(net, xv[part], yv_rul[part], yv_fail[part], params.fail_weight, bce)
-                n = len(xv[part])
-                val_loss += float(loss) * n
-                val_mse += float(mse) * n
-            val_loss /= max(len(xv), 1)
-            val_rmse = float(np.sqrt(val_mse / max(len(xv), 1))) * cap
-        record = {"phase": "lstm", "epoch": epoch, "epochs": params.epochs, "train_loss": total / max(seen, 1),
+        val_loss, val_mse = _validate(net, *val, params.fail_weight, bce)
+        val_rmse = float(np.sqrt(val_mse)) * cap
+        record = {"phase": "lstm", "epoch": epoch, "epochs": params.epochs, "train_loss": total / max(len(pick), 1),
                   "val_loss": val_loss, "val_rmse": val_rmse, "seconds": time.perf_counter() - started,
                   "message": f"LSTM epoch {epoch} of {params.epochs}: validation RMSE {val_rmse:.2f} cycles"}
         history.append(record)

@@ -152,7 +152,7 @@ def split_engines(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[
 
 def prepared_targets(prep: Prepared, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(capped RUL, uncapped RUL, fails-within-horizon label) of every row of run-to-failure engines."""
-    cycle = prep.keys["cycle"].to_numpy().astype(float)
+    cycle = prep.cycle.astype(float)
     rul_true = cycle[prep.last][prep.engine] - cycle
     return np.minimum(rul_true, cap), rul_true, (rul_true <= FAIL_HORIZON).astype(np.float32)
 
