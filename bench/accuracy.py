@@ -9,13 +9,12 @@ RMSE, MAE, PHM08 and interval coverage compare with the true RUL capped at 125 (
 definition); ``rmse_raw`` with the uncapped truth. F2/precision/recall score risk HIGH as
 the prediction of "fails within 30 cycles"; AUCs score the calibrated probability.
 
-Run ``python -m bench.accuracy [--json]`` (or ``python -m core bench accuracy``).
+Run ``python -m core bench accuracy [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -125,18 +124,3 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs; "
                  f"RMSE/PHM08/coverage against true RUL capped at 125, 'RMSE raw' uncapped.")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Script entry: run and print the table (or JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    result = run(args)
-    print(json.dumps(result, default=str) if args.json else render(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,6 @@
 """Benchmark: time to load all twelve C-MAPSS files into a fresh store (median of N fresh stores).
 
-Run ``python -m bench.ingest [--data DIR] [--repeats 3]``; ``run(args)`` is also callable
-from ``python -m core bench``.
+Run ``python -m core bench ingest [--data DIR] [--repeats 3] [--json]``.
 """
 
 from __future__ import annotations
@@ -84,9 +83,3 @@ def render(result: dict[str, Any]) -> str:
              f"|{'-' * (width + 2)}|-------|"]
     lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    print(render(run(parser.parse_args())))

@@ -6,14 +6,12 @@
   707 engines): read their readings from the store and predict (features, ensemble, interval,
   risk), as the Fleet page does on a cold cache; median of `fleet_repeats`.
 
-Run ``python -m bench.latency [--json]`` or ``python -m core bench latency --json`` with a
-``PM_HOME`` that holds the data and a trained champion.
+Run ``python -m core bench latency [--json]`` with a ``PM_HOME`` that holds the data and a trained champion.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -137,20 +135,3 @@ def render(result: dict[str, Any]) -> str:
     lines += [f"{name:<36} {value}" for name, value in rows]
     lines.append(f"what-if engine: {result['whatif_engine']}")
     return "\n".join(lines)
-
-
-def main() -> None:
-    """Command-line entry: ``python -m bench.latency [--json]``."""
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_arguments(parser)
-    args = parser.parse_args()
-    try:
-        result = run(args)
-    except UserError as err:
-        raise SystemExit(f"error: {err}") from err
-    print(json.dumps(result) if args.json else render(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,13 +1,12 @@
 """Benchmark: wall time to train the default recipe on one subset (FD001, FD004) and on all four.
 
 Reports wall and process CPU seconds, the device and threads used, XGBoost trees kept and
-LSTM epochs run. Run ``python -m bench.train_time [--json]`` (or ``python -m core bench train_time``).
+LSTM epochs run. Run ``python -m core bench train_time [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import time
 from typing import Any
@@ -69,18 +68,3 @@ def render(result: dict[str, Any]) -> str:
                      f"{r['threads']:>3}  {trees:>16}  {r['lstm_epochs']:>6}  {r['val_rmse']:>8.2f}")
     lines.append(f"machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Script entry: run and print the table (or JSON with --json)."""
-    parser = argparse.ArgumentParser(prog="python -m bench.train_time", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    result = run(args)
-    print(json.dumps(result, default=str) if args.json else render(result))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
