@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from core import config
-from core.cmapss import COLUMNS, SUBSETS
+from core.data.cmapss import COLUMNS, SUBSETS
 from core.errors import UserError
 from models.training import TrainConfig, evaluate, train
 

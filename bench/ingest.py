@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import config, ingest, store
+from core import config
+from core.data import ingest, store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from core import scoring, whatif
 from core.errors import UserError
+from core.serving import scoring, whatif
 
 OFFICIAL_TESTS = ["test_FD001", "test_FD002", "test_FD003", "test_FD004"]
 

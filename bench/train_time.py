@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from bench.accuracy import data_folder, machine, read_readings
-from core.cmapss import SUBSETS
+from core.data.cmapss import SUBSETS
 from models.device import default_threads
 from models.training import TrainConfig, train
 

@@ -16,19 +16,18 @@ import shutil
 import uuid
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import xgboost as xgb
 
+from core.data.features import FeaturePipeline
 from core.errors import UserError
-from core.features import FeaturePipeline
+from models.calibration import Calibrator, Conformal
 from models.device import default_threads
+from models.ensemble import Ensemble
 from models.lstm import LSTMModel
 from models.xgb import XGBModels
-
-if TYPE_CHECKING:
-    from models.ensemble import Ensemble
 
 FORMAT = "rul-ensemble"
 FORMAT_VERSION = 1
@@ -137,8 +136,6 @@ def load_bundle(directory: Path) -> Ensemble:
     Serving uses :func:`models.device.default_threads` CPU threads (boosters and torch): on a
     small machine more threads than free cores make every prediction several times slower.
     """
-    from models.ensemble import Calibrator, Conformal, Ensemble
-
     directory = directory.expanduser().resolve()
     paths = _verified(directory)
     pipeline = FeaturePipeline.from_json(paths["pipeline.json"].read_text(encoding="utf-8"))

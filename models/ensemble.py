@@ -12,144 +12,19 @@ half by default: worth a look at the next inspection), LOW otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.isotonic import IsotonicRegression
 
-from core.errors import UserError
-from core.features import FeaturePipeline, FeatureSet, Rows
-from core.metrics import best_fbeta_threshold
+from core.data.features import FeaturePipeline, FeatureSet, Rows
+from models.calibration import Calibrator, Conformal
 from models.lstm import LSTMModel
 from models.xgb import XGBModels
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
 OUTPUT_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk"]
-DEFAULT_BIN_EDGES = (15.0, 30.0, 45.0, 60.0, 80.0, 100.0, 115.0)
-
-
-def fit_blend_weight(a: np.ndarray, b: np.ndarray, y: np.ndarray, loss: str) -> float:
-    """Weight w in 0, 0.05, ..., 1 of `a` in ``w*a + (1-w)*b`` minimising squared error or log loss on `y`.
-
-    The brief's 0.6 is tried first and kept unless another weight does strictly better.
-    """
-    best_w, best = 0.6, float("inf")
-    for w in [0.6, *np.round(np.linspace(0.0, 1.0, 21), 2)]:
-        mix = w * a + (1 - w) * b
-        if loss == "logloss":
-            q = np.clip(mix, 1e-6, 1 - 1e-6)
-            value = -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
-        else:
-            value = np.mean((mix - y) ** 2)
-        if value < best - 1e-12:
-            best_w, best = float(w), float(value)
-    return best_w
-
-
-@dataclass
-class Calibrator:
-    """Isotonic map from the blended probability to a calibrated one, stored as its knots."""
-
-    x: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    y: list[float] = field(default_factory=lambda: [0.0, 1.0])
-
-    @classmethod
-    def fit(cls, p: np.ndarray, label: np.ndarray) -> Calibrator:
-        """Fit an increasing step map on validation probabilities and labels."""
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, label)
-        return cls(x=[float(v) for v in iso.X_thresholds_], y=[float(v) for v in iso.y_thresholds_])
-
-    def apply(self, p: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities (linear between knots, clipped at the ends)."""
-        return np.interp(p, self.x, self.y)
-
-    def to_dict(self) -> dict[str, list[float]]:
-        """JSON form."""
-        return {"method": "isotonic", "x": self.x, "y": self.y}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Calibrator:
-        """Rebuild from :meth:`to_dict` output."""
-        x, y = [float(v) for v in data["x"]], [float(v) for v in data["y"]]
-        if len(x) != len(y) or not x or any(b < a for a, b in zip(x, x[1:])):
-            raise ValueError("calibration knots are not increasing pairs")
-        return cls(x=x, y=y)
-
-
-@dataclass
-class Conformal:
-    """Mondrian split-conformal RUL intervals: residual quantiles per bin of predicted RUL.
-
-    Bins are narrower near failure, so intervals are tighter where errors are small. Interval
-    for prediction r in bin b: ``[r + low[b], r + high[b]]`` clipped to ``[0, cap]``; it targets
-    coverage `nominal` of the capped true RUL.
-    """
-
-    edges: list[float]
-    low: list[float]
-    high: list[float]
-    nominal: float
-    cap: float
-    counts: list[int] = field(default_factory=list)
-
-    @classmethod
-    def fit(cls, pred: np.ndarray, truth: np.ndarray, nominal: float, cap: float,
-            edges: tuple[float, ...] = DEFAULT_BIN_EDGES, min_count: int = 100) -> Conformal:
-        """Quantiles of ``truth - pred`` per bin, with the finite-sample correction; thin bins are merged."""
-        if len(pred) == 0:
-            raise UserError("There are no validation readings to calibrate the RUL intervals on.")
-        kept = list(edges)
-        while kept:
-            counts = np.bincount(np.digitize(pred, kept), minlength=len(kept) + 1)
-            thin = int(np.argmin(counts))
-            if counts[thin] >= min_count:
-                break
-            kept.pop(min(thin, len(kept) - 1))
-        bins = np.digitize(pred, kept)
-        alpha = 1.0 - nominal
-        low, high, counts_out = [], [], []
-        for b in range(len(kept) + 1):
-            r = (truth - pred)[bins == b]
-            if len(r) == 0:
-                r = truth - pred
-            r, n = np.sort(r), len(r)
-            k_lo = int(np.floor((n + 1) * alpha / 2))
-            k_hi = int(np.ceil((n + 1) * (1 - alpha / 2)))
-            low.append(float(r[min(max(k_lo, 1), n) - 1]))
-            high.append(float(r[min(max(k_hi, 1), n) - 1]))
-            counts_out.append(int(n))
-        return cls(edges=[float(e) for e in kept], low=low, high=high, nominal=nominal, cap=cap, counts=counts_out)
-
-    def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(low, high) bounds for predicted RULs."""
-        b = np.digitize(pred, self.edges)
-        lo = np.clip(pred + np.asarray(self.low)[b], 0.0, self.cap)
-        hi = np.clip(pred + np.asarray(self.high)[b], 0.0, self.cap)
-        return np.minimum(lo, pred), np.maximum(hi, pred)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"method": "mondrian-split-conformal", "edges": self.edges, "low": self.low, "high": self.high,
-                "nominal": self.nominal, "cap": self.cap, "counts": self.counts}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Conformal:
-        """Rebuild from :meth:`to_dict` output."""
-        c = cls(edges=[float(v) for v in data["edges"]], low=[float(v) for v in data["low"]],
-                high=[float(v) for v in data["high"]], nominal=float(data["nominal"]), cap=float(data["cap"]),
-                counts=[int(v) for v in data.get("counts", [])])
-        if len(c.low) != len(c.edges) + 1 or len(c.high) != len(c.low):
-            raise ValueError("conformal bins and quantiles differ in number")
-        return c
-
-
-def fit_thresholds(p: np.ndarray, label: np.ndarray, medium_ratio: float = 0.5) -> dict[str, float]:
-    """HIGH threshold maximising F2 of ``p >= t`` on validation rows; MEDIUM = `medium_ratio` * HIGH."""
-    high, f2 = best_fbeta_threshold(label, p, beta=2.0)
-    return {"high": high, "medium": high * medium_ratio, "validation_f2": f2}
 
 
 @dataclass
@@ -248,17 +123,3 @@ class Ensemble:
             "serving_device": "cpu",
             **{k: v for k, v in self.meta.items() if k != "coverage"},
         }
-
-    def save(self, directory: str | Path) -> Path:
-        """Write the bundle (XGBoost UBJ, torch state_dict, JSON) to `directory`, replacing it atomically."""
-        from models.bundle import save_bundle
-
-        return save_bundle(self, Path(directory))
-
-    @classmethod
-    def load(cls, directory: str | Path) -> Ensemble:
-        """Read a bundle written by :meth:`save`; UserError naming the file if one is missing or corrupt."""
-        from models.bundle import load_bundle
-
-        return load_bundle(Path(directory))
-

@@ -27,8 +27,8 @@ import shap
 import torch
 from torch import nn
 
+from core.data.features import FeatureSet
 from core.errors import UserError
-from core.features import FeatureSet
 from models.ensemble import Ensemble
 
 AGE = "age"

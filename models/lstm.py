@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.data.features import FeaturePipeline, Prepared
 from core.errors import UserError
-from core.features import FeaturePipeline, Prepared
 
 ProgressFn = Callable[[dict], None]
 

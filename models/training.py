@@ -26,11 +26,12 @@ import torch
 import xgboost
 
 from core import metrics as m
-from core.cmapss import FAIL_HORIZON, RUL_CAP
+from core.data.cmapss import FAIL_HORIZON, RUL_CAP
+from core.data.features import FeaturePipeline, Prepared, check_frame
 from core.errors import UserError
-from core.features import FeaturePipeline, Prepared, check_frame
+from models.calibration import Calibrator, Conformal, fit_blend_weight, fit_thresholds
 from models.device import default_threads, resolve_device, seed_everything
-from models.ensemble import Calibrator, Conformal, Ensemble, fit_blend_weight, fit_thresholds
+from models.ensemble import Ensemble
 from models.lstm import LSTMParams, fit_lstm
 from models.xgb import XGBModels, XGBParams
 

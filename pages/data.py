@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, ingest, store
+from core import config
+from core.data import ingest, store, writes
 from core.errors import UserError
 from pages import ui
 
@@ -118,7 +119,7 @@ if pending:
         del st.session_state["pending_delete"]
         try:
             with store.connect() as con:
-                store.delete_dataset(con, pending)
+                writes.delete_dataset(con, pending)
         except UserError as err:
             ui.show_error(err)
         else:

@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import config, drift, jobs, prediction_drift, simulate, store
-from core.cmapss import SENSORS
+from core import config
+from core.data import queries, store
+from core.data.cmapss import SENSORS
 from core.errors import UserError
+from core.monitoring import prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
+from core.operations import job_records, jobs
 from pages import drift_charts, ui
 
 WINDOW_SUFFIX = " · latest window"
@@ -39,8 +42,8 @@ except UserError as err:
 def _frame(name: str, window: int | None) -> pd.DataFrame:
     """Readings of a dataset, or of the latest ``window`` engines of a stream."""
     with store.connect(read_only=True) as con:
-        frame = store.readings(con, name)
-    return simulate.latest_window(frame, window) if window else frame
+        frame = queries.readings(con, name)
+    return stream_plan.latest_window(frame, window) if window else frame
 
 
 @st.cache_data(show_spinner="Comparing the datasets…", max_entries=32)
@@ -48,7 +51,7 @@ def compare(reference: str, current: str, window: int | None, normalised: bool, 
             limits: tuple[tuple[str, float], ...], model_version: int | None,
             stamp: tuple[int, int]) -> dict[str, Any]:
     """The drift report (as a dict) plus predicted-RUL samples; ``stamp`` (row counts) keys fresh data."""
-    thresholds = drift.Thresholds(**dict(limits))
+    thresholds = statistics.Thresholds(**dict(limits))
     ref, cur = _frame(reference, None), _frame(current, window)
     prediction: dict[str, Any] = {"psi": None, "reason": "no model is trained yet", "reference": [], "current": []}
     if model_version is not None:
@@ -56,7 +59,7 @@ def compare(reference: str, current: str, window: int | None, normalised: bool, 
         measured = prediction_drift.measure(ensemble, ref, cur, thresholds.prediction_psi, model_version)
         prediction = {"psi": measured.result.score, "reason": None,
                       "reference": measured.reference_rul.tolist(), "current": measured.current_rul.tolist()}
-    report = drift.assess(ref, cur, method=method, normalise=normalised, thresholds=thresholds,
+    report = verdicts.assess(ref, cur, method=method, normalise=normalised, thresholds=thresholds,
                           prediction_psi=prediction["psi"], prediction_psi_reason=prediction["reason"])
     return {"report": report.to_dict(), "prediction": prediction}
 
@@ -67,7 +70,7 @@ def feature_values(reference: str, current: str, window: int | None, normalised:
     """The sensor columns of both sides, raw or regime-normalised (the values the statistics saw)."""
     ref, cur = _frame(reference, None), _frame(current, window)
     if normalised:
-        ref_norm, cur_norm, _ = drift.normalise_by_regime(ref, cur, list(SENSORS))
+        ref_norm, cur_norm, _ = regimes.normalise_by_regime(ref, cur, list(SENSORS))
         return ref_norm, cur_norm
     return ref[list(SENSORS)], cur[list(SENSORS)]
 
@@ -123,7 +126,7 @@ else:
     default_current = "train_FD002" if "train_FD002" in names else names[min(1, len(names) - 1)]
     current_choice = middle.selectbox("Current", current_options, index=current_options.index(default_current),
                                       key="drift_current", help="Any dataset, or the latest engines of a stream.")
-    method = right.selectbox("Statistic", drift.METHODS, key="drift_method",
+    method = right.selectbox("Statistic", statistics.METHODS, key="drift_method",
                              help="psi: population stability index; ks: Kolmogorov-Smirnov statistic; "
                                   "wasserstein: in reference standard deviations.")
     window: int | None = None
@@ -136,7 +139,7 @@ else:
         help="Z-score each sensor within its operating condition (setting cluster) of the reference, so only "
              "changes beyond the operating conditions count.",
     )
-    thresholds = drift.Thresholds()
+    thresholds = statistics.Thresholds()
     warn, alert = thresholds.levels(method)
     rows = dict(zip(listing["name"], listing["rows"], strict=True))
     stamp = (int(rows[reference]), int(rows[current]))
@@ -200,7 +203,7 @@ st.caption(
     "promotion gate decides whether the new version serves; a version the gate keeps out runs in shadow on the "
     "next step's engines and is promoted if its live error there beats the champion's."
 )
-defaults = simulate.Settings()
+defaults = stream_plan.Settings()
 with st.expander("Simulation settings"):
     c1, c2, c3, c4 = st.columns(4)
     steps = c1.number_input("Steps", 4, 200, defaults.steps, key="sim_steps")
@@ -210,7 +213,7 @@ with st.expander("Simulation settings"):
 auto_retrain = st.toggle("Auto-retrain on threshold crossings", value=True, key="sim_auto_retrain")
 if st.button("Start simulation", type="primary", key="sim_start", disabled=listing.empty):
     try:
-        settings = simulate.Settings(steps=int(steps), engines_per_step=int(per_step), auto_retrain=auto_retrain,
+        settings = stream_plan.Settings(steps=int(steps), engines_per_step=int(per_step), auto_retrain=auto_retrain,
                                      epochs=int(epochs), trees=int(trees))
         record = simulate.start_job(settings, created_by="dashboard")
     except UserError as err:
@@ -219,9 +222,9 @@ if st.button("Start simulation", type="primary", key="sim_start", disabled=listi
         st.toast(f"Simulation job {record.id} started.")
 
 
-def _show_simulation(record: jobs.JobRecord | None, timeline: dict[str, Any] | None) -> None:
+def _show_simulation(record: job_records.JobRecord | None, timeline: dict[str, Any] | None) -> None:
     """Progress and cancel while a run is active; then the summary, the timeline chart and the events."""
-    if record is not None and record.state in jobs.ACTIVE_STATES:
+    if record is not None and record.state in job_records.ACTIVE_STATES:
         done = len(timeline["steps"]) if timeline else 0
         total = timeline["steps_total"] if timeline else record.total or 1
         message = (timeline or {}).get("message") or record.phase
@@ -236,7 +239,7 @@ def _show_simulation(record: jobs.JobRecord | None, timeline: dict[str, Any] | N
     if timeline is None:
         st.caption("No simulation has run yet.")
         return
-    summary = simulate.summary(timeline)
+    summary = timelines.summary(timeline)
     served = ", ".join(f"v{v}" for v in summary["versions_served"])
     st.markdown(
         f"**{summary['status']}** · {summary['steps_done']}/{summary['steps_total']} steps · "
@@ -249,15 +252,15 @@ def _show_simulation(record: jobs.JobRecord | None, timeline: dict[str, Any] | N
             st.markdown("\n".join(f"- {e['text']}" for e in timeline["events"]))
 
 
-def _simulation_state() -> tuple[jobs.JobRecord | None, dict[str, Any] | None]:
+def _simulation_state() -> tuple[job_records.JobRecord | None, dict[str, Any] | None]:
     """The newest simulation job and the timeline to draw (the active job's, else the newest on disk)."""
     record = simulate.latest_job()
-    found = simulate.latest_timeline()
+    found = timelines.latest_timeline()
     timeline = found[1] if found else None
-    if record is not None and record.state in jobs.ACTIVE_STATES:
+    if record is not None and record.state in job_records.ACTIVE_STATES:
         path = record.data.get("timeline")
         try:
-            timeline = simulate.read_timeline(path) if path else timeline
+            timeline = timelines.read_timeline(path) if path else timeline
         except UserError:
             timeline = None
     return record, timeline
@@ -268,7 +271,7 @@ try:
 except UserError as err:
     ui.show_error(err)
     sim_record, sim_timeline = None, None
-running = sim_record is not None and sim_record.state in jobs.ACTIVE_STATES
+running = sim_record is not None and sim_record.state in job_records.ACTIVE_STATES
 
 
 @st.fragment(run_every="2s" if running else None)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, whatif
-from core.cmapss import RUL_CAP, SENSORS
+from core import config
+from core.data.cmapss import RUL_CAP, SENSORS
 from core.errors import UserError
+from core.serving import whatif
 from models.ensemble import Ensemble
 from models.explain import Explainer
 from pages import charts, ui

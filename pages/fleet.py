@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import config, fleet
+from core import config
 from core.errors import UserError
+from core.serving import fleet
 from models.ensemble import RISK_LEVELS
 from pages import charts, ui
 

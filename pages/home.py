@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core import jobs, registry
 from core.errors import UserError
+from core.operations import jobs, registry
 from pages import ui
 
 st.title("Turbofan fleet RUL")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import jobs, registry, retrain
 from core.errors import UserError
+from core.operations import job_records, jobs, registry, retrain
 from pages import charts, ui
 
 METRIC_LABELS = {
@@ -99,11 +99,11 @@ def _result_table(result: dict, champion_metrics: dict[str, float] | None) -> pd
     return table
 
 
-def _show_job(job: jobs.JobRecord) -> None:
+def _show_job(job: job_records.JobRecord) -> None:
     state_icon = {"running": ":material/pending:", "queued": ":material/schedule:", "succeeded": ":material/check_circle:",
                   "failed": ":material/error:", "cancelled": ":material/cancel:"}
     st.markdown(f"**Job {job.id}** {state_icon.get(job.state, '')} {job.state} · device: `{job.device or '…'}`")
-    if job.state in jobs.ACTIVE_STATES:
+    if job.state in job_records.ACTIVE_STATES:
         eta = f" · ETA {job.eta_s:.0f} s" if job.eta_s is not None else ""
         steps = f" {job.step}/{job.total}" if job.total else ""
         st.progress(float(job.progress or 0.0), text=f"{job.phase}{steps}{eta}")
@@ -124,7 +124,7 @@ def _show_job(job: jobs.JobRecord) -> None:
     if job.state in ("failed", "cancelled"):
         st.error(f"The job {job.state}: {job.error} The serving model was not changed.")
     if job.log_tail:
-        with st.expander("Log", expanded=job.state in jobs.ACTIVE_STATES):
+        with st.expander("Log", expanded=job.state in job_records.ACTIVE_STATES):
             st.code("\n".join(job.log_tail[-30:]), language=None)
 
 
@@ -138,7 +138,7 @@ def live_progress() -> None:
     job = latest[0]
     _show_job(job)
     was_active = st.session_state.get("job_active")
-    st.session_state["job_active"] = job.state in jobs.ACTIVE_STATES
+    st.session_state["job_active"] = job.state in job_records.ACTIVE_STATES
     if was_active and job.finished:
         st.rerun(scope="app")
 

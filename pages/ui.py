@@ -5,8 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import config, fleet, jobs, registry, store, whatif
+from core import config
+from core.data import queries, store
 from core.errors import UserError
+from core.operations import jobs, registry
+from core.serving import fleet, whatif
+from models.bundle import load_bundle
 from models.ensemble import Ensemble
 from models.explain import Explainer
 
@@ -48,7 +52,7 @@ def champion_version() -> int | None:
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def load_model(version: int, uri: str) -> Ensemble:
     """The ensemble of a registry version, loaded once per (version, tracking URI)."""
-    return Ensemble.load(registry.bundle_dir(version))
+    return load_bundle(registry.bundle_dir(version))
 
 
 def serving_model() -> tuple[int, Ensemble] | None:
@@ -62,7 +66,7 @@ def serving_model() -> tuple[int, Ensemble] | None:
 def datasets() -> pd.DataFrame:
     """The loaded datasets (read fresh each rerun; the query is cheap)."""
     with store.connect(read_only=True) as con:
-        return store.list_datasets(con)
+        return queries.list_datasets(con)
 
 
 def show_error(err: Exception) -> None:
@@ -123,14 +127,14 @@ def explainer(version: int, uri: str) -> Explainer:
 def dataset_readings(name: str, fingerprint: tuple) -> pd.DataFrame:
     """All readings of one dataset with a ``dataset`` column, shared read-only between reruns and sessions."""
     with store.connect(read_only=True) as con:
-        return store.readings_many(con, [name])
+        return queries.readings_many(con, [name])
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def engine_truth(name: str, fingerprint: tuple) -> dict[int, float]:
     """True RUL after the last cycle per unit of a dataset (empty when it has none)."""
     with store.connect(read_only=True) as con:
-        truth = store.rul_truth(con, name)
+        truth = queries.rul_truth(con, name)
     return {int(u): float(r) for u, r in zip(truth["unit"], truth["rul"])}
 
 
@@ -172,6 +176,6 @@ def model_and_data() -> tuple[int, Ensemble, pd.DataFrame]:
 
 
 def serving() -> tuple[int, Ensemble] | None:
-    """:func:`serving_model` set up for serving one request per thread (``core.whatif.serving_setup``)."""
+    """:func:`serving_model` set up for serving one request per thread (``core.serving.whatif.serving_setup``)."""
     served = serving_model()
     return None if served is None else (served[0], whatif.serving_setup(served[1]))

@@ -87,7 +87,7 @@ def cmapss_slice(cmapss_text: Callable[[str], str]) -> Callable[..., list[str]]:
 @pytest.fixture
 def fd001_store(pm_home: Path, cmapss_dir: Path) -> Path:
     """``pm_home`` with train_FD001, test_FD001 and RUL_FD001 loaded; returns the home."""
-    from core import ingest
+    from core.data import ingest
 
     ingest.load([cmapss_file(cmapss_dir, f"{n}_FD001") for n in ("train", "test", "RUL")])
     return pm_home

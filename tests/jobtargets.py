@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any
 
-from core.jobs import Reporter, run_job
+from core.operations.job_runtime import Reporter, run_job
 
 
 def _finish(reporter: Reporter, steps: int, pause: float) -> dict[str, Any]:

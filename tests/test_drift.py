@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import drift, store
 from core.cli import main
-from core.cmapss import COLUMNS, SENSORS
+from core.data import store, writes
+from core.data.cmapss import COLUMNS, SENSORS
 from core.errors import UserError
+from core.monitoring import drift, regimes, statistics, verdicts
 
 DATA_DIR = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared/data/cmapss"))
 
@@ -37,7 +38,7 @@ def train() -> dict[str, pd.DataFrame]:
 
 def test_identical_samples_show_no_drift() -> None:
     sample = np.random.default_rng(0).normal(size=500)
-    for result in (drift.psi(sample, sample), drift.ks(sample, sample), drift.wasserstein(sample, sample)):
+    for result in (statistics.psi(sample, sample), statistics.ks(sample, sample), statistics.wasserstein(sample, sample)):
         assert result.score == pytest.approx(0.0, abs=1e-12)
         assert not result.drifted
 
@@ -46,7 +47,7 @@ def test_psi_of_a_known_reweighting_matches_the_hand_computation() -> None:
     reference = np.arange(100)  # ten values in each decile bin
     current = np.concatenate([np.arange(100), np.arange(10)])  # the first bin doubled
     expected = (20 / 110 - 0.1) * math.log((20 / 110) / 0.1) + 9 * (10 / 110 - 0.1) * math.log((10 / 110) / 0.1)
-    result = drift.psi(reference, current, threshold=0.25)
+    result = statistics.psi(reference, current, threshold=0.25)
     assert result.score == pytest.approx(expected)
     assert result.drifted is False
     expected_dict = {"method": "psi", "score": result.score, "drifted": False, "threshold": 0.25, "p_value": None}
@@ -56,9 +57,9 @@ def test_psi_of_a_known_reweighting_matches_the_hand_computation() -> None:
 def test_psi_floors_empty_bins_at_epsilon() -> None:
     reference = np.arange(100)
     current = np.arange(50, 150)  # bins 1-5 empty, bins 6-9 at 10 %, the open top bin at 60 %
-    eps = drift.EPSILON
+    eps = statistics.EPSILON
     expected = 5 * (eps - 0.1) * math.log(eps / 0.1) + (0.6 - 0.1) * math.log(0.6 / 0.1)
-    result = drift.psi(reference, current)
+    result = statistics.psi(reference, current)
     assert math.isfinite(result.score)
     assert result.score == pytest.approx(expected)
     assert result.drifted
@@ -66,18 +67,18 @@ def test_psi_floors_empty_bins_at_epsilon() -> None:
 
 def test_psi_of_a_constant_reference_uses_below_equal_above_bins() -> None:
     reference = np.full(50, 5.0)
-    assert drift.psi(reference, np.full(20, 5.0)).score == 0.0
-    ref_share, cur_share = drift.psi_bin_shares(reference, np.array([4.0, 5.0, 6.0, 6.0]))
+    assert statistics.psi(reference, np.full(20, 5.0)).score == 0.0
+    ref_share, cur_share = statistics.psi_bin_shares(reference, np.array([4.0, 5.0, 6.0, 6.0]))
     assert ref_share.tolist() == [0.0, 1.0, 0.0]
     assert cur_share.tolist() == [0.25, 0.25, 0.5]
-    half_moved = drift.psi(reference, np.array([5.0, 6.0]))
-    eps = drift.EPSILON
+    half_moved = statistics.psi(reference, np.array([5.0, 6.0]))
+    eps = statistics.EPSILON
     assert half_moved.score == pytest.approx((0.5 - 1) * math.log(0.5) + (0.5 - eps) * math.log(0.5 / eps))
     assert half_moved.drifted
 
 
 def test_ks_statistic_of_a_known_shift() -> None:
-    result = drift.ks([1, 2, 3, 4], [3, 4, 5, 6], threshold=0.5)
+    result = statistics.ks([1, 2, 3, 4], [3, 4, 5, 6], threshold=0.5)
     assert result.score == pytest.approx(0.5)  # at x = 2: 2/4 of the reference, none of the current
     assert result.drifted  # reaching the threshold counts
     assert 0.0 < result.p_value <= 1.0
@@ -85,57 +86,57 @@ def test_ks_statistic_of_a_known_shift() -> None:
 
 def test_wasserstein_is_in_reference_standard_deviations() -> None:
     reference = np.array([0.0, 1.0, 2.0, 3.0])
-    assert drift.wasserstein(reference, reference + 1).score == pytest.approx(1 / reference.std())
-    assert drift.wasserstein(reference, reference + 1, normalise=False).score == pytest.approx(1.0)
-    assert drift.wasserstein(np.full(4, 2.0), np.full(4, 3.0)).score == pytest.approx(1.0)  # no scale: raw
+    assert statistics.wasserstein(reference, reference + 1).score == pytest.approx(1 / reference.std())
+    assert statistics.wasserstein(reference, reference + 1, normalise=False).score == pytest.approx(1.0)
+    assert statistics.wasserstein(np.full(4, 2.0), np.full(4, 3.0)).score == pytest.approx(1.0)  # no scale: raw
 
 
 @pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [1.0, float("inf")], ["a", "b"]])
 def test_bad_samples_are_refused_with_a_sentence(bad: list) -> None:
     with pytest.raises(UserError):
-        drift.psi([1.0, 2.0, 3.0], bad)
+        statistics.psi([1.0, 2.0, 3.0], bad)
 
 
 def test_prediction_drift_is_psi_of_predicted_rul() -> None:
     reference = np.linspace(0, 125, 200)
-    assert drift.prediction_drift(reference, reference).score == pytest.approx(0.0)
-    assert drift.prediction_drift(reference, reference * 0.3).drifted
+    assert statistics.prediction_drift(reference, reference).score == pytest.approx(0.0)
+    assert statistics.prediction_drift(reference, reference * 0.3).drifted
 
 
 # --- levels, thresholds and verdicts --------------------------------------------------------
 
 
 def test_levels_exactly_at_the_thresholds() -> None:
-    assert drift.level(0.0999, 0.1, 0.25) == "none"
-    assert drift.level(0.1, 0.1, 0.25) == "warn"
-    assert drift.level(0.2499, 0.1, 0.25) == "warn"
-    assert drift.level(0.25, 0.1, 0.25) == "alert"
+    assert statistics.level(0.0999, 0.1, 0.25) == "none"
+    assert statistics.level(0.1, 0.1, 0.25) == "warn"
+    assert statistics.level(0.2499, 0.1, 0.25) == "warn"
+    assert statistics.level(0.25, 0.1, 0.25) == "alert"
 
 
 def test_verdict_exactly_at_the_thresholds() -> None:
-    limits = drift.Thresholds()
-    assert drift.verdict(0.0, "none", None, limits).level == "none"
-    assert drift.verdict(0.0, "warn", None, limits).level == "warn"
-    assert drift.verdict(0.3, "alert", None, limits).level == "alert"  # a share of exactly 0.3 is not above it
-    above = drift.verdict(0.3 + 1e-9, "alert", None, limits)
+    limits = statistics.Thresholds()
+    assert verdicts.verdict(0.0, "none", None, limits).level == "none"
+    assert verdicts.verdict(0.0, "warn", None, limits).level == "warn"
+    assert verdicts.verdict(0.3, "alert", None, limits).level == "alert"  # a share of exactly 0.3 is not above it
+    above = verdicts.verdict(0.3 + 1e-9, "alert", None, limits)
     assert above.level == "retrain" and above.retrain_recommended
-    assert drift.verdict(0.0, "none", 0.1, limits).level == "warn"
-    at_alert = drift.verdict(0.0, "none", 0.25, limits)  # prediction PSI exactly 0.25 is not above it
+    assert verdicts.verdict(0.0, "none", 0.1, limits).level == "warn"
+    at_alert = verdicts.verdict(0.0, "none", 0.25, limits)  # prediction PSI exactly 0.25 is not above it
     assert at_alert.level == "alert" and not at_alert.retrain_recommended
-    assert drift.verdict(0.0, "none", 0.2501, limits).level == "retrain"
+    assert verdicts.verdict(0.0, "none", 0.2501, limits).level == "retrain"
     assert all(isinstance(sentence, str) and sentence for sentence in above.explanation)
 
 
 def test_thresholds_are_configurable_and_checked() -> None:
-    limits = drift.Thresholds(share=0.5).with_levels("psi", warn=0.2, alert=0.4)
+    limits = statistics.Thresholds(share=0.5).with_levels("psi", warn=0.2, alert=0.4)
     assert limits.levels("psi") == (0.2, 0.4)
-    assert drift.verdict(0.45, "alert", None, limits).level == "alert"
+    assert verdicts.verdict(0.45, "alert", None, limits).level == "alert"
     with pytest.raises(UserError):
-        drift.Thresholds(psi_warn=0.3, psi_alert=0.2)
+        statistics.Thresholds(psi_warn=0.3, psi_alert=0.2)
     with pytest.raises(UserError):
-        drift.Thresholds(share=1.5)
+        statistics.Thresholds(share=1.5)
     with pytest.raises(UserError):
-        drift.Thresholds().levels("chi2")
+        statistics.Thresholds().levels("chi2")
 
 
 def test_live_error_rmse_and_f2() -> None:
@@ -153,9 +154,9 @@ def test_live_error_rmse_and_f2() -> None:
 
 
 def test_operating_conditions_are_counted(train: dict[str, pd.DataFrame]) -> None:
-    assert drift.count_operating_conditions(train["FD001"]) == 1
-    assert drift.count_operating_conditions(train["FD002"]) == 6
-    assert drift.count_operating_conditions(train["FD003"]) == 1
+    assert regimes.count_operating_conditions(train["FD001"]) == 1
+    assert regimes.count_operating_conditions(train["FD002"]) == 6
+    assert regimes.count_operating_conditions(train["FD003"]) == 1
 
 
 def test_compare_frames_table_of_identical_frames(train: dict[str, pd.DataFrame]) -> None:
@@ -175,13 +176,13 @@ def test_missing_feature_is_a_user_error(train: dict[str, pd.DataFrame]) -> None
 
 
 @pytest.fixture(scope="module")
-def fd001_vs_fd002(train: dict[str, pd.DataFrame]) -> drift.DriftReport:
+def fd001_vs_fd002(train: dict[str, pd.DataFrame]) -> verdicts.DriftReport:
     """train_FD002 assessed against train_FD001 (raw view decides)."""
-    return drift.assess(train["FD001"], train["FD002"], prediction_psi_reason="no model")
+    return verdicts.assess(train["FD001"], train["FD002"], prediction_psi_reason="no model")
 
 
 def test_fd002_drifts_from_fd001_far_more_than_fd003(
-    train: dict[str, pd.DataFrame], fd001_vs_fd002: drift.DriftReport
+    train: dict[str, pd.DataFrame], fd001_vs_fd002: verdicts.DriftReport
 ) -> None:
     share_fd002 = drift.drift_share(fd001_vs_fd002.features)
     share_fd003 = drift.drift_share(drift.compare_frames(train["FD001"], train["FD003"]))
@@ -190,12 +191,12 @@ def test_fd002_drifts_from_fd001_far_more_than_fd003(
 
 
 def test_regime_normalisation_removes_the_operating_condition_drift(
-    train: dict[str, pd.DataFrame], fd001_vs_fd002: drift.DriftReport
+    train: dict[str, pd.DataFrame], fd001_vs_fd002: verdicts.DriftReport
 ) -> None:
     assert fd001_vs_fd002.normalised_drift_share < fd001_vs_fd002.raw_drift_share - 0.5
     summary = fd001_vs_fd002.regimes
     assert (summary.reference_conditions, summary.current_conditions, summary.unseen_conditions) == (1, 6, 5)
-    _, _, reverse = drift.normalise_by_regime(train["FD002"], train["FD001"], SENSORS)
+    _, _, reverse = regimes.normalise_by_regime(train["FD002"], train["FD001"], SENSORS)
     assert reverse.unseen_conditions == 0 and reverse.unseen_rows == 0
 
 
@@ -207,7 +208,7 @@ def test_normalised_view_of_one_regime_is_the_raw_view(train: dict[str, pd.DataF
     pd.testing.assert_series_equal(raw["ks"], normalised["ks"])  # a per-regime z-score is monotone
 
 
-def test_assess_explains_conditions_and_recommends_retraining(fd001_vs_fd002: drift.DriftReport) -> None:
+def test_assess_explains_conditions_and_recommends_retraining(fd001_vs_fd002: verdicts.DriftReport) -> None:
     report = fd001_vs_fd002
     assert report.verdict.level == "retrain"
     text = " ".join(report.verdict.explanation)
@@ -227,8 +228,8 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PM_DUCKDB", raising=False)
     fd001, fd002 = _read("train_FD001"), _read("train_FD002")
     with store.connect() as con:
-        store.create_dataset(con, "train_FD001", "FD001", "train", "test", fd001[fd001["unit"] <= 10])
-        store.create_dataset(con, "train_FD002", "FD002", "train", "test", fd002[fd002["unit"] <= 20])
+        writes.create_dataset(con, "train_FD001", "FD001", "train", "test", fd001[fd001["unit"] <= 10])
+        writes.create_dataset(con, "train_FD002", "FD002", "train", "test", fd002[fd002["unit"] <= 20])
 
 
 def test_drift_command_reports_features_share_and_verdict(fleet: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from core.cmapss import COLUMNS
+from core.data.cmapss import COLUMNS
 from core.errors import UserError
 from models.ensemble import Ensemble
 from models.explain import AGE, Explainer, background_windows, describe, tree_contributions

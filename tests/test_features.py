@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.cmapss import COLUMNS, RUL_CAP, SENSORS
+from core.data.cmapss import COLUMNS, RUL_CAP, SENSORS
+from core.data.features import FeaturePipeline, check_frame, targets
 from core.errors import UserError
-from core.features import FeaturePipeline, check_frame, targets
 
 DATA = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "cmapss"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core import fetch
+from core.data import fetch
 from core.errors import UserError
 
 

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from core import fleet
 from core.errors import UserError
+from core.serving import fleet
 
 
 def _table(true_rul: list[float]) -> pd.DataFrame:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import ingest, store
-from core.cmapss import COLUMNS
+from core.data import ingest, queries, store
+from core.data.cmapss import COLUMNS
 from core.errors import UserError
 from tests.conftest import REPO_ROOT, cmapss_file
 
@@ -64,8 +64,8 @@ def test_real_slice_loads_with_nasa_padding(pm_home: Path, tmp_path: Path, train
     assert summary.datasets_added == ["train_FD001"]
     assert summary.readings_added == len(train_lines)
     with store.connect(read_only=True) as con:
-        frame = store.readings(con, "train_FD001")
-        info = store.get_dataset(con, "train_FD001")
+        frame = queries.readings(con, "train_FD001")
+        info = queries.get_dataset(con, "train_FD001")
     assert list(frame.columns) == COLUMNS
     assert (info["subset"], info["split"], info["engines"]) == ("FD001", "train", 2)
     first = [float(v) for v in train_lines[0].split()]
@@ -87,9 +87,9 @@ def test_csv_with_header_and_parquet_and_upload(pm_home: Path, tmp_path: Path, t
     summary = ingest.load([tmp_path / "fleet_a.csv", tmp_path / "fleet_b.parquet", upload])
     assert summary.datasets_added == ["fleet_a", "fleet_b", "fleet_c"]
     with store.connect(read_only=True) as con:
-        assert store.readings(con, "fleet_a").equals(store.readings(con, "fleet_c"))
-        assert store.get_dataset(con, "fleet_b")["source"].endswith("fleet_b.parquet")
-        assert store.get_dataset(con, "fleet_c")["source"] == "upload:fleet_c.txt"
+        assert queries.readings(con, "fleet_a").equals(queries.readings(con, "fleet_c"))
+        assert queries.get_dataset(con, "fleet_b")["source"].endswith("fleet_b.parquet")
+        assert queries.get_dataset(con, "fleet_c")["source"] == "upload:fleet_c.txt"
 
 
 def test_nasa_zip_wrapping_inner_zip(pm_home: Path, tmp_path: Path, cmapss_slice: Slice) -> None:
@@ -109,7 +109,7 @@ def test_nasa_zip_wrapping_inner_zip(pm_home: Path, tmp_path: Path, cmapss_slice
     summary = ingest.load([outer])
     assert summary.truth_rows_added == 3
     with store.connect(read_only=True) as con:
-        assert store.rul_truth(con, "test_FD002")["rul"].tolist() == [18, 79, 106]
+        assert queries.rul_truth(con, "test_FD002")["rul"].tolist() == [18, 79, 106]
 
 
 def test_inspect_reports_without_writing(pm_home: Path, tmp_path: Path, train_lines: list[str]) -> None:
@@ -255,8 +255,8 @@ def test_rul_before_test_in_separate_loads(pm_home: Path, tmp_path: Path, cmapss
     second = ingest.load([write(tmp_path / "test_FD001.txt", cmapss_slice("test_FD001", 3))])
     assert second.truth_rows_added == 3
     with store.connect(read_only=True) as con:
-        assert store.rul_truth(con, "test_FD001").values.tolist() == [[1, 112], [2, 98], [3, 69]]
-        assert bool(store.list_datasets(con)["has_truth"].iloc[0])
+        assert queries.rul_truth(con, "test_FD001").values.tolist() == [[1, 112], [2, 98], [3, 69]]
+        assert bool(queries.list_datasets(con)["has_truth"].iloc[0])
 
 
 def test_rul_before_test_with_wrong_count_refuses_the_test(pm_home: Path, tmp_path: Path, cmapss_slice: Slice) -> None:
@@ -291,7 +291,7 @@ def test_all_twelve_files_load_then_reload_adds_nothing(pm_home: Path, cmapss_di
     summary = ingest.load([cmapss_dir])
     assert (summary.readings_added, summary.truth_rows_added, len(summary.datasets_added)) == (265_256, 707, 8)
     with store.connect(read_only=True) as con:
-        listing = store.list_datasets(con).set_index("name")
+        listing = queries.list_datasets(con).set_index("name")
     assert listing.loc["train_FD002", "engines"] == 260 and listing.loc["test_FD004", "rows"] == 41_214
     assert listing["has_truth"].sum() == 4
     again = ingest.load([cmapss_dir])

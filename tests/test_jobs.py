@@ -1,4 +1,4 @@
-"""The background-job runner (core.jobs) and its CLI, driven with the test-only targets in tests/jobtargets.py."""
+"""The background-job runner (core.operations.jobs) and its CLI, driven with the test-only targets in tests/jobtargets.py."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from core import config, jobs
+from core import config
 from core.cli import main as cli_main
 from core.errors import UserError
+from core.operations import job_records, job_runtime, jobs
 
 TARGET = "tests.jobtargets"
 DEADLINE_S = 30.0
 
 STARTER = """
 import json, pathlib, sys, time
-from core import jobs
+from core.operations import jobs
 from core.errors import UserError
 go = pathlib.Path(sys.argv[1])
 while not go.exists():
@@ -66,12 +67,12 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             jobs.cancel(record.id, grace_s=1.0)
 
 
-def start(mode: str, *extra: str, exclusive: bool = True) -> jobs.JobRecord:
+def start(mode: str, *extra: str, exclusive: bool = True) -> job_records.JobRecord:
     return jobs.start("train", TARGET, [mode, *extra], config={"epochs": 1},
                       data={"snapshot": "snap.parquet"}, created_by="tester", exclusive=exclusive)
 
 
-def finished(job_id: str) -> jobs.JobRecord | None:
+def finished(job_id: str) -> job_records.JobRecord | None:
     record = jobs.get(job_id)
     return record if record.finished else None
 
@@ -104,7 +105,7 @@ def test_cancel_stops_the_job_and_records_cancelled() -> None:
     record = jobs.cancel(job.id)
     assert record.state == "cancelled" and record.error == "The job was cancelled."
     assert process_gone(job.pid)
-    assert poll(lambda: jobs.get(job.id).exit_code == jobs.CANCEL_EXIT_CODE, "the exit code")
+    assert poll(lambda: jobs.get(job.id).exit_code == job_records.CANCEL_EXIT_CODE, "the exit code")
     with pytest.raises(UserError, match="already finished"):
         jobs.cancel(job.id)
     assert jobs.running() is None
@@ -161,8 +162,8 @@ def test_job_killed_externally_is_detected_by_another_process(tmp_path: Path) ->
 
 def test_reused_pid_is_not_taken_for_the_job(home: Path) -> None:
     job_id = "20250101-120000-abcdef"
-    path = jobs.record_path(job_id)
-    stale = jobs.JobRecord(id=job_id, kind="train", module=TARGET, state="running", pid=os.getpid(),
+    path = job_records.record_path(job_id)
+    stale = job_records.JobRecord(id=job_id, kind="train", module=TARGET, state="running", pid=os.getpid(),
                            pid_start=(jobs.process_start_time(os.getpid()) or 0) + 1,
                            created_at="2025-01-01T12:00:00.000+00:00")
     path.write_text(json.dumps(stale.to_dict()))
@@ -173,16 +174,16 @@ def test_reused_pid_is_not_taken_for_the_job(home: Path) -> None:
 
 def test_queued_record_left_by_a_crashed_starter_is_failed(home: Path) -> None:
     job_id = "20250101-120000-123456"
-    record = jobs.JobRecord(id=job_id, kind="train", module=TARGET, state="queued",
+    record = job_records.JobRecord(id=job_id, kind="train", module=TARGET, state="queued",
                             created_at="2025-01-01T12:00:00.000+00:00")
-    jobs.record_path(job_id).write_text(json.dumps(record.to_dict()))
+    job_records.record_path(job_id).write_text(json.dumps(record.to_dict()))
     assert jobs.running() is None
     assert jobs.get(job_id).error.startswith("The job never started")
 
 
 def test_two_threads_starting_at_once_give_one_job() -> None:
     barrier = threading.Barrier(4)
-    started: list[jobs.JobRecord] = []
+    started: list[job_records.JobRecord] = []
     refused: list[str] = []
 
     def attempt() -> None:
@@ -205,7 +206,7 @@ def test_two_threads_starting_at_once_give_one_job() -> None:
 def test_two_processes_starting_at_once_give_one_job(tmp_path: Path) -> None:
     go = tmp_path / "go"
     starters = [run_starter(go, "sleep") for _ in range(2)]
-    time.sleep(0.5)  # let both import core.jobs and wait on the go file; correctness does not depend on it
+    time.sleep(0.5)  # let both import core.operations.jobs and wait on the go file; correctness does not depend on it
     go.touch()
     answers = [json.loads(p.communicate(timeout=DEADLINE_S)[0]) for p in starters]
     ids = [a["id"] for a in answers if "id" in a]
@@ -237,7 +238,7 @@ def test_jobs_can_be_listed_by_kind() -> None:
 def test_corrupt_record_is_listed_with_a_clear_error(home: Path) -> None:
     good = start("finish", "--steps", "1")
     poll(lambda: finished(good.id), "the job to finish")
-    bad = jobs.record_path("20250101-120000-0badf0")
+    bad = job_records.record_path("20250101-120000-0badf0")
     bad.write_text('{"id": "20250101-120000-0badf0", "state": "runn')
     listed = {r.id: r for r in jobs.list_jobs()}
     assert listed[good.id].state == "succeeded"
@@ -259,7 +260,7 @@ def test_bad_requests_are_refused_clearly() -> None:
 
 
 def test_reporter_without_a_record_writes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    reporter = jobs.Reporter(None)
+    reporter = job_runtime.Reporter(None)
     reporter.phase("training")
     reporter.progress(1, 2, train_loss=0.5)
     reporter.succeed({"ok": True})

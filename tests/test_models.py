@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from core.cmapss import COLUMNS
+from core.data.cmapss import COLUMNS
+from core.data.features import FeaturePipeline
 from core.errors import UserError
-from core.features import FeaturePipeline
+from models.bundle import load_bundle, save_bundle
+from models.calibration import Conformal
 from models.device import resolve_device
-from models.ensemble import OUTPUT_COLUMNS, RISK_LEVELS, Conformal, Ensemble
+from models.ensemble import OUTPUT_COLUMNS, RISK_LEVELS
 from models.training import TrainConfig, evaluate, split_engines, train
 
 DATA = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "cmapss"))
@@ -110,39 +112,39 @@ def test_evaluate_on_a_test_slice(trained, test_frame):
 
 def test_bundle_round_trip_gives_identical_predictions(trained, test_frame, tmp_path):
     ensemble = trained[0].ensemble
-    ensemble.save(tmp_path / "bundle")
-    loaded = Ensemble.load(tmp_path / "bundle")
+    save_bundle(ensemble, tmp_path / "bundle")
+    loaded = load_bundle(tmp_path / "bundle")
     pd.testing.assert_frame_equal(loaded.predict_cycles(test_frame), ensemble.predict_cycles(test_frame))
     assert loaded.info == json.loads(json.dumps(ensemble.info))
-    ensemble.save(tmp_path / "bundle")  # replacing an existing bundle works
+    save_bundle(ensemble, tmp_path / "bundle")  # replacing an existing bundle works
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
 @pytest.mark.parametrize("name", ["xgb_rul.ubj", "xgb_fail.ubj", "lstm.pt", "pipeline.json", "ensemble.json",
                                   "manifest.json"])
 def test_missing_artifact_is_named(trained, tmp_path, name):
-    folder = trained[0].ensemble.save(tmp_path / "b")
+    folder = save_bundle(trained[0].ensemble, tmp_path / "b")
     (folder / name).unlink()
     with pytest.raises(UserError, match=name.replace(".", r"\.")):
-        Ensemble.load(folder)
+        load_bundle(folder)
 
 
 @pytest.mark.parametrize("name", ["xgb_rul.ubj", "lstm.pt", "ensemble.json"])
 def test_corrupt_artifact_is_named(trained, tmp_path, name):
-    folder = trained[0].ensemble.save(tmp_path / "b")
+    folder = save_bundle(trained[0].ensemble, tmp_path / "b")
     (folder / name).write_bytes(b"\x00garbage")
     with pytest.raises(UserError, match=f"{name}.*corrupt"):
-        Ensemble.load(folder)
+        load_bundle(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["files"][name] = __import__("hashlib").sha256(b"\x00garbage").hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match=name.replace(".", r"\.")):
-        Ensemble.load(folder)
+        load_bundle(folder)
 
 
 def test_missing_bundle_folder(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        Ensemble.load(tmp_path / "nowhere")
+        load_bundle(tmp_path / "nowhere")
 
 
 def test_same_seed_same_predictions_on_cpu(trained, train_frame, test_frame):

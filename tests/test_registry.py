@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core import registry
 from core.errors import UserError
+from core.operations import registry
 
 
 @pytest.fixture()

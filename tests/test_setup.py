@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from core import cli, jobs, registry, retrain, store
+from core import cli
+from core.data import queries, store
+from core.operations import jobs, registry, retrain
 from models.training import TrainConfig
 
 TINY = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu"}
@@ -58,4 +60,4 @@ def test_setup_without_network_or_folder_still_lets_the_dashboard_start(pm_home:
     assert "Data page" in result["data"]
     assert result["model"].startswith("No model trained yet: No training data is loaded")
     with store.connect(read_only=True) as con:
-        assert store.list_datasets(con).empty
+        assert queries.list_datasets(con).empty

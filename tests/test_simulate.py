@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import jobs, prediction_drift, registry, retrain, simulate, store
 from core.cli import main
-from core.cmapss import COLUMNS
+from core.data import queries, store, writes
+from core.data.cmapss import COLUMNS
 from core.errors import UserError
-from core.training_run import run_training
+from core.monitoring import prediction_drift, simulate, stream_plan, timelines
+from core.operations import jobs, registry, retrain
+from core.operations.training_run import run_training
 from models.training import TrainConfig
 
 ENGINES = 8
@@ -43,7 +45,7 @@ def sim_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Iter
             mp.delenv(var, raising=False)
         with store.connect() as con:
             for subset in ("FD001", "FD002", "FD003", "FD004"):
-                store.create_dataset(con, f"train_{subset}", subset, "train", "test slice",
+                writes.create_dataset(con, f"train_{subset}", subset, "train", "test slice",
                                      _slice(cmapss_dir, f"train_{subset}"))
         snap = retrain.export_snapshot(["train_FD001"])
         result = run_training(snap.path, TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY}))
@@ -61,7 +63,7 @@ def home(sim_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_plan_streams_quarters_in_order_with_next_quarter_mixed_in_at_boundaries() -> None:
     units = [list(range(1, 11)) for _ in range(4)]
-    plan = simulate.plan_stream(units, steps=8, engines_per_step=4, mix=1, seed=0)
+    plan = stream_plan.plan_stream(units, steps=8, engines_per_step=4, mix=1, seed=0)
     assert len(plan) == 8 and all(len(batch) == 4 for batch in plan)
     quarters = [[e.quarter for e in batch] for batch in plan]
     assert quarters == [[0] * 4, [0, 0, 0, 1], [1] * 4, [1, 1, 1, 2], [2] * 4, [2, 2, 2, 3], [3] * 4, [3] * 4]
@@ -71,16 +73,16 @@ def test_plan_streams_quarters_in_order_with_next_quarter_mixed_in_at_boundaries
     assert len(sources) == 32, "no engine is streamed twice"
     assert plan[1][-1].source == "train_FD002"
     with pytest.raises(UserError, match="Quarter T0"):
-        simulate.plan_stream(units, steps=4, engines_per_step=11, mix=0, seed=0)
+        stream_plan.plan_stream(units, steps=4, engines_per_step=11, mix=0, seed=0)
 
 
 def test_settings_refuse_bad_values() -> None:
     with pytest.raises(UserError, match="steps must be at least 4"):
-        simulate.Settings(steps=2).validate()
+        stream_plan.Settings(steps=2).validate()
     with pytest.raises(UserError, match="mixed-in engines"):
-        simulate.Settings(engines_per_step=2, mix=2).validate()
+        stream_plan.Settings(engines_per_step=2, mix=2).validate()
     with pytest.raises(UserError, match="Unknown simulation setting"):
-        simulate.Settings.from_dict({"speed": 3})
+        stream_plan.Settings.from_dict({"speed": 3})
 
 
 def test_sample_engines_keeps_whole_engines() -> None:
@@ -127,23 +129,23 @@ def test_simulation_crosses_thresholds_and_retrains_a_new_version(
     assert new_version not in before and new_version in set(registry.list_versions()["version"])
     assert jobs.get(retrains[0]["job"]).kind == "train"
     assert out["summary"]["retrains"] == 1 and t0 in out["summary"]["versions_served"]
-    assert simulate.read_timeline(out["timeline_path"])["steps"] == steps
+    assert timelines.read_timeline(out["timeline_path"])["steps"] == steps
     with store.connect(read_only=True) as con:
-        stream = store.get_dataset(con, simulate.STREAM_NAME)
+        stream = queries.get_dataset(con, stream_plan.STREAM_NAME)
     assert stream["split"] == "stream" and stream["rows"] == steps[-1]["stream_rows"] and stream["engines"] == 12
 
 
 def test_simulation_job_runs_in_the_background_without_retraining(home: Path) -> None:
     versions = len(registry.list_versions())
-    settings = simulate.Settings(steps=4, engines_per_step=2, mix=1, auto_retrain=False)
+    settings = stream_plan.Settings(steps=4, engines_per_step=2, mix=1, auto_retrain=False)
     record = simulate.start_job(settings, created_by="test")
     assert not record.exclusive and simulate.latest_job().id == record.id
     with pytest.raises(UserError, match="already running"):
         simulate.start_job(settings)
     final = jobs.wait(record.id, timeout_s=300)
     assert final.state == "succeeded", final.error
-    timeline = simulate.read_timeline(final.data["timeline"])
+    timeline = timelines.read_timeline(final.data["timeline"])
     assert timeline["status"] == "succeeded" and len(timeline["steps"]) == 4
     assert all(s["retrain"] is None for s in timeline["steps"])
     assert final.result["summary"]["retrains"] == 0 and len(registry.list_versions()) == versions
-    assert simulate.latest_timeline()[1]["job_id"] == record.id
+    assert timelines.latest_timeline()[1]["job_id"] == record.id

@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core import config, store
-from core.cmapss import COLUMNS
+from core import config
+from core.data import queries, store, writes
+from core.data.cmapss import COLUMNS
 from core.errors import UserError
 from tests.conftest import REPO_ROOT
 
@@ -29,21 +30,21 @@ def test_schema_is_created_and_read_only_needs_a_file(pm_home: Path) -> None:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"datasets", "readings", "rul_truth", "predictions", "feedback"} <= tables
     with store.connect(read_only=True) as con:
-        assert store.list_datasets(con).empty
-        assert store.dataset_names(con) == []
+        assert queries.list_datasets(con).empty
+        assert queries.dataset_names(con) == []
         with pytest.raises(UserError, match=r"^No dataset named 'nope' is loaded\.$"):
-            store.get_dataset(con, "nope")
+            queries.get_dataset(con, "nope")
 
 
 def test_reads_after_fd001_load(fd001_store: Path) -> None:
     with store.connect(read_only=True) as con:
-        assert store.dataset_names(con) == ["train_FD001", "test_FD001"]
-        assert store.dataset_names(con, split="test") == ["test_FD001"]
-        listing = store.list_datasets(con)
-        train = store.readings(con, "train_FD001")
-        both = store.readings_many(con, ["test_FD001", "train_FD001"])
-        truth = store.rul_truth(con, "test_FD001")
-        no_truth = store.rul_truth(con, "train_FD001")
+        assert queries.dataset_names(con) == ["train_FD001", "test_FD001"]
+        assert queries.dataset_names(con, split="test") == ["test_FD001"]
+        listing = queries.list_datasets(con)
+        train = queries.readings(con, "train_FD001")
+        both = queries.readings_many(con, ["test_FD001", "train_FD001"])
+        truth = queries.rul_truth(con, "test_FD001")
+        no_truth = queries.rul_truth(con, "train_FD001")
     assert list(listing.columns) == ["id", "name", "subset", "split", "source", "sha256", "rows", "engines",
                                      "loaded_at", "has_truth"]
     assert listing["has_truth"].tolist() == [False, True]
@@ -60,39 +61,39 @@ def test_stream_append_validates_and_is_atomic(pm_home: Path, cmapss_slice) -> N
     frame = frame_of(lines)
     first, rest = frame[frame.cycle <= 5], frame[frame.cycle > 5]
     with store.connect() as con:
-        assert store.append_readings(con, "live", "FD001", "stream", "simulation", first) == len(first)
-        assert store.append_readings(con, "live", "FD001", "stream", "simulation", rest) == len(rest)
-        assert store.get_dataset(con, "live")["rows"] == len(frame)
+        assert writes.append_readings(con, "live", "FD001", "stream", "simulation", first) == len(first)
+        assert writes.append_readings(con, "live", "FD001", "stream", "simulation", rest) == len(rest)
+        assert queries.get_dataset(con, "live")["rows"] == len(frame)
         with pytest.raises(UserError, match="already holds unit 1 up to cycle .*cycle 3 cannot be appended"):
-            store.append_readings(con, "live", "FD001", "stream", "simulation", frame.iloc[2:3])
+            writes.append_readings(con, "live", "FD001", "stream", "simulation", frame.iloc[2:3])
         bad = frame.iloc[:1].assign(cycle=10_000, sensor_2=float("nan"))
         with pytest.raises(UserError, match="Dataset 'live' row 1: sensor_2 is missing"):
-            store.append_readings(con, "live", "FD001", "stream", "simulation", bad)
-        assert len(store.readings(con, "live")) == len(frame)
+            writes.append_readings(con, "live", "FD001", "stream", "simulation", bad)
+        assert len(queries.readings(con, "live")) == len(frame)
 
 
 def test_create_dataset_refuses_taken_name_and_bad_split(pm_home: Path, cmapss_slice) -> None:
     frame = frame_of(cmapss_slice("train_FD001", 1))
     with store.connect() as con:
-        store.create_dataset(con, "mine", "user", "train", "test", frame)
+        writes.create_dataset(con, "mine", "user", "train", "test", frame)
         with pytest.raises(UserError, match="already loaded; delete it first"):
-            store.create_dataset(con, "mine", "user", "train", "test", frame)
+            writes.create_dataset(con, "mine", "user", "train", "test", frame)
         with pytest.raises(UserError, match="Split 'weird' is not one of train, test, stream"):
-            store.create_dataset(con, "other", "user", "weird", "test", frame)
-        assert store.dataset_names(con) == ["mine"]
+            writes.create_dataset(con, "other", "user", "weird", "test", frame)
+        assert queries.dataset_names(con) == ["mine"]
 
 
 def test_predictions_and_delete(fd001_store: Path) -> None:
     preds = pd.DataFrame({"unit": [1, 2], "cycle": [31, 49], "rul": [100.0, 90.0], "rul_low": [80.0, 70.0],
                           "rul_high": [120.0, 110.0], "p_fail_30": [0.01, 0.02], "risk": ["low", "low"]})
     with store.connect() as con:
-        assert store.insert_predictions(con, "test_FD001", preds, "3") == 2
-        store.insert_feedback(con, "test_FD001", 1, 31, "inspected_ok", "borescope fine")
-        store.delete_dataset(con, "test_FD001")
+        assert writes.insert_predictions(con, "test_FD001", preds, "3") == 2
+        writes.insert_feedback(con, "test_FD001", 1, 31, "inspected_ok", "borescope fine")
+        writes.delete_dataset(con, "test_FD001")
         counts = con.execute("SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM feedback), "
                              "(SELECT count(*) FROM rul_truth), (SELECT count(*) FROM truth_files)").fetchall()[0]
         assert counts == (0, 0, 0, 0)
-        assert store.dataset_names(con) == ["train_FD001"]
+        assert queries.dataset_names(con) == ["train_FD001"]
 
 
 def test_lock_held_by_another_process_gives_a_sentence(pm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

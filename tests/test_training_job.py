@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs, registry, retrain, snapshot, store
+from core.data import snapshot, store
 from core.errors import UserError
+from core.operations import jobs, registry, retrain
 from models.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +24,7 @@ TINY = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "laye
 def small_fd001(pm_home: Path, tmp_path: Path, cmapss_slice: Callable[..., list[str]],
                 cmapss_text: Callable[[str], str]) -> Path:
     """``pm_home`` with the first 12 training and 6 test engines of FD001 (and their true RUL) loaded."""
-    from core import ingest
+    from core.data import ingest
 
     folder = tmp_path / "small"
     folder.mkdir()

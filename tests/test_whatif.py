@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import whatif
-from core.cmapss import COLUMNS, SENSORS
+from core.data.cmapss import COLUMNS, SENSORS
 from core.errors import UserError
+from core.serving import whatif
 from models.ensemble import Ensemble
 from models.explain import Explainer, background_windows
 from models.training import TrainConfig, train

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from core import drift, store
+from core.data import queries, store
+from core.monitoring import statistics, verdicts
 
 HELP = "compare a dataset with a reference: per-sensor drift, drift share and a retraining verdict"
 
@@ -20,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", required=True, help="reference dataset name, e.g. train_FD001")
     parser.add_argument("--current", required=True, help="current dataset name, e.g. train_FD002")
     parser.add_argument("--normalised", action="store_true", help="compare after operating-regime normalisation")
-    parser.add_argument("--method", choices=drift.METHODS, default="psi", help="statistic that decides (default psi)")
+    parser.add_argument("--method", choices=statistics.METHODS, default="psi", help="statistic that decides (default psi)")
     parser.add_argument("--warn", type=float, default=None, help="warn threshold of the method (psi default 0.1)")
     parser.add_argument("--alert", type=float, default=None, help="alert threshold of the method (psi default 0.25)")
-    parser.add_argument("--share", type=float, default=drift.Thresholds.share,
+    parser.add_argument("--share", type=float, default=statistics.Thresholds.share,
                         help="drift share above which retraining is recommended (default 0.3)")
     parser.add_argument("--model", default="champion",
                         help="model whose predicted RUL is compared: a version, champion (default) or challenger")
@@ -36,7 +37,9 @@ def _prediction_drift(
 
     Only a missing champion leaves it unmeasured; a named version that does not exist is an error.
     """
-    from core import prediction_drift, registry, scoring
+    from core.monitoring import prediction_drift
+    from core.operations import registry
+    from core.serving import scoring
 
     if model in ("champion", "") and registry.champion_version() is None:
         return None, NO_MODEL_REASON, None
@@ -47,12 +50,12 @@ def _prediction_drift(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Read both datasets from the store, measure prediction drift with the model if one exists, and assess."""
-    thresholds = drift.Thresholds(share=args.share).with_levels(args.method, args.warn, args.alert)
+    thresholds = statistics.Thresholds(share=args.share).with_levels(args.method, args.warn, args.alert)
     with store.connect(read_only=True) as con:
-        reference = store.readings(con, args.reference)
-        current = store.readings(con, args.current)
+        reference = queries.readings(con, args.reference)
+        current = queries.readings(con, args.current)
     prediction_psi, reason, version = _prediction_drift(reference, current, args.model, thresholds.prediction_psi)
-    report = drift.assess(
+    report = verdicts.assess(
         reference,
         current,
         method=args.method,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core import fetch, ingest
+from core.data import fetch, ingest
 
 HELP = "copy the C-MAPSS files from PM_DATA_DIR or download NASA's zip; --load also ingests them"
 

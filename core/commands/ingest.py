@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core import ingest, store
+from core.data import ingest, store
 
 HELP = "load C-MAPSS files (.txt, .txt.gz, NASA zip, folders, CSV/Parquet) into the fleet store"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core import jobs
 from core.errors import UserError
+from core.operations import jobs
 
 HELP = "List background jobs (training, fleet-wide SHAP), show one, or cancel one."
 

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Score the dataset and return one record per engine."""
-    from core import scoring
+    from core.serving import scoring
 
     version, ensemble = scoring.load_model(args.model)
     rows, truth = scoring.fleet_frame([args.dataset])

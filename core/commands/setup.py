@@ -35,10 +35,10 @@ def _bar(label: str) -> Callable[[float, str], None]:
 
 
 def _load_data() -> str:
-    from core import fetch, ingest, store
+    from core.data import fetch, ingest, queries, store
 
     with store.connect() as con:
-        loaded = store.list_datasets(con)
+        loaded = queries.list_datasets(con)
     if not loaded.empty:
         return f"{len(loaded)} datasets are already loaded."
     folder = config.data_dir()
@@ -57,7 +57,7 @@ def _load_data() -> str:
 
 
 def _first_model() -> str:
-    from core import jobs, registry, retrain
+    from core.operations import jobs, registry, retrain
 
     version = registry.champion_version()
     if version is not None:
@@ -75,7 +75,7 @@ def _first_model() -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Prepare runtime state, data and a first model; never fails for want of data or network."""
-    from core import registry
+    from core.operations import registry
 
     home = config.ensure_home()
     registry.init()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core import simulate
+from core.monitoring import simulate, stream_plan, timelines
 
 HELP = ("stream FD001..FD004 as quarters T0..T3, measure drift, prediction PSI and live error per step, "
         "and retrain on threshold crossings (takes over the champion alias)")
@@ -14,7 +14,7 @@ HELP = ("stream FD001..FD004 as quarters T0..T3, measure drift, prediction PSI a
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``simulate``."""
-    defaults = simulate.Settings()
+    defaults = stream_plan.Settings()
     parser.add_argument("--steps", type=int, default=defaults.steps,
                         help=f"steps in all, spread over the four quarters (default {defaults.steps})")
     parser.add_argument("--engines-per-step", type=int, default=defaults.engines_per_step,
@@ -41,14 +41,14 @@ def _progress(done: int, total: int, message: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the simulation in the foreground (training jobs still run as background jobs) and return the timeline."""
-    settings = simulate.Settings(
+    settings = stream_plan.Settings(
         steps=args.steps, engines_per_step=args.engines_per_step, mix=args.mix, auto_retrain=args.auto_retrain,
         epochs=args.epochs, trees=args.trees, normalise=args.normalised, retrain_gap=args.retrain_gap,
         max_retrains=args.max_retrains, seed=args.seed,
     )
-    path = simulate.new_timeline_path("cli")
+    path = timelines.new_timeline_path("cli")
     timeline = simulate.run(settings, path, _progress, created_by="cli simulate")
-    return {"timeline_path": str(path), "summary": simulate.summary(timeline), **timeline}
+    return {"timeline_path": str(path), "summary": timelines.summary(timeline), **timeline}
 
 
 def render(result: dict[str, Any]) -> str:

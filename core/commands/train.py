@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.cmapss import SUBSETS
+from core.data.cmapss import SUBSETS
 
 HELP = "train the XGBoost + LSTM ensemble, log it to MLflow and register a new version"
 
@@ -34,8 +34,8 @@ def _print_progress(event: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Export the snapshot, then train in the foreground or start the background job."""
-    from core import retrain
-    from core.training_run import run_training
+    from core.operations import retrain
+    from core.operations.training_run import run_training
 
     names = retrain.training_datasets(args.subsets, args.datasets)
     config = retrain.make_config(epochs=args.epochs, trees=args.trees, device=args.device, seed=args.seed)

@@ -30,7 +30,7 @@ def test_upload_on_the_data_page_lists_the_dataset(browser_page, dashboard, dash
 def test_one_click_retrain_shows_live_progress_and_the_result(browser_page, dashboard, dashboard_env: dict[str, str],
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               cmapss_slice: Callable[..., list[str]]) -> None:
-    from core import ingest
+    from core.data import ingest
 
     folder = tmp_path / "small"
     folder.mkdir()

@@ -1,7 +1,7 @@
 """Fixtures for page tests: a runtime home with real C-MAPSS files loaded and a tiny champion model.
 
 - ``trained_home_factory(files=..., train=...)``: build (once per session and argument set) a
-  ``PM_HOME`` with the named files loaded through ``core.ingest.load`` and, if `train` names
+  ``PM_HOME`` with the named files loaded through ``core.data.ingest.load`` and, if `train` names
   training datasets, a champion trained on them through the real snapshot + training path with
   :data:`TINY_CONFIG`. Returns the home path; tests point ``PM_HOME`` at it with monkeypatch.
 - ``trained_home``: the default: train_FD001, test_FD001 and RUL_FD001 loaded, a champion
@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 
 TINY_CONFIG: dict[str, object] = {
     "epochs": 1,
@@ -38,8 +37,9 @@ def _file(folder: Path, name: str) -> Path:
 
 def build_home(home: Path, folder: Path, files: tuple[str, ...], train: tuple[str, ...]) -> Path:
     """Load `files` from `folder` into a fresh home and, if `train` is not empty, train a tiny champion."""
-    from core import ingest, retrain
-    from core.training_run import run_training
+    from core.data import ingest
+    from core.operations import retrain
+    from core.operations.training_run import run_training
     from models.training import TrainConfig
 
     home.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import simulate
+from core.monitoring import timelines
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "drift.py")
 
@@ -63,7 +63,7 @@ def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> No
     timeline = {"status": "succeeded", "steps_total": 4, "thresholds": {"share": 0.3, "prediction_psi": 0.25},
                 "steps": [step, {**step, "step": 2, "model_version": 2, "crossed": [], "retrain": None}],
                 "events": [{"step": 1, "text": "step 1: retrained v2 promoted"}], "elapsed_s": 9.0}
-    simulate.write_timeline(simulate.new_timeline_path("cli"), timeline)
+    timelines.write_timeline(timelines.new_timeline_path("cli"), timeline)
     at = AppTest.from_file(PAGE, default_timeout=180).run()
     assert not at.exception
     text = _text(at)

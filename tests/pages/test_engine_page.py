@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core import scoring, whatif
+from core.serving import scoring, whatif
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core import fleet, scoring
+from core.serving import fleet, scoring
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

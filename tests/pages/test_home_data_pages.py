@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import store
+from core.data import queries, store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,12 +47,12 @@ def test_data_page_checks_then_loads_a_folder(pm_home: Path, folder: Path) -> No
     assert set(report["name"]) == {"train_FD001", "test_FD001", "RUL_FD001"}
     assert set(report["status"]) == {"ok"}
     with store.connect(read_only=True) as con:
-        assert store.list_datasets(con).empty, "checking must not write anything"
+        assert queries.list_datasets(con).empty, "checking must not write anything"
     at.button(key="load_folder").click().run()
     assert not at.exception and not at.error
     assert any("Loaded 2 datasets" in s.value for s in at.success)
     with store.connect(read_only=True) as con:
-        listing = store.list_datasets(con)
+        listing = queries.list_datasets(con)
     assert sorted(listing["name"]) == ["test_FD001", "train_FD001"]
     assert listing.set_index("name").loc["test_FD001", "has_truth"]
 
@@ -72,12 +72,12 @@ def test_data_page_shows_a_bad_file_as_a_sentence_and_loads_nothing(pm_home: Pat
     assert any("train_FD001.txt" in e.value and "line 5" in e.value for e in at.error)
     at.button(key="load_folder").click().run()
     with store.connect(read_only=True) as con:
-        names = sorted(store.list_datasets(con)["name"])
+        names = sorted(queries.list_datasets(con)["name"])
     assert names == ["test_FD001"], "only the files without errors are loaded"
 
 
 def test_data_page_deletes_after_confirmation(pm_home: Path, folder: Path) -> None:
-    from core import ingest
+    from core.data import ingest
 
     ingest.load([folder])
     at = _app()
@@ -86,8 +86,8 @@ def test_data_page_deletes_after_confirmation(pm_home: Path, folder: Path) -> No
     at.button(key="delete").click().run()
     assert not at.exception
     with store.connect(read_only=True) as con:
-        assert "train_FD001" in set(store.list_datasets(con)["name"]), "nothing is deleted before confirmation"
+        assert "train_FD001" in set(queries.list_datasets(con)["name"]), "nothing is deleted before confirmation"
     at.button(key="confirm_delete").click().run()
     assert not at.exception
     with store.connect(read_only=True) as con:
-        assert sorted(store.list_datasets(con)["name"]) == ["test_FD001"]
+        assert sorted(queries.list_datasets(con)["name"]) == ["test_FD001"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import jobs, registry, retrain
+from core.operations import job_records, jobs, registry, retrain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,8 +25,8 @@ def _version(tmp_path: Path, tag: str, rmse: float, f2: float) -> int:
     return version
 
 
-def _job(state: str, **fields: object) -> jobs.JobRecord:
-    return jobs.JobRecord(id="20261122-120000-abcdef", kind="train", module="core.train_job", state=state,
+def _job(state: str, **fields: object) -> job_records.JobRecord:
+    return job_records.JobRecord(id="20261122-120000-abcdef", kind="train", module="core.operations.train_job", state=state,
                           device="cpu", **fields)
 
 
@@ -80,7 +80,7 @@ def test_failed_job_says_why_and_that_serving_is_unchanged(fd001_store: Path,
 def test_retrain_button_starts_one_job_with_the_options(fd001_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[tuple] = []
 
-    def fake_start(snap: object, config: object, created_by: str = "") -> jobs.JobRecord:
+    def fake_start(snap: object, config: object, created_by: str = "") -> job_records.JobRecord:
         started.append((snap, config, created_by))
         return _job("queued")
 

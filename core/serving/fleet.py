@@ -2,7 +2,7 @@
 
 Cost model (per engine, summed over the engines shown). A policy inspects every engine whose
 risk level it names ("Inspect HIGH", "Inspect HIGH and MEDIUM"); "Do nothing" inspects none.
-An engine "fails" when it fails within :data:`core.cmapss.FAIL_HORIZON` cycles.
+An engine "fails" when it fails within :data:`core.data.cmapss.FAIL_HORIZON` cycles.
 
 - A failing engine that is not inspected is a *missed failure*: ``costs.miss`` (default $50,000).
 - An inspected engine that would not have failed is a *needless inspection*: ``costs.inspection``
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core import scoring
-from core.cmapss import FAIL_HORIZON
+from core.data.cmapss import FAIL_HORIZON
 from core.errors import UserError
+from core.serving import scoring
 from models.ensemble import RISK_LEVELS, Ensemble
 
 TABLE_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "true_rul"]

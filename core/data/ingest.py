@@ -2,12 +2,12 @@
 
 Accepted sources: paths to NASA's whitespace ``.txt`` files (optionally ``.gz``), NASA's zip
 (an outer zip wrapping ``CMAPSSData.zip``), folders, CSV or Parquet files with the 26
-:data:`core.cmapss.COLUMNS` and a header, or ``(filename, bytes)`` pairs from an upload.
+:data:`core.data.cmapss.COLUMNS` and a header, or ``(filename, bytes)`` pairs from an upload.
 ``RUL_FD00x`` files hold one positive whole number per line and fill ``rul_truth`` of
 ``test_FD00x`` whichever is loaded first.
 
 Everything is parsed and validated before anything is written (see
-:func:`core.store.validate_readings` for the checks and bounds); :func:`load` then writes
+:func:`core.data.store.validate_readings` for the checks and bounds); :func:`load` then writes
 in one transaction. Content already loaded (same sha256 of the uncompressed bytes) is
 reported as ``duplicate`` and skipped. Files larger than ``PM_MAX_FILE_MB`` megabytes
 (default 200, compressed or not) are refused.
@@ -20,34 +20,28 @@ import io
 import os
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
-from core import config, store
-from core.cmapss import COLUMNS, parse_file_name
+from core import config
+from core.data import queries, store, writes
+from core.data.cmapss import parse_file_name
+from core.data.parsing import parse_readings, parse_rul
 from core.errors import UserError
 
 Source = str | os.PathLike | tuple[str, bytes]
 Progress = Callable[[float, str], None]
 
-RUL_MAX = 100_000
-"""Largest plausible true RUL, in cycles."""
 _DEFAULT_MAX_MB = 200
 _PARSE_WORKERS = 2
 """Files parsed at once: gunzip, sha256 and Arrow's CSV reader release the GIL, so reading
 overlaps; progress is still reported from the calling thread only."""
 _KNOWN_SUFFIXES = (".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".zip", ".gz")
-_TEXT_COLUMNS = [*COLUMNS, "pad_1", "pad_2"]
-"""NASA lines end in two spaces, which a single-space delimiter reads as two empty columns."""
-
 
 def max_file_bytes() -> int:
     """The size limit for one file, from ``PM_MAX_FILE_MB`` (default 200 MB)."""
@@ -240,157 +234,6 @@ def _zip_members(data: bytes, label: str, source: str, limit: int) -> list[_Item
     return items
 
 
-def _as_text(data: bytes, label: str) -> str:
-    if b"\x00" in data[:1_000_000]:
-        raise UserError(f"{label} is not a text file: it contains binary data.")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{label} is not a text file: byte {err.start + 1} is not valid UTF-8 text.") from err
-
-
-def _parse_text_fast(data: bytes) -> dict[str, np.ndarray] | None:
-    """NASA's layout (single spaces, two trailing) through Arrow's multi-threaded CSV reader.
-
-    Any deviation (other spacing, wrong column count, text, blank lines) returns None so the
-    line-by-line parser can name the exact line and problem.
-    """
-    if data.startswith((b"\n", b"\r")) or b"\n\n" in data or b"\r\n\r\n" in data:
-        return None
-    try:
-        table = pa_csv.read_csv(
-            pa.BufferReader(data),
-            read_options=pa_csv.ReadOptions(column_names=_TEXT_COLUMNS),
-            parse_options=pa_csv.ParseOptions(delimiter=" "),
-            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(_TEXT_COLUMNS, pa.float64())),
-        )
-    except pa.ArrowInvalid:
-        return None
-    if table.num_rows == 0 or any(table.column(i).null_count for i in range(len(COLUMNS))):
-        return None
-    if any(table.column(pad).null_count != table.num_rows for pad in _TEXT_COLUMNS[len(COLUMNS):]):
-        return None
-    return {name: table.column(i).to_numpy() for i, name in enumerate(COLUMNS)}
-
-
-def _split_fields(line: str, delimiter: str | None) -> list[str]:
-    if delimiter is None:
-        return line.split()
-    return [f.strip().strip('"') for f in line.split(delimiter)]
-
-
-def _parse_rows(
-    text: str, label: str, delimiter: str | None, order: list[int], skip_first: bool
-) -> tuple[dict[str, np.ndarray], list[int]]:
-    """Parse delimited rows line by line; returns columns and each row's line number."""
-    rows: list[list[float]] = []
-    numbers: list[int] = []
-    width = len(COLUMNS)
-    lines = iter(enumerate(text.splitlines(), 1))
-    if skip_first:
-        for _, line in lines:
-            if line.strip():
-                break
-    for lineno, line in lines:
-        if not line.strip():
-            continue
-        fields = _split_fields(line, delimiter)
-        if len(fields) != width:
-            raise UserError(f"{label} line {lineno} has {len(fields)} values but a C-MAPSS reading needs {width} "
-                            "(unit, cycle, 3 settings, 21 sensors).")
-        try:
-            rows.append([float(fields[j]) for j in order])
-        except ValueError:
-            for j in order:
-                try:
-                    float(fields[j])
-                except ValueError:
-                    raise UserError(f"{label} line {lineno}: {COLUMNS[order.index(j)]} is '{fields[j]}', "
-                                    "which is not a number.") from None
-        numbers.append(lineno)
-    if not rows:
-        raise UserError(f"{label} holds no readings.")
-    matrix = np.asarray(rows, dtype=np.float64)
-    return {name: matrix[:, i] for i, name in enumerate(COLUMNS)}, numbers
-
-
-def _header(text: str) -> tuple[str | None, list[str]] | None:
-    """The delimiter and field names if the first non-blank line names any of the columns, else None."""
-    first = next((line for line in text[:100_000].splitlines() if line.strip()), "")
-    delimiter = next((d for d in (",", ";", "\t") if d in first), None)
-    fields = [f.lower() for f in _split_fields(first, delimiter)]
-    return (delimiter, fields) if any(f in COLUMNS for f in fields) else None
-
-
-def _column_order(fields: list[str], label: str) -> list[int]:
-    missing = [c for c in COLUMNS if c not in fields]
-    extra = [f for f in fields if f not in COLUMNS]
-    if missing or extra or len(fields) != len(COLUMNS):
-        if missing:
-            problem = f"lacks {', '.join(missing)}"
-        elif extra:
-            problem = f"has the unexpected column(s) {', '.join(extra)}"
-        else:
-            problem = "repeats a column"
-        raise UserError(f"{label} has a header that {problem}; it must name exactly the 26 columns "
-                        "unit, cycle, setting_1..3 and sensor_1..21.")
-    return [fields.index(c) for c in COLUMNS]
-
-
-def _parse_readings(data: bytes, label: str) -> dict[str, np.ndarray]:
-    """Parse and validate a readings file (NASA text, CSV with header, or Parquet)."""
-    if data.startswith(b"PAR1"):
-        return _parse_parquet(data, label)
-    text = _as_text(data, label)
-    if text.isspace():
-        raise UserError(f"{label} is empty.")
-    header = _header(text)
-    if header is not None:
-        delimiter, fields = header
-        arrays, numbers = _parse_rows(text, label, delimiter, _column_order(fields, label), skip_first=True)
-        return store.validate_readings(arrays, label, lambda i: f"line {numbers[i]}")
-    fast = _parse_text_fast(data)
-    if fast is not None:
-        return store.validate_readings(fast, label, lambda i: f"line {i + 1}")
-    arrays, numbers = _parse_rows(text, label, None, list(range(len(COLUMNS))), skip_first=False)
-    return store.validate_readings(arrays, label, lambda i: f"line {numbers[i]}")
-
-
-def _parse_parquet(data: bytes, label: str) -> dict[str, np.ndarray]:
-    try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as err:
-        raise UserError(f"{label} is not a readable Parquet file: {err}.") from err
-    names = [n.lower() for n in table.column_names]
-    _column_order(names, label)
-    columns = {name: table.column(names.index(name)).to_numpy(zero_copy_only=False) for name in COLUMNS}
-    return store.validate_readings(columns, label)
-
-
-def _parse_rul(data: bytes, label: str) -> list[int]:
-    """One positive whole number of cycles per non-blank line."""
-    text = _as_text(data, label)
-    values: list[int] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 1:
-            raise UserError(f"{label} line {lineno} has {len(fields)} values but a RUL file needs one whole "
-                            "number per line.")
-        token = fields[0]
-        if not token.lstrip("+-").isdigit():
-            raise UserError(f"{label} line {lineno}: '{token}' is not a whole number of cycles.")
-        value = int(token)
-        if value < 1 or value > RUL_MAX:
-            raise UserError(f"{label} line {lineno}: RUL is {value}, but it must be a positive whole number of "
-                            f"cycles no larger than {RUL_MAX:,}.")
-        values.append(value)
-    if not values:
-        raise UserError(f"{label} is empty.")
-    return values
-
-
 def _parse_item(item: _Item, ctx: _Context) -> list[_Parsed]:
     """Read one item (expanding zips) into parsed results; errors become error reports.
 
@@ -420,10 +263,10 @@ def _parse_item(item: _Item, ctx: _Context) -> list[_Parsed]:
                                  "already loaded; skipped.")
             return [_Parsed(report)]
         if fn.split == "rul":
-            ruls = _parse_rul(data, item.label)
+            ruls = parse_rul(data, item.label)
             report.rows = report.engines = len(ruls)
             return [_Parsed(report, ruls=ruls)]
-        arrays = _parse_readings(data, item.label)
+        arrays = parse_readings(data, item.label)
         report.rows = len(arrays["unit"])
         report.engines = int(np.unique(arrays["unit"]).size)
         return [_Parsed(report, arrays=arrays)]
@@ -455,7 +298,7 @@ def _cross_check(con: duckdb.DuckDBPyConnection | None, batch: list[_Parsed]) ->
         rep = parsed.report
         if rep.status != "ok":
             continue
-        earlier = store.find_by_sha256(con, rep.sha256) if con is not None else None
+        earlier = queries.find_by_sha256(con, rep.sha256) if con is not None else None
         if earlier is not None:
             _skip(parsed, f"{rep.file} has the same content as {earlier}, which is already loaded; skipped.")
             continue
@@ -470,10 +313,10 @@ def _cross_check(con: duckdb.DuckDBPyConnection | None, batch: list[_Parsed]) ->
         seen_key[what] = rep.file
         if con is None:
             continue
-        if rep.split == "rul" and store.truth_file_sha(con, rep.target or "") is not None:
+        if rep.split == "rul" and queries.truth_file_sha(con, rep.target or "") is not None:
             _fail(parsed, f"{rep.file} differs from the RUL truth already loaded for {rep.target}; delete "
                           f"{rep.target} first to replace it.")
-        elif rep.split != "rul" and store.find_dataset(con, rep.name) is not None:
+        elif rep.split != "rul" and queries.find_dataset(con, rep.name) is not None:
             _fail(parsed, f"{rep.file} differs from the dataset {rep.name} already loaded; delete {rep.name} "
                           "first to replace it, or rename the file.")
     _check_truth_counts(con, batch)
@@ -488,7 +331,7 @@ def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Pars
         if rep.split == "rul":
             if rep.target in tests:
                 engines = tests[rep.target].report.engines
-            elif con is not None and (found := store.find_dataset(con, rep.target)) is not None:
+            elif con is not None and (found := queries.find_dataset(con, rep.target)) is not None:
                 engines = int(found["engines"])
             else:
                 continue
@@ -496,7 +339,7 @@ def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Pars
                 _fail(parsed, f"{rep.file} has {rep.rows} RUL values but {rep.target} has {engines} engines; "
                               "they must match.")
         elif rep.split == "test" and con is not None:
-            pending = store.pending_truth_count(con, rep.name)
+            pending = queries.pending_truth_count(con, rep.name)
             if pending is not None and pending != rep.engines:
                 _fail(parsed, f"{rep.file} has {rep.engines} engines but the RUL file loaded earlier for "
                               f"{rep.name} has {pending} values; they must match.")
@@ -529,7 +372,7 @@ def _known() -> dict[str, str]:
     if not config.paths().duckdb.exists():
         return {}
     with store.connect(read_only=True) as con:
-        return store.known_sha256(con)
+        return queries.known_sha256(con)
 
 
 def inspect(sources: Sequence[Source] | Source) -> list[FileReport]:
@@ -569,9 +412,9 @@ def load(sources: Sequence[Source] | Source, progress: Progress | None = None) -
                 if progress is not None:
                     progress(0.6 + 0.4 * n / max(len(todo), 1), f"Storing {rep.file}")
                 if parsed.ruls is not None:
-                    store.add_truth_file(con, rep.target or rep.name, rep.source, rep.sha256, parsed.ruls)
+                    writes.add_truth_file(con, rep.target or rep.name, rep.source, rep.sha256, parsed.ruls)
                 else:
-                    store.add_dataset(con, rep.name, rep.subset, rep.split, rep.source, parsed.arrays or {},
+                    writes.add_dataset(con, rep.name, rep.subset, rep.split, rep.source, parsed.arrays or {},
                                       rep.sha256)
                     summary.datasets_added.append(rep.name)
                     summary.readings_added += rep.rows

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core import store
-from core.cmapss import SENSORS
+from core.data import queries, store
+from core.data.cmapss import SENSORS
 from core.errors import UserError
 from models.ensemble import Ensemble
 from models.explain import Explainer, Explanation, background_windows
@@ -184,12 +184,12 @@ def training_background(ensemble: Ensemble, n: int = BACKGROUND_SIZE, seed: int 
     """
     trained_on = list(ensemble.meta.get("trained_on", {}).get("datasets", []))
     with store.connect(read_only=True) as con:
-        train_names = store.dataset_names(con, split="train")
+        train_names = queries.dataset_names(con, split="train")
         names = [name for name in trained_on if name in train_names] or train_names
         if not names:
             raise UserError("Load the training data (train_FD00x) to explain predictions: the explanation "
                             "compares against training engines.")
-        frame = store.readings_many(con, names)
+        frame = queries.readings_many(con, names)
     return background_windows(ensemble, frame, n=n, seed=seed)
 
 

@@ -1,6 +1,6 @@
-"""The background training job: ``python -m core.train_job --snapshot DIR --config JSON``.
+"""The background training job: ``python -m core.operations.train_job --snapshot DIR --config JSON``.
 
-Started by :mod:`core.jobs` as its own OS process; it reads only the Parquet snapshot
+Started by :mod:`core.operations.jobs` as its own OS process; it reads only the Parquet snapshot
 (never the DuckDB file) and writes its progress into the job record.
 """
 
@@ -11,15 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core import jobs
-from core.training_run import run_training
+from core.operations import job_runtime
+from core.operations.training_run import run_training
 from models.training import TrainConfig
 
 
 class ProgressToRecord:
     """Turns the trainer's progress dicts into job-record updates (phase, step, losses, log)."""
 
-    def __init__(self, reporter: jobs.Reporter) -> None:
+    def __init__(self, reporter: job_runtime.Reporter) -> None:
         self.reporter = reporter
         self.phase: str | None = None
 
@@ -41,16 +41,16 @@ class ProgressToRecord:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the job's arguments and run one training, recording everything in the job record."""
-    parser = argparse.ArgumentParser(prog="python -m core.train_job")
+    parser = argparse.ArgumentParser(prog="python -m core.operations.train_job")
     parser.add_argument("--snapshot", required=True, type=Path)
     parser.add_argument("--config", required=True, help="TrainConfig as JSON")
     args = parser.parse_args(argv)
     config = TrainConfig.from_dict(json.loads(args.config))
 
-    def job(reporter: jobs.Reporter) -> dict[str, Any]:
+    def job(reporter: job_runtime.Reporter) -> dict[str, Any]:
         return run_training(args.snapshot, config, ProgressToRecord(reporter))
 
-    jobs.run_job(job)
+    job_runtime.run_job(job)
 
 
 if __name__ == "__main__":

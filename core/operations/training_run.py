@@ -1,7 +1,7 @@
 """One training, end to end: snapshot -> train -> test-set report -> MLflow run -> registry and gate.
 
 Shared by the foreground CLI (`python -m core train`) and the background job
-(`core.train_job`), so both produce the same run, version and gate decision.
+(`core.operations.train_job`), so both produce the same run, version and gate decision.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from core import registry, snapshot
+from core.data import snapshot
+from core.operations import registry
+from models.bundle import save_bundle
 from models.device import resolve_device
 from models.training import TrainConfig, evaluate, train
 
@@ -69,7 +71,7 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
     if progress:
         progress({"phase": "register", "message": "Logging the run to MLflow and registering the bundle."})
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
-        result.ensemble.save(Path(tmp))
+        save_bundle(result.ensemble, Path(tmp))
         run_id, version = registry.log_training(
             bundle_dir=Path(tmp),
             params=config.to_dict(),

@@ -1,7 +1,7 @@
 """Prediction drift: has the model's output changed between a reference and the current data?
 
 The serving model predicts the RUL at every cycle of both frames; the PSI of the two predicted-RUL
-samples (bins from the reference's quantiles, see :func:`core.drift.prediction_drift`) is the
+samples (bins from the reference's quantiles, see :func:`core.monitoring.drift.prediction_drift`) is the
 prediction drift. Large frames are cut to a seeded sample of whole engines first, so a comparison
 stays a few seconds on two cores.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from core import drift
+from core.monitoring import statistics
 
 if TYPE_CHECKING:  # imported for type hints only: models.ensemble pulls in torch
     from models.ensemble import Ensemble
@@ -27,7 +27,7 @@ MAX_ROWS = 12_000
 class PredictionDrift:
     """The PSI of predicted RUL and the two predicted samples it was computed from."""
 
-    result: drift.DriftResult
+    result: statistics.DriftResult
     reference_rul: np.ndarray
     current_rul: np.ndarray
     model_version: int | None
@@ -60,12 +60,12 @@ def measure(
     ensemble: Ensemble,
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    threshold: float = drift.Thresholds.prediction_psi,
+    threshold: float = statistics.Thresholds.prediction_psi,
     model_version: int | None = None,
     max_rows: int = MAX_ROWS,
 ) -> PredictionDrift:
     """Score both frames (sampled to ``max_rows`` rows each) and return the PSI of predicted RUL."""
     reference_rul = predicted_rul(ensemble, sample_engines(reference, max_rows), "reference")
     current_rul = predicted_rul(ensemble, sample_engines(current, max_rows), "current")
-    result = drift.prediction_drift(reference_rul, current_rul, threshold)
+    result = statistics.prediction_drift(reference_rul, current_rul, threshold)
     return PredictionDrift(result, reference_rul, current_rul, model_version)

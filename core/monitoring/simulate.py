@@ -10,11 +10,11 @@ that, else the newest version that was, else one is trained (through the job run
 simulation's small config). The simulation takes over the ``champion`` alias for its run.
 
 At each step, on the window (the engines just streamed) it measures, against the serving model's
-training data: the drift share (:func:`core.drift.assess`), the prediction PSI (predicted RUL of the
+training data: the drift share (:func:`core.monitoring.verdicts.assess`), the prediction PSI (predicted RUL of the
 window vs of the training data) and the live RMSE and F2 (truth from run-to-failure). A metric
 *crosses* when it goes above its threshold (drift share > 0.3, prediction PSI > 0.25 by default).
 With auto-retrain on, a step whose verdict recommends retraining starts a training job on the
-stream rows seen so far (a snapshot of the stream dataset, :mod:`core.retrain`), at most once every
+stream rows seen so far (a snapshot of the stream dataset, :mod:`core.operations.retrain`), at most once every
 ``retrain_gap`` steps and ``max_retrains`` times per run; the job's promotion gate decides whether
 the new version serves. The gate compares validation metrics measured on different engines (the
 champion's on T0, the candidate's on the stream), so a candidate it keeps out runs in *shadow* at the
@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,170 +37,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core import config, drift, jobs, prediction_drift, registry, store
-from core.cmapss import COLUMNS
+from core.data import queries, store, writes
 from core.errors import UserError
+from core.monitoring import drift, prediction_drift, statistics, verdicts
+from core.operations import job_records, job_runtime, jobs, registry
 
 if TYPE_CHECKING:  # torch-backed modules are imported where used, so `python -m core --help` stays fast
     from models.ensemble import Ensemble
     from models.training import TrainConfig
+from core.monitoring.stream_plan import QUARTERS, T0_DATASET, Settings, batch_frame, plan_stream, true_rul
+from core.monitoring.timelines import new_timeline_path, write_timeline
 
-QUARTERS: tuple[str, ...] = ("train_FD001", "train_FD002", "train_FD003", "train_FD004")
-"""The source of each quarter T0..T3."""
-T0_DATASET = QUARTERS[0]
-STREAM_NAME = "stream_sim"
 STREAM_SUBSET = "SIM"
 JOB_KIND = "simulate"
 POLL_S = 1.0
 
 Progress = Callable[[int, int, str], None]
 """``progress(steps_done, steps_total, message)``."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that shapes one simulation run (the defaults finish in minutes on two cores)."""
-
-    steps: int = 16
-    engines_per_step: int = 10
-    mix: int = 2
-    auto_retrain: bool = True
-    epochs: int = 1
-    trees: int = 60
-    normalise: bool = False
-    retrain_gap: int = 3
-    max_retrains: int = 3
-    seed: int = 7
-    stream: str = STREAM_NAME
-    train_timeout_s: float = 1800.0
-
-    def validate(self) -> None:
-        """Raise UserError for a setting outside its range."""
-        checks = [
-            (self.steps >= 4, f"steps must be at least 4 (one per quarter); got {self.steps}"),
-            (self.engines_per_step >= 1, f"engines per step must be at least 1; got {self.engines_per_step}"),
-            (0 <= self.mix < self.engines_per_step,
-             f"mixed-in engines must be at least 0 and fewer than the engines per step; got {self.mix}"),
-            (self.epochs >= 1 and self.trees >= 1, "epochs and trees must be at least 1"),
-            (self.retrain_gap >= 1 and self.max_retrains >= 0, "retrain gap must be >= 1 and max retrains >= 0"),
-            (self.train_timeout_s > 0, "the training timeout must be positive"),
-            (bool(self.stream.strip()), "the stream dataset needs a name"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"Invalid simulation setting: {message}.")
-
-    def train_config(self) -> TrainConfig:
-        """The small training config used for the T0 model (when needed) and for every retrain."""
-        from models.training import TrainConfig
-
-        small = {"epochs": self.epochs, "n_trees": self.trees, "samples_per_epoch": 4096, "hidden": 32,
-                 "layers": 1, "seed": self.seed}
-        return TrainConfig.from_dict({**TrainConfig().to_dict(), **small})
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable copy."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Settings:
-        """Build from a dict; UserError on an unknown setting."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise UserError(f"Unknown simulation setting(s): {', '.join(unknown)}.")
-        return cls(**data)
-
-
-# Planning the stream -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StreamEngine:
-    """One engine of the stream: where it comes from and its unit number in the stream dataset."""
-
-    quarter: int
-    source: str
-    source_unit: int
-    unit: int
-
-
-def quarter_steps(steps: int) -> list[int]:
-    """The quarter (0..3) of each step: ``steps`` spread as evenly as possible, in order."""
-    return [min(3, i * 4 // steps) for i in range(steps)]
-
-
-def plan_stream(
-    units: list[list[int]], steps: int, engines_per_step: int, mix: int, seed: int
-) -> list[list[StreamEngine]]:
-    """Which engines each step streams.
-
-    ``units[q]`` are the engine numbers available in quarter ``q``. Each step takes
-    ``engines_per_step`` engines of its quarter, drawn without replacement in a seeded order; the
-    last step of quarters T0..T2 takes ``mix`` of them from the next quarter instead. Stream unit
-    numbers run from 1 in stream order. UserError if a quarter has too few engines.
-    """
-    if len(units) != len(QUARTERS):
-        raise UserError(f"The stream needs {len(QUARTERS)} quarters of engines; got {len(units)}.")
-    rng = np.random.default_rng(seed)
-    queues = [list(rng.permutation(np.asarray(u, dtype=int))) for u in units]
-    per_step = quarter_steps(steps)
-    needed = [0, 0, 0, 0]
-    for i, q in enumerate(per_step):
-        last_of_quarter = q < 3 and (i + 1 == steps or per_step[i + 1] != q)
-        needed[q] += engines_per_step - (mix if last_of_quarter else 0)
-        if last_of_quarter:
-            needed[q + 1] += mix
-    for q, count in enumerate(needed):
-        if count > len(queues[q]):
-            raise UserError(
-                f"Quarter T{q} ({QUARTERS[q]}) has {len(queues[q])} engines but this plan streams {count}; "
-                "use fewer steps or engines per step."
-            )
-    plan: list[list[StreamEngine]] = []
-    next_unit = 1
-    for i, q in enumerate(per_step):
-        last_of_quarter = q < 3 and (i + 1 == steps or per_step[i + 1] != q)
-        take = [(q, engines_per_step - (mix if last_of_quarter else 0))]
-        if last_of_quarter and mix:
-            take.append((q + 1, mix))
-        batch = []
-        for quarter, count in take:
-            for _ in range(count):
-                source_unit = int(queues[quarter].pop(0))
-                batch.append(StreamEngine(quarter, QUARTERS[quarter], source_unit, next_unit))
-                next_unit += 1
-        plan.append(batch)
-    return plan
-
-
-def batch_frame(batch: list[StreamEngine], sources: dict[str, pd.DataFrame], stream: str) -> pd.DataFrame:
-    """The readings of one step: each engine's whole history under its stream unit number."""
-    parts = []
-    for engine in batch:
-        source = sources[engine.source]
-        rows = source[source["unit"] == engine.source_unit][COLUMNS].copy()
-        rows["unit"] = engine.unit
-        parts.append(rows)
-    frame = pd.concat(parts, ignore_index=True)
-    frame.insert(0, "dataset", stream)
-    return frame
-
-
-def true_rul(frame: pd.DataFrame) -> np.ndarray:
-    """True RUL at every row of run-to-failure engines: the engine's last cycle minus the cycle."""
-    last = frame.groupby(["dataset", "unit"])["cycle"].transform("max")
-    return (last - frame["cycle"]).to_numpy(dtype=float)
-
-
-def latest_window(frame: pd.DataFrame, engines: int) -> pd.DataFrame:
-    """The rows of the ``engines`` highest-numbered units: the latest engines a stream delivered."""
-    if engines < 1:
-        raise UserError(f"A stream window needs at least one engine; got {engines}.")
-    newest = np.sort(frame["unit"].unique())[-engines:]
-    return frame[frame["unit"].isin(newest)]
-
-
-# The serving model ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -218,9 +69,9 @@ class Serving:
     @classmethod
     def load(cls, version: int, reference: pd.DataFrame, label: str) -> Serving:
         """Load ``version`` from the registry and score its reference once."""
-        from models.ensemble import Ensemble
+        from models.bundle import load_bundle
 
-        ensemble = Ensemble.load(registry.bundle_dir(version))
+        ensemble = load_bundle(registry.bundle_dir(version))
         sample = prediction_drift.sample_engines(reference)
         return cls(version, ensemble, reference, label, prediction_drift.predicted_rul(ensemble, sample, label))
 
@@ -246,12 +97,12 @@ def beats(candidate: drift.LiveError, champion: drift.LiveError) -> bool:
     return candidate.f2 is None or champion.f2 is None or candidate.f2 >= champion.f2
 
 
-def measure(serving: Serving, window: pd.DataFrame, thresholds: drift.Thresholds,
+def measure(serving: Serving, window: pd.DataFrame, thresholds: statistics.Thresholds,
             normalise: bool) -> tuple[dict[str, Any], pd.DataFrame]:
     """Drift share, prediction PSI, live RMSE/F2 and verdict of one window; also its predictions."""
     error, predictions = live(serving, window)
-    prediction = drift.prediction_drift(serving.reference_rul, predictions["rul"], thresholds.prediction_psi)
-    report = drift.assess(serving.reference, window, normalise=normalise, thresholds=thresholds,
+    prediction = statistics.prediction_drift(serving.reference_rul, predictions["rul"], thresholds.prediction_psi)
+    report = verdicts.assess(serving.reference, window, normalise=normalise, thresholds=thresholds,
                           prediction_psi=prediction.score)
     table = report.features
     drifted = table[table["informative"] & table["drifted"]].sort_values("psi", ascending=False)
@@ -267,86 +118,13 @@ def measure(serving: Serving, window: pd.DataFrame, thresholds: drift.Thresholds
     return values, predictions
 
 
-# The timeline --------------------------------------------------------------------------------
-
-
-def simulations_dir() -> Path:
-    """Where timelines are written: ``<PM_HOME>/simulations``."""
-    folder = config.ensure_home().home / "simulations"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def new_timeline_path(prefix: str = "run") -> Path:
-    """A fresh timeline file name, ordered by time."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-    return simulations_dir() / f"{prefix}-{stamp}.json"
-
-
-def write_timeline(path: Path, timeline: dict[str, Any]) -> None:
-    """Replace ``path`` with the timeline atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(timeline, handle, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def read_timeline(path: str | Path) -> dict[str, Any]:
-    """Read a timeline file; UserError naming it if it is missing or unreadable."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"The simulation timeline {path} does not exist.") from None
-    except ValueError as err:
-        raise UserError(f"The simulation timeline {path} is unreadable: {err}.") from err
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
-        raise UserError(f"The simulation timeline {path} is not a timeline.")
-    return data
-
-
-def latest_timeline() -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable timeline under :func:`simulations_dir`, or None if there is none."""
-    for path in sorted(simulations_dir().glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        try:
-            return path, read_timeline(path)
-        except UserError:
-            continue
-    return None
-
-
-def summary(timeline: dict[str, Any]) -> dict[str, Any]:
-    """The headline of a run: steps, crossings, retrains and the versions that served."""
-    steps = timeline["steps"]
-    served = sorted({s["model_version"] for s in steps})
-    attempts = [s["retrain"] for s in steps if s.get("retrain")]
-    return {
-        "status": timeline.get("status"),
-        "steps_done": len(steps),
-        "steps_total": timeline.get("steps_total"),
-        "crossings": sum(len(s["crossed"]) for s in steps),
-        "retrains": len(attempts),
-        "promoted": sum(1 for a in attempts if a.get("promoted"))
-        + sum(1 for s in steps if (s.get("shadow") or {}).get("promoted")),
-        "versions_served": served,
-        "elapsed_s": timeline.get("elapsed_s"),
-    }
-
-
-# Training through the job runner -------------------------------------------------------------
-
-
 def _train(names: list[str], train_config: TrainConfig, timeout_s: float, notify: Callable[[str], None],
-           created_by: str) -> jobs.JobRecord:
+           created_by: str) -> job_records.JobRecord:
     """Export the snapshot of ``names``, run the training job, relay its progress and wait for it.
 
     If this process stops (cancelled, Ctrl-C) or the timeout passes, the training job is cancelled.
     """
-    from core import retrain
+    from core.operations import retrain
 
     snap = retrain.export_snapshot(names)
     record = retrain.start_job(snap, train_config, created_by)
@@ -418,27 +196,27 @@ def _retrain(settings: Settings, notify: Callable[[str], None], created_by: str)
 
 def _load_sources() -> dict[str, pd.DataFrame]:
     with store.connect(read_only=True) as con:
-        loaded = set(store.dataset_names(con))
+        loaded = set(queries.dataset_names(con))
         missing = [name for name in QUARTERS if name not in loaded]
         if missing:
             raise UserError(
                 f"The simulation streams {', '.join(QUARTERS)}; load {', '.join(missing)} first "
                 "(Data page or `python -m core ingest`)."
             )
-        return {name: store.readings(con, name) for name in QUARTERS}
+        return {name: queries.readings(con, name) for name in QUARTERS}
 
 
 def _reset_stream(name: str) -> None:
     with store.connect() as con:
-        found = store.find_dataset(con, name)
+        found = queries.find_dataset(con, name)
         if found is None:
             return
         if found["split"] != "stream":
             raise UserError(f"The dataset '{name}' is a {found['split']} dataset, not a stream; choose another name.")
-        store.delete_dataset(con, name)
+        writes.delete_dataset(con, name)
 
 
-def _crossed(values: dict[str, Any], previous: dict[str, Any] | None, thresholds: drift.Thresholds) -> list[str]:
+def _crossed(values: dict[str, Any], previous: dict[str, Any] | None, thresholds: statistics.Thresholds) -> list[str]:
     """The metrics that went above their threshold at this step (were not above at the previous one)."""
     limits = {"drift_share": thresholds.share, "prediction_psi": thresholds.prediction_psi}
     crossed = []
@@ -466,7 +244,7 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
     settings.validate()
     ensure_idle(job_id)
     started = time.monotonic()
-    thresholds = drift.Thresholds()
+    thresholds = statistics.Thresholds()
     total = settings.steps
     timeline: dict[str, Any] = {
         "status": "running", "job_id": job_id, "settings": settings.to_dict(), "thresholds": thresholds.to_dict(),
@@ -502,12 +280,12 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
         for index, batch in enumerate(plan, start=1):
             window = batch_frame(batch, sources, settings.stream)
             with store.connect() as con:
-                store.append_readings(con, settings.stream, STREAM_SUBSET, "stream", f"simulation of {', '.join(QUARTERS)}",
+                writes.append_readings(con, settings.stream, STREAM_SUBSET, "stream", f"simulation of {', '.join(QUARTERS)}",
                                       window.drop(columns="dataset"))
             seen.append(window)
             values, predictions = measure(serving, window, thresholds, settings.normalise)
             with store.connect() as con:
-                store.insert_predictions(con, settings.stream, predictions, str(serving.version))
+                writes.insert_predictions(con, settings.stream, predictions, str(serving.version))
             mixture = pd.Series([e.source for e in batch]).value_counts().to_dict()
             step: dict[str, Any] = {
                 "step": index, "quarter": f"T{batch[0].quarter}", "sources": {k: int(v) for k, v in mixture.items()},
@@ -565,7 +343,7 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
         timeline["final_version"] = serving.version
         notify("finished")
     except BaseException as err:
-        cancelled = isinstance(err, (jobs.JobCancelled, KeyboardInterrupt))
+        cancelled = isinstance(err, (job_runtime.JobCancelled, KeyboardInterrupt))
         timeline["status"] = "cancelled" if cancelled else "failed"
         timeline["error"] = "The simulation was cancelled." if cancelled else str(err)
         timeline["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -574,19 +352,19 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
     return timeline
 
 
-def start_job(settings: Settings, created_by: str = "") -> jobs.JobRecord:
+def start_job(settings: Settings, created_by: str = "") -> job_records.JobRecord:
     """Start the simulation as a background job (not exclusive: it starts training jobs itself)."""
     settings.validate()
     ensure_idle()
     path = new_timeline_path("job")
     return jobs.start(
-        JOB_KIND, "core.simulate_job", ["--settings", json.dumps(settings.to_dict()), "--timeline", str(path)],
+        JOB_KIND, "core.monitoring.simulate_job", ["--settings", json.dumps(settings.to_dict()), "--timeline", str(path)],
         config=settings.to_dict(), data={"timeline": str(path), "stream": settings.stream},
         created_by=created_by, exclusive=False,
     )
 
 
-def latest_job() -> jobs.JobRecord | None:
+def latest_job() -> job_records.JobRecord | None:
     """The newest simulation job, or None."""
     for record in jobs.list_jobs(limit=50):
         if record.kind == JOB_KIND:

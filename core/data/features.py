@@ -1,6 +1,6 @@
 """Features for the RUL models: targets, operating-regime normalisation, tree features and LSTM windows.
 
-Input frames carry a ``dataset`` column plus :data:`core.cmapss.COLUMNS`; an engine is
+Input frames carry a ``dataset`` column plus :data:`core.data.cmapss.COLUMNS`; an engine is
 ``(dataset, unit)``. :class:`FeaturePipeline` is fitted on training engines and stored as
 pure JSON. Every feature of a row depends only on that engine's readings up to that row,
 so the same code serves training (all rows), fleet scoring (last row per engine) and
@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from core.cmapss import COLUMNS, FAIL_HORIZON, RUL_CAP, SENSORS, SETTINGS
+from core.data.cmapss import COLUMNS, FAIL_HORIZON, RUL_CAP, SENSORS, SETTINGS
 from core.errors import UserError
 
 FEATURES_VERSION = 1

@@ -18,8 +18,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from core import store
 from core.config import ensure_home
+from core.data import queries
 from core.errors import UserError
 
 
@@ -53,7 +53,7 @@ def _digest(frames: list[pd.DataFrame], names: list[str]) -> str:
 
 def matching_test_sets(con: duckdb.DuckDBPyConnection, train_names: list[str]) -> list[str]:
     """Test datasets of the same subsets as ``train_names`` that have true RUL, for reporting."""
-    listing = store.list_datasets(con)
+    listing = queries.list_datasets(con)
     subsets = set(listing.loc[listing["name"].isin(train_names), "subset"])
     tests = listing[(listing["split"] == "test") & listing["subset"].isin(subsets) & listing["has_truth"]]
     return sorted(tests["name"])
@@ -64,12 +64,12 @@ def export(con: duckdb.DuckDBPyConnection, train_names: list[str], test_names: l
     if not train_names:
         raise UserError("Choose at least one training dataset to train on.")
     for name in train_names:
-        if store.get_dataset(con, name)["split"] == "test":
+        if queries.get_dataset(con, name)["split"] == "test":
             raise UserError(f"'{name}' is a test set: test sets are for reporting only, never for training.")
     tests = matching_test_sets(con, train_names) if test_names is None else list(test_names)
-    train = store.readings_many(con, train_names)
-    test = store.readings_many(con, tests) if tests else pd.DataFrame(columns=train.columns)
-    truth_parts = [store.rul_truth(con, name).assign(dataset=name) for name in tests]
+    train = queries.readings_many(con, train_names)
+    test = queries.readings_many(con, tests) if tests else pd.DataFrame(columns=train.columns)
+    truth_parts = [queries.rul_truth(con, name).assign(dataset=name) for name in tests]
     truth = pd.concat(truth_parts, ignore_index=True) if truth_parts else pd.DataFrame(columns=["unit", "rul", "dataset"])
     truth = truth[["dataset", "unit", "rul"]]
     digest = _digest([train, test, truth], train_names + ["|"] + tests)

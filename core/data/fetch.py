@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core import config
-from core.cmapss import SUBSETS
+from core.data.cmapss import SUBSETS
 from core.errors import UserError
 
 Progress = Callable[[float, str], None]

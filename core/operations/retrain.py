@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core import jobs, snapshot, store
+from core.data import queries, snapshot, store
 from core.errors import UserError
+from core.operations import job_records, jobs
 from models.training import TrainConfig
 
 
 def training_datasets(subsets: list[str] | None = None, datasets: list[str] | None = None) -> list[str]:
     """Names to train on: the named datasets, ``train_FD00x`` of the subsets, or every loaded training set."""
     with store.connect(read_only=True) as con:
-        loaded = store.list_datasets(con)
+        loaded = queries.list_datasets(con)
     train_names = sorted(loaded.loc[loaded["split"] == "train", "name"])
     if datasets:
         missing = [n for n in datasets if n not in set(loaded["name"])]
@@ -54,11 +55,11 @@ def export_snapshot(names: list[str]) -> snapshot.Snapshot:
         return snapshot.export(con, names)
 
 
-def start_job(snap: snapshot.Snapshot, config: TrainConfig, created_by: str = "") -> jobs.JobRecord:
+def start_job(snap: snapshot.Snapshot, config: TrainConfig, created_by: str = "") -> job_records.JobRecord:
     """Launch the background training job on a snapshot; UserError if a training is already running."""
     return jobs.start(
         "train",
-        "core.train_job",
+        "core.operations.train_job",
         ["--snapshot", str(snap.path), "--config", json.dumps(config.to_dict())],
         config=config.to_dict(),
         data=snap.lineage(),

@@ -1,0 +1,112 @@
+"""Typed reads of the fleet store: datasets, readings, RUL truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import pandas as pd
+
+from core.data.cmapss import COLUMNS
+from core.data.store import READING_COLUMNS_SQL, first_row
+from core.errors import UserError
+
+# ----------------------------------------------------------------------------- reads
+
+
+def list_datasets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """All datasets, oldest first, with a ``has_truth`` flag for those with RUL truth."""
+    return con.execute(
+        "SELECT d.id, d.name, d.subset, d.split, d.source, d.sha256, d.rows, d.engines, d.loaded_at, "
+        "EXISTS (SELECT 1 FROM rul_truth t WHERE t.dataset_id = d.id) AS has_truth "
+        "FROM datasets d ORDER BY d.id"
+    ).df()
+
+
+def dataset_names(con: duckdb.DuckDBPyConnection, split: str | None = None) -> list[str]:
+    """Names of loaded datasets (optionally of one split), in load order."""
+    if split is None:
+        rows = con.execute("SELECT name FROM datasets ORDER BY id").fetchall()
+    else:
+        rows = con.execute("SELECT name FROM datasets WHERE split = ? ORDER BY id", [split]).fetchall()
+    return [r[0] for r in rows]
+
+
+def find_dataset(con: duckdb.DuckDBPyConnection, name: str) -> dict | None:
+    """The dataset row as a dict, or None when no dataset has that name."""
+    cur = con.execute(
+        "SELECT id, name, subset, split, source, sha256, rows, engines, loaded_at FROM datasets WHERE name = ?",
+        [name],
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+
+
+def get_dataset(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+    """The dataset row as a dict; :class:`UserError` if no dataset has that name."""
+    found = find_dataset(con, name)
+    if found is None:
+        raise UserError(f"No dataset named '{name}' is loaded.")
+    return found
+
+
+def find_by_sha256(con: duckdb.DuckDBPyConnection, sha256: str) -> str | None:
+    """Name of the dataset (or ``RUL_`` truth file) already loaded with this content, if any."""
+    row = first_row(con, "SELECT name FROM datasets WHERE sha256 = ? ORDER BY id LIMIT 1", [sha256])
+    if row:
+        return row[0]
+    row = first_row(con, "SELECT target FROM truth_files WHERE sha256 = ? LIMIT 1", [sha256])
+    return f"RUL for {row[0]}" if row else None
+
+
+def known_sha256(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """sha256 -> name of every loaded content (datasets, and RUL files as ``RUL for <test>``)."""
+    rows = con.execute(
+        "SELECT sha256, name FROM datasets WHERE sha256 IS NOT NULL "
+        "UNION ALL SELECT sha256, 'RUL for ' || target FROM truth_files"
+    ).fetchall()
+    return {sha: name for sha, name in rows}
+
+
+def readings(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """The readings of one dataset with :data:`COLUMNS`, sorted by unit and cycle."""
+    dataset_id = get_dataset(con, name)["id"]
+    return con.execute(
+        f"SELECT {READING_COLUMNS_SQL} FROM readings WHERE dataset_id = ? ORDER BY unit, cycle", [dataset_id]
+    ).df()
+
+
+def readings_many(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> pd.DataFrame:
+    """Readings of several datasets with a leading ``dataset`` column, in the order of `names`."""
+    ids = [get_dataset(con, n)["id"] for n in names]
+    frames = [
+        con.execute(
+            f"SELECT ? AS dataset, {READING_COLUMNS_SQL} FROM readings WHERE dataset_id = ? ORDER BY unit, cycle",
+            [name, dataset_id],
+        ).df()
+        for name, dataset_id in zip(names, ids, strict=True)
+    ]
+    if not frames:
+        return pd.DataFrame(columns=["dataset", *COLUMNS])
+    return pd.concat(frames, ignore_index=True)
+
+
+def rul_truth(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """True RUL per unit for a test dataset, as columns ``unit, rul`` (empty if none)."""
+    dataset_id = get_dataset(con, name)["id"]
+    return con.execute("SELECT unit, rul FROM rul_truth WHERE dataset_id = ? ORDER BY unit", [dataset_id]).df()
+
+
+def truth_file_sha(con: duckdb.DuckDBPyConnection, target: str) -> str | None:
+    """sha256 of the RUL file loaded for the test dataset `target`, if one was loaded."""
+    row = first_row(con, "SELECT sha256 FROM truth_files WHERE target = ?", [target])
+    return row[0] if row else None
+
+
+def pending_truth_count(con: duckdb.DuckDBPyConnection, target: str) -> int | None:
+    """Number of RUL values waiting for test dataset `target` to be loaded, or None if none wait."""
+    (count,) = first_row(con, "SELECT count(*) FROM pending_truth WHERE target = ?", [target]) or (0,)
+    return int(count) or None

@@ -1,0 +1,114 @@
+"""Checks applied to every reading before it is written (:func:`validate_readings`).
+
+Plausibility bounds:
+
+- ``unit`` and ``cycle``: whole numbers from 1 to 1,000,000;
+- ``setting_1..3``: from -1,000 to 1,000 (C-MAPSS: altitude 0-42 kft, Mach 0-0.84, TRA 60-100);
+- ``sensor_1..21``: from 0 to 100,000 (C-MAPSS sensors are temperatures, pressures, speeds
+  and ratios, all non-negative, the largest about 9,250 rpm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from core.data.cmapss import COLUMNS, SENSORS, SETTINGS
+from core.errors import UserError
+
+UNIT_CYCLE_MAX = 1_000_000
+SETTING_BOUNDS = (-1_000.0, 1_000.0)
+SENSOR_BOUNDS = (0.0, 100_000.0)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _default_where(index: int) -> str:
+    return f"row {index + 1}"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+
+
+def validate_readings(
+    columns: Mapping[str, object],
+    label: str,
+    where: Callable[[int], str] = _default_where,
+) -> dict[str, np.ndarray]:
+    """Check readings and return them as float64 arrays keyed by :data:`COLUMNS`.
+
+    `columns` maps column names to array-likes (a DataFrame works). `label` names the
+    file or dataset in messages and `where(i)` names row ``i`` (e.g. ``"line 12"``).
+    Raises :class:`UserError` with one sentence for: a missing column, non-numeric or
+    missing values, NaN/inf, values outside the plausibility bounds, a unit or cycle that
+    is not a positive whole number, a repeated (unit, cycle), cycles that do not increase
+    within a unit, or no rows at all.
+    """
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise UserError(f"{label} lacks the column(s) {', '.join(missing)}; a C-MAPSS reading needs "
+                        f"the 26 columns {COLUMNS[0]}, {COLUMNS[1]}, setting_1..3 and sensor_1..21.")
+    arrays: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        raw = np.asarray(columns[name])
+        if raw.dtype.kind not in "biuf":
+            converted = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
+            bad = np.flatnonzero(np.isnan(converted) & ~pd.isna(pd.Series(raw)).to_numpy())
+            if bad.size:
+                i = int(bad[0])
+                raise UserError(f"{label} {where(i)}: {name} is '{raw[i]}', which is not a number.")
+            raw = converted
+        arrays[name] = raw.astype(np.float64, copy=False)
+    rows = len(arrays["unit"])
+    if rows == 0:
+        raise UserError(f"{label} holds no readings.")
+    for name in COLUMNS:
+        values = arrays[name]
+        finite = np.isfinite(values)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            shown = "missing" if np.isnan(values[i]) else _fmt(float(values[i]))
+            raise UserError(f"{label} {where(i)}: {name} is {shown}, but readings must be finite numbers.")
+    for name in ("unit", "cycle"):
+        values = arrays[name]
+        bad = np.flatnonzero((values < 1) | (values > UNIT_CYCLE_MAX) | (values != np.floor(values)))
+        if bad.size:
+            i = int(bad[0])
+            raise UserError(f"{label} {where(i)}: {name} is {_fmt(float(values[i]))}, but it must be a "
+                            f"positive whole number no larger than {UNIT_CYCLE_MAX:,}.")
+    for names, (low, high), kind in ((SETTINGS, SETTING_BOUNDS, "setting"), (SENSORS, SENSOR_BOUNDS, "sensor")):
+        for name in names:
+            values = arrays[name]
+            bad = np.flatnonzero((values < low) | (values > high))
+            if bad.size:
+                i = int(bad[0])
+                raise UserError(f"{label} {where(i)}: {name} is {_fmt(float(values[i]))}, outside the "
+                                f"plausible range {low:g} to {high:g} for a {kind}.")
+    _check_order(arrays["unit"], arrays["cycle"], label, where)
+    return arrays
+
+
+def _check_order(unit: np.ndarray, cycle: np.ndarray, label: str, where: Callable[[int], str]) -> None:
+    """Refuse repeated (unit, cycle) pairs and cycles that do not increase within a unit."""
+    order = np.lexsort((np.arange(len(unit)), cycle, unit))
+    su, sc = unit[order], cycle[order]
+    dup = np.flatnonzero((su[1:] == su[:-1]) & (sc[1:] == sc[:-1]))
+    if dup.size:
+        first, again = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
+        raise UserError(f"{label} {where(again)} repeats unit {int(unit[again])} cycle {int(cycle[again])}, "
+                        f"already given on {where(first)}.")
+    by_unit = np.lexsort((np.arange(len(unit)), unit))
+    u, c = unit[by_unit], cycle[by_unit]
+    back = np.flatnonzero((u[1:] == u[:-1]) & (c[1:] <= c[:-1]))
+    if back.size:
+        i = int(by_unit[back[0] + 1])
+        prev = int(c[back[0]])
+        raise UserError(f"{label} {where(i)}: unit {int(unit[i])} goes from cycle {prev} to cycle "
+                        f"{int(cycle[i])}, but cycles must increase within each unit.")
+
+
+# ----------------------------------------------------------------------------- reads

@@ -1,0 +1,156 @@
+"""Drift of a whole frame: per-feature drift tables (raw or regime-normalised), the drift share, and live
+error where the truth is known.
+
+A feature counts as *drifted* when it reaches the alert level of the chosen statistic; the drift share
+is the fraction of the *informative* compared features that drifted: a feature near-constant in the
+reference (e.g. sensor_1 in FD001) has no scale to drift on and is reported but not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.data.cmapss import FAIL_HORIZON, RUL_CAP, SENSORS
+from core.errors import UserError
+from core.monitoring.regimes import near_constant, normalise_by_regime, require_columns
+from core.monitoring.statistics import Level, Thresholds, check_method, ks, level, psi, sample_array, wasserstein
+
+# Comparing frames ----------------------------------------------------------------------------
+
+
+def compare_frames(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: list[str] | None = None,
+    method: str = "psi",
+    normalise: bool = False,
+    thresholds: Thresholds | None = None,
+) -> pd.DataFrame:
+    """Per-feature drift of ``current`` against ``reference``.
+
+    Returns one row per feature: ``feature, psi, ks, ks_p_value, wasserstein, drifted, level,
+    informative``; ``level`` and ``drifted`` (= level ``alert``) come from ``method`` and its
+    thresholds; ``informative`` is False for a feature near-constant in the reference (in the view
+    compared), which the drift share leaves out. With
+    ``normalise`` the features are first z-scored per operating regime (:func:`normalise_by_regime`).
+    """
+    check_method(method)
+    limits = thresholds or Thresholds()
+    names = list(features) if features is not None else list(SENSORS)
+    if not names:
+        raise UserError("No features were given to compare.")
+    require_columns(reference, names, "reference")
+    require_columns(current, names, "current")
+    if normalise:
+        reference, current, _ = normalise_by_regime(reference, current, names)
+    return drift_table(reference, current, names, method, limits)
+
+
+TABLE_COLUMNS: tuple[str, ...] = (
+    "feature", "psi", "ks", "ks_p_value", "wasserstein", "drifted", "level", "informative"
+)
+
+
+def drift_table(
+    reference: pd.DataFrame, current: pd.DataFrame, names: list[str], method: str, limits: Thresholds
+) -> pd.DataFrame:
+    """The per-feature drift table of two frames already in the view to compare."""
+    warn, alert = limits.levels(method)
+    rows = []
+    for name in names:
+        r, c = reference[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float)
+        results = {
+            "psi": psi(r, c, limits.psi_alert),
+            "ks": ks(r, c, limits.ks_alert),
+            "wasserstein": wasserstein(r, c, limits.wasserstein_alert),
+        }
+        feature_level = level(results[method].score, warn, alert)
+        rows.append(
+            {
+                "feature": name,
+                "psi": results["psi"].score,
+                "ks": results["ks"].score,
+                "ks_p_value": results["ks"].p_value,
+                "wasserstein": results["wasserstein"].score,
+                "drifted": feature_level == "alert",
+                "level": feature_level,
+                "informative": not near_constant(r),
+            }
+        )
+    return pd.DataFrame(rows, columns=[*TABLE_COLUMNS])
+
+
+def drift_share(table: pd.DataFrame) -> float:
+    """Fraction of the informative compared features that drifted (reached the alert threshold)."""
+    informative = table[table["informative"]]
+    if informative.empty:
+        raise UserError("None of the compared features varies in the reference, so there is no drift share.")
+    return float(informative["drifted"].mean())
+
+
+def worst_level(table: pd.DataFrame) -> Level:
+    """The highest level among the informative features of a drift table."""
+    levels = set(table.loc[table["informative"], "level"])
+    return "alert" if "alert" in levels else "warn" if "warn" in levels else "none"
+
+
+# Live error ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveError:
+    """Accuracy on a window where the truth is known.
+
+    ``f2`` is None when the window has no actual and no predicted failure (F2 is undefined).
+    """
+
+    n: int
+    rmse: float
+    f2: float | None
+    horizon: int
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable copy."""
+        return asdict(self)
+
+
+def live_error(
+    true_rul: object,
+    predicted_rul: object,
+    p_fail: object | None = None,
+    p_threshold: float = 0.5,
+    horizon: int = FAIL_HORIZON,
+    cap: int | None = RUL_CAP,
+) -> LiveError:
+    """RMSE of predicted RUL and F2 of the 'fails within ``horizon`` cycles' call on one window.
+
+    The truth is capped at ``cap`` for the RMSE, like the training target. An engine truly fails
+    within the horizon when its true RUL is ``<= horizon``; it is predicted to when ``p_fail >=
+    p_threshold`` or, without probabilities, when its predicted RUL is ``<= horizon``.
+    """
+    truth = sample_array(true_rul, "true RUL")
+    predicted = sample_array(predicted_rul, "predicted RUL")
+    if truth.size != predicted.size:
+        raise UserError(f"Got {truth.size} true RUL values but {predicted.size} predictions.")
+    capped = np.minimum(truth, cap) if cap is not None else truth
+    rmse = float(np.sqrt(np.mean((predicted - capped) ** 2)))
+    actual = truth <= horizon
+    if p_fail is None:
+        called = predicted <= horizon
+    else:
+        probs = sample_array(p_fail, "failure probability")
+        if probs.size != truth.size:
+            raise UserError(f"Got {truth.size} true RUL values but {probs.size} failure probabilities.")
+        called = probs >= p_threshold
+    tp = int(np.sum(actual & called))
+    fp = int(np.sum(~actual & called))
+    fn = int(np.sum(actual & ~called))
+    denominator = 5 * tp + 4 * fn + fp
+    f2 = 5 * tp / denominator if denominator else None
+    return LiveError(n=int(truth.size), rmse=rmse, f2=f2, horizon=horizon)
+
+
+# Verdict -------------------------------------------------------------------------------------
