@@ -81,3 +81,41 @@ def test_rollback_and_bundle_download(home: Path, tmp_path: Path) -> None:
         registry.set_alias(registry.CHAMPION, 99)
     with pytest.raises(UserError, match="not a model version"):
         registry.resolve("latest")
+
+
+def test_sandbox_keeps_its_versions_and_aliases_apart_from_the_served_model(home: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(registry.CREATED_BY_ENV, "dashboard")
+    v1 = _log(tmp_path, "a", {"val_rmse": 14.0, "val_f2": 0.8})
+    registry.register_outcome(v1, {"val_rmse": 14.0, "val_f2": 0.8})
+    with registry.sandbox():
+        assert registry.model_name() == registry.SIM_MODEL_NAME and registry.champion_version() is None
+        copy = registry.copy_version(registry.MODEL_NAME, v1)
+        registry.set_alias(registry.CHAMPION, copy)
+        worse = _log(tmp_path, "b", {"val_rmse": 20.0, "val_f2": 0.5})
+        assert not registry.register_outcome(worse, {"val_rmse": 20.0, "val_f2": 0.5})[0]
+        assert json.loads((registry.bundle_dir(worse) / "config.json").read_text()) == {"tag": "b"}
+    assert registry.model_name() == registry.MODEL_NAME
+    assert registry.champion_version() == v1 and registry.alias_version(registry.CHALLENGER) is None
+    assert json.loads((registry.bundle_dir(v1) / "config.json").read_text()) == {"tag": "a"}
+    served = registry.list_versions()
+    assert list(served["version"]) == [v1] and served["created_by"].tolist() == ["dashboard"]
+    sandbox = registry.list_versions(registry.SIM_MODEL_NAME).set_index("version")
+    assert sandbox.loc[copy, "copied_from"] == f"{registry.MODEL_NAME} v{v1}"
+    assert sandbox["created_by"].tolist() == ["simulation", "simulation"]
+    assert sandbox.loc[worse, "aliases"] == "challenger" and sandbox.loc[copy, "aliases"] == "champion"
+
+
+def test_creator_comes_from_the_job_record_of_a_training_job(home: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.operations import job_records
+
+    record = tmp_path / "job.json"
+    job_records.write_record(record, job_records.JobRecord(id="20261122-120000-abcdef", kind="train",
+                                                           module="core.operations.train_job", created_by="setup"))
+    monkeypatch.delenv(registry.CREATED_BY_ENV, raising=False)
+    monkeypatch.setenv(job_records.RECORD_ENV, str(record))
+    assert registry.current_creator() == "setup"
+    monkeypatch.delenv(job_records.RECORD_ENV)
+    assert registry.current_creator() == "cli"
+    assert registry.creator_kind("cli simulate") == "simulation" and registry.creator_kind("someone") == ""

@@ -111,32 +111,60 @@ def test_drift_command_measures_prediction_drift_with_the_champion(
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_simulation_crosses_thresholds_and_retrains_a_new_version(
+def _served_state(capsys: pytest.CaptureFixture[str]) -> tuple[dict, dict]:
+    """What `core models --json` and `core score --dataset train_FD001 --json` say about the served model."""
+    assert main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert main(["score", "--dataset", "train_FD001", "--no-record", "--json"]) == 0
+    return models, json.loads(capsys.readouterr().out)
+
+
+def test_simulation_crosses_thresholds_and_retrains_in_its_sandbox(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = set(registry.list_versions()["version"])
-    t0 = registry.champion_version()
+    models_before, scores_before = _served_state(capsys)
+    champion = models_before["champion"]
+    assert champion is not None and models_before["versions"][0]["created_by"] == "CLI"
     assert main(["simulate", *SHORT, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     steps = out["steps"]
     assert out["status"] == "succeeded" and [s["step"] for s in steps] == [1, 2, 3, 4]
     assert [s["quarter"] for s in steps] == ["T0", "T1", "T2", "T3"]
-    assert steps[0]["model_version"] == t0 and all(isinstance(s["model_version"], int) for s in steps)
+    assert out["registered_model"] == registry.SIM_MODEL_NAME
+    sandbox = registry.list_versions(registry.SIM_MODEL_NAME)
+    t0 = steps[0]["model_version"]
+    assert sandbox.set_index("version").loc[t0, "copied_from"] == f"{registry.MODEL_NAME} v{champion}"
     assert any(s["crossed"] for s in steps), "FD002 drifts from FD001, so a threshold is crossed"
     retrains = [s["retrain"] for s in steps if s["retrain"]]
     assert len(retrains) == 1 and retrains[0]["state"] == "succeeded"
     new_version = retrains[0]["version"]
-    assert new_version not in before and new_version in set(registry.list_versions()["version"])
-    assert jobs.get(retrains[0]["job"]).kind == "train"
+    assert new_version in set(sandbox["version"])
+    assert sandbox.set_index("version").loc[new_version, "created_by"] == "simulation"
+    assert jobs.get(retrains[0]["job"]).kind == retrain.SIM_TRAIN_KIND
     assert out["summary"]["retrains"] == 1 and t0 in out["summary"]["versions_served"]
     assert timelines.read_timeline(out["timeline_path"])["steps"] == steps
+
+    models_after, scores_after = _served_state(capsys)
+    assert models_after == models_before, "the served model's versions and aliases are untouched"
+    assert scores_after == scores_before, "the served numbers are unchanged"
+    assert jobs.list_jobs(limit=1, kind=retrain.TRAIN_KIND) == [], "no simulation training shows as latest training"
     with store.connect(read_only=True) as con:
+        assert queries.find_dataset(con, stream_plan.STREAM_NAME) is None, "the fleet store holds no stream"
+    with simulate.scratch_store(read_only=True) as con:
         stream = queries.get_dataset(con, stream_plan.STREAM_NAME)
     assert stream["split"] == "stream" and stream["rows"] == steps[-1]["stream_rows"] and stream["engines"] == 12
 
 
+def test_models_command_lists_the_served_model_or_the_sandbox(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"{registry.MODEL_NAME}: champion v") and "Validation RMSE" in text
+    assert main(["models", "--simulation", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == registry.SIM_MODEL_NAME
+
+
 def test_simulation_job_runs_in_the_background_without_retraining(home: Path) -> None:
-    versions = len(registry.list_versions())
+    versions = len(registry.list_versions(registry.SIM_MODEL_NAME))
     settings = stream_plan.Settings(steps=4, engines_per_step=2, mix=1, auto_retrain=False)
     record = simulate.start_job(settings, created_by="test")
     assert not record.exclusive and simulate.latest_job().id == record.id
@@ -147,5 +175,5 @@ def test_simulation_job_runs_in_the_background_without_retraining(home: Path) ->
     timeline = timelines.read_timeline(final.data["timeline"])
     assert timeline["status"] == "succeeded" and len(timeline["steps"]) == 4
     assert all(s["retrain"] is None for s in timeline["steps"])
-    assert final.result["summary"]["retrains"] == 0 and len(registry.list_versions()) == versions
+    assert final.result["summary"]["retrains"] == 0 and len(registry.list_versions(registry.SIM_MODEL_NAME)) == versions
     assert timelines.latest_timeline()[1]["job_id"] == record.id

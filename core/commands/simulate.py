@@ -9,7 +9,8 @@ from typing import Any
 from core.monitoring import simulate, stream_plan, timelines
 
 HELP = ("stream FD001..FD004 as quarters T0..T3, measure drift, prediction PSI and live error per step, "
-        "and retrain on threshold crossings (takes over the champion alias)")
+        "and retrain on threshold crossings, all in a sandbox (registered model rul-ensemble-sim and its own "
+        "DuckDB file): the served champion and the fleet store are never touched")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

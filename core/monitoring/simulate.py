@@ -5,9 +5,13 @@ streamed in order into a ``stream`` dataset, a batch of whole engines per step; 
 each quarter mixes in a few engines of the next quarter. Each quarter contributes
 ``steps/4 x engines_per_step`` engines, drawn with a fixed seed.
 
-The model trained on T0 (``train_FD001``) serves first: the champion if it was trained on exactly
-that, else the newest version that was, else one is trained (through the job runner, with the
-simulation's small config). The simulation takes over the ``champion`` alias for its run.
+The simulation is a sandbox. Its versions and aliases live in their own registered model
+``rul-ensemble-sim`` (:func:`core.operations.registry.sandbox`), its stream and predictions in its own
+DuckDB file (:func:`scratch_store`), and its trainings are jobs of kind ``sim-train``; the served
+``rul-ensemble`` (its champion and challenger), the fleet store and the Models page's latest training
+are never touched. A model trained on T0 (``train_FD001``) serves first: a sandbox copy of the
+champion if that was trained on exactly T0, else the sandbox's own T0 model, else a copy of the newest
+served-model version trained on T0, else one trained in the sandbox with the simulation's small config.
 
 At each step, on the window (the engines just streamed) it measures, against the serving model's
 training data: the drift share (:func:`core.monitoring.verdicts.assess`), the prediction PSI (predicted RUL of the
@@ -19,7 +23,7 @@ stream rows seen so far (a snapshot of the stream dataset, :mod:`core.operations
 the new version serves. The gate compares validation metrics measured on different engines (the
 champion's on T0, the candidate's on the stream), so a candidate it keeps out runs in *shadow* at the
 next step: both models score that step's engines, which neither has seen, and the candidate is
-promoted (alias ``champion``) if its live RMSE is lower and its F2 not lower. The timeline (one record per step, with the model version in service) is
+promoted (the sandbox's alias ``champion``) if its live RMSE is lower and its F2 not lower. The timeline (one record per step, with the model version in service) is
 written atomically to a JSON file after every step, so a page can draw it while the run goes on.
 """
 
@@ -27,8 +31,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,18 +43,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from core.data import queries, store, writes
+from core import config
+from core.data import queries, snapshot, store, writes
 from core.errors import UserError
 from core.monitoring import drift, prediction_drift, statistics, verdicts
 from core.operations import job_records, job_runtime, jobs, registry
 
 if TYPE_CHECKING:  # torch-backed modules are imported where used, so `python -m core --help` stays fast
+    import duckdb
+
     from models.ensemble import Ensemble
     from models.training import TrainConfig
 from core.monitoring.stream_plan import QUARTERS, T0_DATASET, Settings, batch_frame, plan_stream, true_rul
 from core.monitoring.timelines import new_timeline_path, write_timeline
 
 STREAM_SUBSET = "SIM"
+SCRATCH_DB = "simulation.duckdb"
 JOB_KIND = "simulate"
 POLL_S = 1.0
 
@@ -118,16 +128,41 @@ def measure(serving: Serving, window: pd.DataFrame, thresholds: statistics.Thres
     return values, predictions
 
 
+def scratch_path() -> Path:
+    """The simulation's own DuckDB file, beside the fleet store: ``$PM_HOME/simulation/simulation.duckdb``."""
+    return config.paths().home / "simulation" / SCRATCH_DB
+
+
+@contextmanager
+def scratch_store(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to :func:`scratch_path` (the stream and its predictions), never to the fleet store."""
+    saved = os.environ.get("PM_DUCKDB")
+    os.environ["PM_DUCKDB"] = str(scratch_path())
+    try:
+        with store.connect(read_only) as con:
+            yield con
+    finally:
+        if saved is None:
+            os.environ.pop("PM_DUCKDB", None)
+        else:
+            os.environ["PM_DUCKDB"] = saved
+
+
 def _train(names: list[str], train_config: TrainConfig, timeout_s: float, notify: Callable[[str], None],
-           created_by: str) -> job_records.JobRecord:
-    """Export the snapshot of ``names``, run the training job, relay its progress and wait for it.
+           created_by: str, scratch: bool = False) -> job_records.JobRecord:
+    """Export the snapshot of ``names`` (from the scratch store with ``scratch``), run the training job in
+    the sandbox, relay its progress and wait for it.
 
     If this process stops (cancelled, Ctrl-C) or the timeout passes, the training job is cancelled.
     """
     from core.operations import retrain
 
-    snap = retrain.export_snapshot(names)
-    record = retrain.start_job(snap, train_config, created_by)
+    if scratch:
+        with scratch_store(read_only=True) as con:
+            snap = snapshot.export(con, names)
+    else:
+        snap = retrain.export_snapshot(names)
+    record = retrain.start_job(snap, train_config, created_by, kind=retrain.SIM_TRAIN_KIND)
     notify(f"training job {record.id} started on {snap.engines} engines ({snap.rows:,} rows)")
     deadline = time.monotonic() + timeout_s
     last = ""
@@ -145,38 +180,67 @@ def _train(names: list[str], train_config: TrainConfig, timeout_s: float, notify
     return record
 
 
-def _t0_model(settings: Settings, sources: dict[str, pd.DataFrame], notify: Callable[[str], None],
-              created_by: str) -> tuple[int, str]:
-    """The version trained on T0 that serves first (made champion), and how it was found."""
-    champion = registry.champion_version()
-    versions = registry.list_versions()
-    trained_on_t0 = []
-    if not versions.empty and "data" in versions.columns:
-        trained_on_t0 = sorted(int(v) for v in versions.loc[versions["data"] == T0_DATASET, "version"])
-    if champion is not None and champion in trained_on_t0:
-        return champion, f"The champion v{champion} was trained on {T0_DATASET} and serves from the start."
-    if trained_on_t0:
-        version = trained_on_t0[-1]
-        note = f"v{version} (trained on {T0_DATASET}) serves from the start"
+def _trained_on_t0(versions: pd.DataFrame) -> list[int]:
+    if versions.empty or "data" not in versions.columns:
+        return []
+    return sorted(int(v) for v in versions.loc[versions["data"] == T0_DATASET, "version"])
+
+
+def _sandbox_copy(version: int, own: pd.DataFrame) -> tuple[int, bool]:
+    """The sandbox version copying ``rul-ensemble`` v``version`` (made now if there is none); (version, new)."""
+    origin = f"{registry.MODEL_NAME} v{version}"
+    if not own.empty and "copied_from" in own.columns:
+        found = own.loc[own["copied_from"] == origin, "version"]
+        if not found.empty:
+            return int(found.max()), False
+    return registry.copy_version(registry.MODEL_NAME, version), True
+
+
+def _t0_model(settings: Settings, notify: Callable[[str], None], created_by: str) -> tuple[int, str]:
+    """The sandbox version trained on T0 that serves first (made the sandbox's champion), and how it was found.
+
+    Call inside :func:`core.operations.registry.sandbox`. Preference: a copy of the served champion if it
+    was trained on T0 alone; else a sandbox version trained on T0; else a copy of the newest served-model
+    version trained on T0; else one trained in the sandbox with the simulation's small config.
+    """
+    served = registry.champion_version(registry.MODEL_NAME)
+    main_t0 = _trained_on_t0(registry.list_versions(registry.MODEL_NAME))
+    own = registry.list_versions()
+    own_t0 = [v for v in _trained_on_t0(own) if not _is_copy(own, v)]
+    if served is not None and served in main_t0:
+        version, new = _sandbox_copy(served, own)
+        note = f"a {'new ' if new else ''}copy of the champion v{served} (trained on {T0_DATASET})"
+    elif own_t0:
+        version = own_t0[-1]
+        note = f"the sandbox's own model trained on {T0_DATASET}"
+    elif main_t0:
+        version, new = _sandbox_copy(main_t0[-1], own)
+        note = f"a {'new ' if new else ''}copy of v{main_t0[-1]} of {registry.MODEL_NAME} (trained on {T0_DATASET})"
     else:
-        notify(f"no model trained on {T0_DATASET} yet: training one")
+        notify(f"no model trained on {T0_DATASET} yet: training one in the sandbox")
         record = _train([T0_DATASET], settings.train_config(), settings.train_timeout_s, notify, created_by)
         if record.state != "succeeded":
             raise UserError(f"Training the T0 model on {T0_DATASET} {record.state}: {record.error or 'no reason given'}")
         version = int(record.result["version"])
-        note = f"v{version} was trained on {T0_DATASET} for the simulation and serves from the start"
-    if champion != version:
-        registry.set_alias(registry.CHAMPION, version)
-        previous = f"v{champion}" if champion is not None else "none"
-        note += f" (champion alias moved from {previous} to v{version})"
-    return version, f"Model {note}."
+        note = f"a model trained on {T0_DATASET} for the simulation"
+    registry.set_alias(registry.CHAMPION, version)
+    registry.clear_alias(registry.CHALLENGER)
+    return version, (f"Sandbox {registry.model_name()} v{version}, {note}, serves from the start; "
+                     f"the served {registry.MODEL_NAME} is not touched.")
+
+
+def _is_copy(versions: pd.DataFrame, version: int) -> bool:
+    if "copied_from" not in versions.columns:
+        return False
+    return bool(versions.loc[versions["version"] == version, "copied_from"].astype(bool).any())
 
 
 def _retrain(settings: Settings, notify: Callable[[str], None], created_by: str) -> dict[str, Any]:
     """Retrain on the stream so far; return what happened (job, version, promoted, reason or error)."""
     started = time.monotonic()
     try:
-        record = _train([settings.stream], settings.train_config(), settings.train_timeout_s, notify, created_by)
+        record = _train([settings.stream], settings.train_config(), settings.train_timeout_s, notify, created_by,
+                        scratch=True)
     except UserError as err:
         return {"job": None, "state": "not started", "error": str(err), "promoted": False, "version": None,
                 "seconds": round(time.monotonic() - started, 1)}
@@ -207,12 +271,12 @@ def _load_sources() -> dict[str, pd.DataFrame]:
 
 
 def _reset_stream(name: str) -> None:
-    with store.connect() as con:
+    with scratch_store() as con:
         found = queries.find_dataset(con, name)
         if found is None:
             return
-        if found["split"] != "stream":
-            raise UserError(f"The dataset '{name}' is a {found['split']} dataset, not a stream; choose another name.")
+        if found["role"] != "sandbox":
+            raise UserError(f"The dataset '{name}' is a {found['role']} dataset, not the simulation sandbox; choose another name.")
         writes.delete_dataset(con, name)
 
 
@@ -240,9 +304,15 @@ def ensure_idle(own_job: str | None = None) -> None:
 
 def run(settings: Settings, timeline_path: Path, progress: Progress | None = None,
         created_by: str = "simulation", job_id: str | None = None) -> dict[str, Any]:
-    """Run the whole simulation, writing the timeline to ``timeline_path`` after every step; return it."""
+    """Run the whole simulation in its sandbox, writing the timeline to ``timeline_path`` after every step."""
     settings.validate()
     ensure_idle(job_id)
+    with registry.sandbox():
+        return _run(settings, timeline_path, progress, created_by, job_id)
+
+
+def _run(settings: Settings, timeline_path: Path, progress: Progress | None, created_by: str,
+         job_id: str | None) -> dict[str, Any]:
     started = time.monotonic()
     thresholds = statistics.Thresholds()
     total = settings.steps
@@ -250,7 +320,7 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
         "status": "running", "job_id": job_id, "settings": settings.to_dict(), "thresholds": thresholds.to_dict(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "steps_total": total,
         "quarters": list(QUARTERS), "stream": settings.stream, "steps": [], "events": [], "message": "starting",
-        "elapsed_s": 0.0,
+        "elapsed_s": 0.0, "registered_model": registry.model_name(), "scratch_store": str(scratch_path()),
     }
 
     def notify(message: str) -> None:
@@ -269,8 +339,8 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
         sources = _load_sources()
         plan = plan_stream([sorted(sources[q]["unit"].unique().tolist()) for q in QUARTERS],
                            settings.steps, settings.engines_per_step, settings.mix, settings.seed)
+        version, note = _t0_model(settings, notify, created_by)
         _reset_stream(settings.stream)
-        version, note = _t0_model(settings, sources, notify, created_by)
         event(0, note)
         serving = Serving.load(version, sources[T0_DATASET].assign(dataset=T0_DATASET), T0_DATASET)
         seen: list[pd.DataFrame] = []
@@ -279,12 +349,12 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
         shadow: Serving | None = None
         for index, batch in enumerate(plan, start=1):
             window = batch_frame(batch, sources, settings.stream)
-            with store.connect() as con:
-                writes.append_readings(con, settings.stream, STREAM_SUBSET, "stream", f"simulation of {', '.join(QUARTERS)}",
+            with scratch_store() as con:
+                writes.append_readings(con, settings.stream, STREAM_SUBSET, "sandbox", f"simulation of {', '.join(QUARTERS)}",
                                       window.drop(columns="dataset"))
             seen.append(window)
             values, predictions = measure(serving, window, thresholds, settings.normalise)
-            with store.connect() as con:
+            with scratch_store() as con:
                 writes.insert_predictions(con, settings.stream, predictions, str(serving.version))
             mixture = pd.Series([e.source for e in batch]).value_counts().to_dict()
             step: dict[str, Any] = {

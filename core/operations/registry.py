@@ -5,6 +5,12 @@ data lineage, versions, device). Its bundle is logged as plain artifacts (XGBoos
 torch state_dict, JSON) under ``bundle/`` and registered as a version of ``rul-ensemble``.
 Alias ``champion`` is what the app serves; ``challenger`` is the newest candidate that the
 promotion gate kept out.
+
+Every function works on the registered model named by ``PM_REGISTERED_MODEL`` (default
+``rul-ensemble``). The production simulation runs inside :func:`sandbox`, which points that
+variable at ``rul-ensemble-sim`` for its own process and the training jobs it starts, so its
+versions and aliases never touch the model the app serves. Each version is tagged
+``created_by`` (setup, dashboard, cli, simulation).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +30,13 @@ import pandas as pd
 
 from core.config import ensure_home, paths
 from core.errors import UserError
+from core.operations.job_records import RECORD_ENV, read_record
 
 MODEL_NAME = "rul-ensemble"
+SIM_MODEL_NAME = "rul-ensemble-sim"
+MODEL_ENV = "PM_REGISTERED_MODEL"
+CREATED_BY_ENV = "PM_CREATED_BY"
+CREATORS = ("setup", "dashboard", "cli", "simulation")
 EXPERIMENT = "rul-training"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -71,6 +84,51 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, rules: 
     return True, (
         f"Promoted: validation RMSE {cand_rmse:.2f} vs {champ_rmse:.2f}, F2 {cand_f2:.3f} vs {champ_f2:.3f}."
     )
+
+
+def model_name() -> str:
+    """The registered model this process works on: ``PM_REGISTERED_MODEL`` or ``rul-ensemble``."""
+    return os.environ.get(MODEL_ENV) or MODEL_NAME
+
+
+@contextmanager
+def sandbox(name: str = SIM_MODEL_NAME, created_by: str = "simulation") -> Iterator[str]:
+    """Point this process (and the jobs it starts) at registered model ``name`` until the block ends.
+
+    Versions registered inside are tagged ``created_by``; the previous environment is restored after.
+    """
+    saved = {var: os.environ.get(var) for var in (MODEL_ENV, CREATED_BY_ENV)}
+    os.environ[MODEL_ENV], os.environ[CREATED_BY_ENV] = name, created_by
+    try:
+        yield name
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def creator_kind(created_by: str) -> str:
+    """One of :data:`CREATORS` for a free-form ``created_by`` ("cli simulate" -> cli); "" when unknown."""
+    text = (created_by or "").lower()
+    if "simulat" in text:
+        return "simulation"
+    return next((kind for kind in CREATORS if text.startswith(kind)), "")
+
+
+def current_creator() -> str:
+    """Who registers a version from this process: ``PM_CREATED_BY``, else the job record's creator, else cli."""
+    explicit = os.environ.get(CREATED_BY_ENV)
+    if explicit:
+        return creator_kind(explicit) or explicit
+    record = os.environ.get(RECORD_ENV)
+    if record:
+        try:
+            return creator_kind(read_record(Path(record)).created_by) or "cli"
+        except UserError:
+            return "cli"
+    return "cli"
 
 
 def _mlflow() -> Any:
@@ -135,6 +193,7 @@ def log_training(
     with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_params({f"data_{k}": str(v)[:500] for k, v in lineage.items() if not isinstance(v, (list, dict))})
+        tags = {**tags, "created_by": tags.get("created_by") or current_creator()}
         mlflow.set_tags(tags)
         mlflow.log_metrics(_finite(metrics))
         for row in history:
@@ -147,33 +206,55 @@ def log_training(
         mlflow.log_artifacts(str(bundle_dir), artifact_path="bundle")
         run_id = run.info.run_id
         artifact_uri = run.info.artifact_uri
+    return run_id, _new_version(f"{artifact_uri}/bundle", run_id, tags)
+
+
+def _new_version(source: str, run_id: str, tags: dict[str, str]) -> int:
+    """Register ``source`` (a bundle folder URI) as a new version of :func:`model_name`."""
+    mlflow = _mlflow()
+    c = mlflow.MlflowClient()
+    name = model_name()
+    try:
+        c.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        description = "XGBoost + LSTM RUL ensemble for C-MAPSS fleets."
+        if name != MODEL_NAME:
+            description = f"Sandbox of {MODEL_NAME} (production simulation); never served by the app."
+        c.create_registered_model(name, description=description)
+    return int(c.create_model_version(name, source=source, run_id=run_id, tags=tags).version)
+
+
+def copy_version(source_name: str, version: int) -> int:
+    """Register the bundle of ``source_name`` v``version`` as a new version of :func:`model_name` (same run)."""
+    mlflow = _mlflow()
     c = mlflow.MlflowClient()
     try:
-        c.get_registered_model(MODEL_NAME)
-    except mlflow.exceptions.MlflowException:
-        c.create_registered_model(MODEL_NAME, description="XGBoost + LSTM RUL ensemble for C-MAPSS fleets.")
-    version = c.create_model_version(MODEL_NAME, source=f"{artifact_uri}/bundle", run_id=run_id, tags=tags)
-    return run_id, int(version.version)
+        mv = c.get_model_version(source_name, str(version))
+    except mlflow.exceptions.MlflowException as err:
+        raise UserError(f"Model version {version} of {source_name} does not exist.") from err
+    tags = {**mv.tags, "created_by": current_creator(), "copied_from": f"{source_name} v{version}"}
+    tags.pop("gate", None)
+    return _new_version(mv.source, mv.run_id, tags)
 
 
-def alias_version(alias: str) -> int | None:
-    """The version an alias points at, or None if the alias (or the model) does not exist yet."""
+def alias_version(alias: str, name: str | None = None) -> int | None:
+    """The version an alias points at (of ``name``, default :func:`model_name`), or None if there is none."""
     mlflow = _mlflow()
     try:
-        return int(mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, alias).version)
+        return int(mlflow.MlflowClient().get_model_version_by_alias(name or model_name(), alias).version)
     except mlflow.exceptions.MlflowException:
         return None
 
 
-def champion_version() -> int | None:
-    """The version the app serves, or None before the first training."""
-    return alias_version(CHAMPION)
+def champion_version(name: str | None = None) -> int | None:
+    """The version the app serves (of ``name``, default :func:`model_name`), or None before the first training."""
+    return alias_version(CHAMPION, name)
 
 
-def version_metrics(version: int) -> dict[str, float]:
-    """The metrics logged by the run behind a registered version."""
+def version_metrics(version: int, name: str | None = None) -> dict[str, float]:
+    """The metrics logged by the run behind a registered version (of ``name``, default :func:`model_name`)."""
     c = client()
-    mv = c.get_model_version(MODEL_NAME, str(version))
+    mv = c.get_model_version(name or model_name(), str(version))
     return dict(c.get_run(mv.run_id).data.metrics)
 
 
@@ -182,17 +263,17 @@ def set_alias(alias: str, version: int) -> None:
     mlflow = _mlflow()
     c = mlflow.MlflowClient()
     try:
-        c.get_model_version(MODEL_NAME, str(version))
+        c.get_model_version(model_name(), str(version))
     except mlflow.exceptions.MlflowException as err:
-        raise UserError(f"Model version {version} of {MODEL_NAME} does not exist.") from err
-    c.set_registered_model_alias(MODEL_NAME, alias, str(version))
+        raise UserError(f"Model version {version} of {model_name()} does not exist.") from err
+    c.set_registered_model_alias(model_name(), alias, str(version))
 
 
 def clear_alias(alias: str) -> None:
     """Remove ``alias`` if it is set."""
     mlflow = _mlflow()
     try:
-        mlflow.MlflowClient().delete_registered_model_alias(MODEL_NAME, alias)
+        mlflow.MlflowClient().delete_registered_model_alias(model_name(), alias)
     except mlflow.exceptions.MlflowException:
         return
 
@@ -203,7 +284,7 @@ def register_outcome(version: int, metrics: dict[str, float], rules: GateRules |
     champion_metrics = version_metrics(current) if current is not None else None
     promoted, reason = gate(metrics, champion_metrics, rules or GateRules.from_env())
     c = client()
-    c.set_model_version_tag(MODEL_NAME, str(version), "gate", reason)
+    c.set_model_version_tag(model_name(), str(version), "gate", reason)
     if promoted:
         set_alias(CHAMPION, version)
         if alias_version(CHALLENGER) == version:
@@ -213,13 +294,14 @@ def register_outcome(version: int, metrics: dict[str, float], rules: GateRules |
     return promoted, reason
 
 
-def list_versions() -> pd.DataFrame:
-    """Every registered version, newest first, with aliases, data, device and metrics."""
+def list_versions(name: str | None = None) -> pd.DataFrame:
+    """Every version of ``name`` (default :func:`model_name`), newest first, with aliases, data, creator, metrics."""
     mlflow = _mlflow()
     c = mlflow.MlflowClient()
+    name = name or model_name()
     try:
-        aliases = c.get_registered_model(MODEL_NAME).aliases
-        versions = c.search_model_versions(f"name='{MODEL_NAME}'")
+        aliases = c.get_registered_model(name).aliases
+        versions = c.search_model_versions(f"name='{name}'")
     except mlflow.exceptions.MlflowException:
         return pd.DataFrame()
     by_version: dict[str, list[str]] = {}
@@ -235,6 +317,8 @@ def list_versions() -> pd.DataFrame:
             "run_id": mv.run_id,
             "data": run.data.params.get("data_datasets", ""),
             "device": run.data.tags.get("device", ""),
+            "created_by": mv.tags.get("created_by", ""),
+            "copied_from": mv.tags.get("copied_from", ""),
             "gate": mv.tags.get("gate", ""),
         }
         row.update(run.data.metrics)
@@ -246,15 +330,16 @@ def list_versions() -> pd.DataFrame:
 
 def bundle_dir(version: int) -> Path:
     """Local folder holding the bundle of ``version``, downloaded once from MLflow's artifacts."""
-    target = paths().models_cache / f"v{version}"
+    name = model_name()
+    target = paths().models_cache / (f"v{version}" if name == MODEL_NAME else f"{name}-v{version}")
     if target.is_dir():
         return target
     mlflow = _mlflow()
     c = mlflow.MlflowClient()
     try:
-        mv = c.get_model_version(MODEL_NAME, str(version))
+        mv = c.get_model_version(name, str(version))
     except mlflow.exceptions.MlflowException as err:
-        raise UserError(f"Model version {version} of {MODEL_NAME} does not exist.") from err
+        raise UserError(f"Model version {version} of {name} does not exist.") from err
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=target.parent))
     try:

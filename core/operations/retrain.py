@@ -55,10 +55,20 @@ def export_snapshot(names: list[str]) -> snapshot.Snapshot:
         return snapshot.export(con, names)
 
 
-def start_job(snap: snapshot.Snapshot, config: TrainConfig, created_by: str = "") -> job_records.JobRecord:
-    """Launch the background training job on a snapshot; UserError if a training is already running."""
+TRAIN_KIND = "train"
+SIM_TRAIN_KIND = "sim-train"
+"""Job kinds: a training of the served model, and a training inside the simulation's sandbox."""
+
+
+def start_job(snap: snapshot.Snapshot, config: TrainConfig, created_by: str = "",
+              kind: str = TRAIN_KIND) -> job_records.JobRecord:
+    """Launch the background training job on a snapshot; UserError if a training is already running.
+
+    The job registers into the model this process works on (:func:`core.operations.registry.model_name`),
+    so one started inside the simulation's sandbox stays there; ``kind`` tells such jobs apart.
+    """
     return jobs.start(
-        "train",
+        kind,
         "core.operations.train_job",
         ["--snapshot", str(snap.path), "--config", json.dumps(config.to_dict())],
         config=config.to_dict(),
