@@ -1,52 +1,73 @@
-"""Models: registry versions side by side, one-click retrain with live progress, promotion and rollback."""
+"""Models: registry versions side by side, one-click retrain with live progress, promotion and rollback.
+
+The live progress polls (``st.fragment(run_every=...)``) only while a training job is active; once it
+finishes the page reruns without a timer, so an idle tab costs nothing.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from core import config
 from core.errors import UserError
-from core.operations import job_records, jobs, registry, retrain
-from pages import charts, ui
-
-METRIC_LABELS = {
-    "val_rmse": "Validation RMSE",
-    "val_mae": "Validation MAE",
-    "val_phm08": "Validation PHM08 score",
-    "val_f2": "Validation F2",
-    "val_recall": "Validation recall",
-    "val_precision": "Validation precision",
-    "val_roc_auc": "Validation ROC-AUC",
-    "val_coverage": "Validation interval coverage",
-}
+from core.operations import job_progress, job_records, jobs, registry, retrain, version_table
+from pages import model_charts, ui
 
 st.title("Models and retraining")
 
 try:
     champion = ui.champion_version()
-    versions = registry.list_versions()
+    versions = registry.list_versions(registry.MODEL_NAME)
     listing = ui.datasets()
+    latest_jobs = jobs.list_jobs(limit=1, kind=retrain.TRAIN_KIND)
+    busy = jobs.running()
 except UserError as err:
     ui.show_error(err)
     st.stop()
+watching = bool(latest_jobs) and latest_jobs[0].state in job_records.ACTIVE_STATES
 
 
-def _metric_columns(frame: pd.DataFrame) -> list[str]:
-    tests = sorted(c for c in frame.columns if c.startswith("test_") and c.endswith("_rmse"))
-    return [c for c in METRIC_LABELS if c in frame.columns] + tests
+def _labelled(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The versions table with reader's column names and number formats."""
+    metrics = version_table.validation_keys(frame.columns)[:6] + version_table.test_keys(frame.columns)
+    shown = frame.assign(
+        created=frame["created"].dt.strftime("%Y-%m-%d %H:%M"),
+        created_by=frame.get("created_by", pd.Series("", index=frame.index)).map(version_table.creator_label),
+    )
+    columns = {"version": "Version", "aliases": "Aliases", "created": "Created (UTC)", "created_by": "Created by",
+               "data": "Training data", "device": "Device", **{k: version_table.metric_label(k) for k in metrics},
+               "gate": "Promotion gate"}
+    shown = shown[[c for c in columns if c in shown.columns]].rename(columns=columns)
+    formats = {version_table.metric_label(k): st.column_config.NumberColumn(format="%.3f") for k in metrics}
+    return shown, formats
+
+
+def _promotion_details(target: int) -> pd.DataFrame:
+    """Date, creator, data and validation metrics of ``target`` beside the champion's."""
+    rows = versions.set_index("version")
+    keys = version_table.validation_keys(versions.columns)[:8]
+    picked = [v for v in (target, champion) if v is not None and v in rows.index]
+    table = {}
+    for version in picked:
+        row = rows.loc[version]
+        name = f"v{version}" + (" (champion now)" if version == champion else "")
+        table[name] = [row["created"].strftime("%Y-%m-%d %H:%M"), version_table.creator_label(row.get("created_by", "")),
+                       row["data"] or "-", *[_fmt(row.get(k)) for k in keys]]
+    return pd.DataFrame(table, index=["Created (UTC)", "Created by", "Training data",
+                                      *[version_table.metric_label(k) for k in keys]])
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None or pd.isna(value) else f"{float(value):.3f}"
 
 
 st.subheader("Registered versions")
 if versions.empty:
     st.info("No model is registered yet: press Retrain below to train the first one.")
 else:
-    shown = versions[["version", "aliases", "created", "data", "device", *_metric_columns(versions), "gate"]]
-    st.dataframe(
-        shown,
-        hide_index=True,
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in _metric_columns(versions)},
-    )
+    shown, formats = _labelled(versions)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=formats)
     choices = [int(v) for v in versions["version"] if int(v) != champion]
     if choices:
         left, right = st.columns([2, 1])
@@ -55,14 +76,32 @@ else:
             help="Moves the champion alias; every page serves that version on its next rerun.",
         )
         right.write("")
-        if right.button(f"Make v{target} champion", key="promote"):
-            try:
-                registry.set_alias(registry.CHAMPION, int(target))
-            except UserError as err:
-                ui.show_error(err)
-            else:
-                st.toast(f"Version {target} is now the champion.")
-                st.rerun()
+        if right.button(f"Make v{target} champion…", key="promote"):
+            st.session_state["promote_pending"] = int(target)
+        pending = st.session_state.get("promote_pending")
+        if pending is not None and pending in choices:
+            with st.container(border=True):
+                st.markdown(f"**Make v{pending} the champion?** Every page serves it from its next rerun "
+                            f"(today: v{champion}).")
+                st.dataframe(_promotion_details(pending), width="stretch")
+                yes, no = st.columns(2)
+                if yes.button(f"Yes, make v{pending} champion", type="primary", key="promote_confirm"):
+                    try:
+                        registry.set_alias(registry.CHAMPION, pending)
+                    except UserError as err:
+                        ui.show_error(err)
+                    else:
+                        st.session_state.pop("promote_pending", None)
+                        st.toast(f"Version {pending} is now the champion.")
+                        st.rerun()
+                if no.button("Cancel", key="promote_cancel"):
+                    st.session_state.pop("promote_pending", None)
+                    st.rerun()
+st.caption(
+    "Every run, its parameters, losses and artifacts are in MLflow. To browse them, run "
+    f"`mlflow ui --backend-store-uri {config.paths().mlflow_uri} --port 5000` in this folder "
+    "(with the project's environment active) and open http://localhost:5000."
+)
 
 st.subheader("Retrain")
 train_names = sorted(listing.loc[listing["split"] == "train", "name"]) if not listing.empty else []
@@ -74,7 +113,7 @@ with st.expander("Options"):
     trees = c2.number_input("XGBoost trees", 10, 5000, int(defaults.n_trees), step=50, key="retrain_trees")
     device = c3.radio("Device", ["auto", "cpu", "cuda"], horizontal=True, key="retrain_device",
                       help="auto uses CUDA when a GPU is present, the CPU otherwise.")
-if st.button("Retrain", type="primary", disabled=not train_names, key="retrain"):
+if st.button("Retrain", type="primary", disabled=not train_names or busy is not None, key="retrain"):
     try:
         with st.spinner("Exporting the training snapshot…"):
             snap = retrain.export_snapshot(chosen or train_names)
@@ -84,16 +123,20 @@ if st.button("Retrain", type="primary", disabled=not train_names, key="retrain")
     except UserError as err:
         ui.show_error(err)
     else:
-        st.session_state["watched_job"] = job.id
         st.toast(f"Training job {job.id} started.")
-if not train_names:
+        st.rerun()
+if busy is not None:
+    what = "the production simulation's training" if busy.kind == retrain.SIM_TRAIN_KIND else "a training"
+    st.caption(f"Retrain is off while {what} runs (job {busy.id}): one training at a time.")
+elif not train_names:
     st.caption("Load training data (train_FD00x) on the Data page to enable retraining.")
 
 
 def _result_table(result: dict, champion_metrics: dict[str, float] | None) -> pd.DataFrame:
     metrics = result.get("metrics", {})
-    names = [m for m in [*METRIC_LABELS, *sorted(k for k in metrics if k.startswith("test_"))] if m in metrics]
-    table = pd.DataFrame({"metric": names, f"new v{result.get('version')}": [metrics[m] for m in names]})
+    names = version_table.validation_keys(list(metrics)) + version_table.test_keys(list(metrics))
+    table = pd.DataFrame({"metric": [version_table.metric_label(m) for m in names],
+                          f"new v{result.get('version')}": [metrics[m] for m in names]})
     if champion_metrics is not None:
         table[f"previous champion v{result.get('previous_champion')}"] = [champion_metrics.get(m) for m in names]
     return table
@@ -102,24 +145,25 @@ def _result_table(result: dict, champion_metrics: dict[str, float] | None) -> pd
 def _show_job(job: job_records.JobRecord) -> None:
     state_icon = {"running": ":material/pending:", "queued": ":material/schedule:", "succeeded": ":material/check_circle:",
                   "failed": ":material/error:", "cancelled": ":material/cancel:"}
-    st.markdown(f"**Job {job.id}** {state_icon.get(job.state, '')} {job.state} · device: `{job.device or '…'}`")
+    who = f" · started by {job.created_by}" if job.created_by else ""
+    st.markdown(f"**Job {job.id}** {state_icon.get(job.state, '')} {job.state} · device: `{job.device or '…'}`{who}")
     if job.state in job_records.ACTIVE_STATES:
-        eta = f" · ETA {job.eta_s:.0f} s" if job.eta_s is not None else ""
-        steps = f" {job.step}/{job.total}" if job.total else ""
-        st.progress(float(job.progress or 0.0), text=f"{job.phase}{steps}{eta}")
+        overall = job_progress.overall(job)
+        st.progress(overall.fraction, text=overall.text())
         if st.button("Cancel training", key="cancel_job"):
             try:
                 jobs.cancel(job.id)
             except UserError as err:
                 ui.show_error(err)
     if job.losses:
-        st.plotly_chart(charts.loss_curves(job.losses), width="stretch", key="loss_chart")
+        st.plotly_chart(model_charts.loss_curves(job.losses), width="stretch", key="loss_chart")
     if job.state == "succeeded" and job.result:
         result = job.result
         verdict = st.success if result.get("promoted") else st.warning
         verdict(f"Version {result.get('version')} registered. {result.get('reason', '')}")
         previous = result.get("previous_champion")
-        champion_metrics = registry.version_metrics(int(previous)) if previous is not None else None
+        champion_metrics = (registry.version_metrics(int(previous), registry.MODEL_NAME)
+                            if previous is not None else None)
         st.dataframe(_result_table(result, champion_metrics), hide_index=True, width="stretch")
     if job.state in ("failed", "cancelled"):
         st.error(f"The job {job.state}: {job.error} The serving model was not changed.")
@@ -128,20 +172,33 @@ def _show_job(job: job_records.JobRecord) -> None:
             st.code("\n".join(job.log_tail[-30:]), language=None)
 
 
-@st.fragment(run_every="1s")
+@st.fragment(run_every="1s" if watching else None)
 def live_progress() -> None:
-    """Poll the newest training job's record; refresh the whole page once it finishes."""
-    latest = jobs.list_jobs(limit=1, kind="train")
+    """The newest training job; polls its record every second only while it is active."""
+    latest = jobs.list_jobs(limit=1, kind=retrain.TRAIN_KIND)
     if not latest:
         st.caption("No training has run yet.")
         return
-    job = latest[0]
-    _show_job(job)
-    was_active = st.session_state.get("job_active")
-    st.session_state["job_active"] = job.state in job_records.ACTIVE_STATES
-    if was_active and job.finished:
+    _show_job(latest[0])
+    if watching and latest[0].finished:
         st.rerun(scope="app")
 
 
 st.subheader("Latest training")
 live_progress()
+
+st.subheader("Simulation versions")
+try:
+    sandbox = registry.list_versions(registry.SIM_MODEL_NAME)
+except UserError as err:
+    ui.show_error(err)
+    sandbox = pd.DataFrame()
+st.caption(f"The production simulation (Drift page) trains in its own sandbox, `{registry.SIM_MODEL_NAME}`: "
+           "these versions never serve the dashboard and cannot be promoted here.")
+if sandbox.empty:
+    st.caption("No simulation has registered a version yet.")
+else:
+    with st.expander(f"{len(sandbox)} simulation versions"):
+        shown, formats = _labelled(sandbox)
+        shown.insert(5, "Copy of", sandbox["copied_from"].replace("", "-").to_numpy())
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=formats)

@@ -8,7 +8,7 @@ import streamlit as st
 from core import config
 from core.data import queries, store
 from core.errors import UserError
-from core.operations import jobs, registry
+from core.operations import job_progress, jobs, registry
 from core.serving import fleet, whatif
 from models.bundle import load_bundle
 from models.ensemble import Ensemble
@@ -98,8 +98,9 @@ def sidebar_status() -> None:
         st.write(f"`rul-ensemble` v{version} (champion)" if version is not None else "None yet")
         job = jobs.running()
         if job is not None:
-            st.caption("Training")
-            st.progress(float(job.progress or 0.0), text=f"job {job.id}: {job.phase or job.state}")
+            st.caption("Simulation training (sandbox)" if job.kind == "sim-train" else "Training")
+            overall = job_progress.overall(job)
+            st.progress(overall.fraction, text=f"job {job.id}: {overall.text()}")
 
 
 def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:

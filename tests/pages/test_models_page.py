@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.operations import job_records, jobs, registry, retrain
+from core.operations import job_progress, job_records, jobs, registry, retrain
+from pages import model_charts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,9 +50,50 @@ def test_live_progress_of_a_running_job(fd001_store: Path, monkeypatch: pytest.M
     markdown = " ".join(m.value for m in at.markdown)
     assert "running" in markdown and "cpu" in markdown
     assert any(b.key == "cancel_job" for b in at.button)
-    assert "ETA 42 s" in " ".join(str(p.proto) for p in at.get("progress"))
+    assert at.button(key="retrain").disabled, "no second training while one runs"
+    bars = [str(p.proto) for p in at.get("progress")]
+    assert len(bars) == 1 and "LSTM epoch 3/10" in bars[0] and "58%" in bars[0], "one overall bar, not per phase"
     chart = at.get("plotly_chart")
-    assert len(chart) == 1 and "val_loss" in chart[0].proto.spec
+    assert len(chart) == 1 and "validation" in chart[0].proto.spec
+
+
+def test_loss_curves_keep_the_regressor_and_classifier_apart() -> None:
+    losses = ([{"phase": "xgboost", "step": s, "train_loss": 30.0 / s, "val_loss": 32.0 / s} for s in (25, 50)]
+              + [{"phase": "xgboost", "step": s, "train_loss": 0.3 / s, "val_loss": 0.4 / s} for s in (25, 50)]
+              + [{"phase": "lstm", "step": 1, "train_loss": 0.9, "val_loss": 1.0}])
+    panels = model_charts.loss_panels(losses)
+    assert [p[0] for p in panels] == ["XGBoost RUL regressor", "XGBoost failure classifier",
+                                      "LSTM (RUL and failure heads)"]
+    assert panels[1][3]["val_loss"].tolist() == [0.4 / 25, 0.4 / 50]
+    running = _job("running", phase="xgboost", step=25, total=100, progress=0.25, losses=losses[:3],
+                   started_at="2026-11-22T12:00:00+00:00")
+    regressor_done = job_progress.overall(running, now=1795435260.0)
+    assert regressor_done.label == "XGBoost failure classifier tree 25/100"
+    assert regressor_done.fraction == pytest.approx(0.05 + 0.2 + 0.2 * 0.25)
+
+
+def _fragment_timers(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record the ``run_every`` of every fragment the pages declare."""
+    timers: list[object] = []
+    real = st.fragment
+
+    def spy(func: object = None, *, run_every: object = None, **kwargs: object) -> object:
+        timers.append(run_every)
+        return real(func, run_every=run_every, **kwargs)
+
+    monkeypatch.setattr(st, "fragment", spy)
+    return timers
+
+
+def test_page_polls_only_while_a_training_runs(fd001_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    timers = _fragment_timers(monkeypatch)
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [_job("succeeded", result={})])
+    at = _models_page()
+    assert not at.exception and timers and not any(timers), "an idle page runs no timer"
+    timers.clear()
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [_job("running", phase="lstm", step=1, total=4)])
+    at.run()
+    assert "1s" in timers
 
 
 def test_finished_job_shows_the_gate_decision(fd001_store: Path, tmp_path: Path,
@@ -66,7 +109,7 @@ def test_finished_job_shows_the_gate_decision(fd001_store: Path, tmp_path: Path,
     assert any("Kept out" in w.value for w in at.warning)
     comparison = at.dataframe[1].value
     assert list(comparison.columns) == ["metric", f"new v{v2}", f"previous champion v{v1}"]
-    assert comparison.set_index("metric").loc["val_rmse"].tolist() == [15.0, 14.0]
+    assert comparison.set_index("metric").loc["Validation RMSE"].tolist() == [15.0, 14.0]
 
 
 def test_failed_job_says_why_and_that_serving_is_unchanged(fd001_store: Path,
@@ -102,8 +145,14 @@ def test_rollback_moves_the_champion(fd001_store: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(jobs, "list_jobs", lambda **_: [])
     at = _models_page()
     table = at.dataframe[0].value
-    assert list(table["version"]) == [v2, v1]
+    assert list(table["Version"]) == [v2, v1] and "Validation RMSE" in table.columns
+    assert list(table["Created by"]) == ["CLI", "CLI"]
     at.selectbox(key="promote_version").set_value(v1).run()
     at.button(key="promote").click().run()
+    assert not at.exception and registry.champion_version() == v2, "nothing moves before the confirmation"
+    details = at.dataframe[1].value
+    assert list(details.columns) == [f"v{v1}", f"v{v2} (champion now)"]
+    assert details.loc["Training data", f"v{v1}"] == "train_FD001" and "Validation RMSE" in details.index
+    at.button(key="promote_confirm").click().run()
     assert not at.exception
     assert registry.champion_version() == v1
