@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.data import sensors
 from core.data.cmapss import COLUMNS, SENSORS
 from core.errors import UserError
 from core.serving import whatif
@@ -123,3 +124,21 @@ def test_normalised_readings_use_the_training_regime_statistics(tiny: Ensemble, 
     j = SENSORS.index(sensor)
     expected = (engine[sensor] - tiny.pipeline.sensor_mean[0, j]) / tiny.pipeline.sensor_std[0, j]
     np.testing.assert_allclose(frame[sensor], expected)
+
+
+def test_explanations_name_sensors_by_their_label(tiny: Ensemble, explainer: Explainer,
+                                                  fd001: pd.DataFrame) -> None:
+    explanation = whatif.predict_one(tiny, explainer, whatif.engine_rows(fd001, "train_FD001", 4)).explanation
+    labels = whatif.lstm_channel_labels(tiny)
+    assert len(labels) == tiny.pipeline.n_channels == explanation.lstm.shape[1]
+    assert len(set(labels)) == len(labels)  # one heatmap row per channel
+    assert labels[0] == sensors.label(tiny.pipeline.sensors[0]) and labels[-1] == sensors.AGE_LABEL
+    first_stat = f"{tiny.pipeline.sensors[0]}_{tiny.pipeline.lstm_stats[0]}"
+    assert labels[len(tiny.pipeline.sensors)] == sensors.feature_label(first_stat)
+    plain, named = explanation.sentences(), whatif.labelled_sentences(explanation)
+    assert named[0] == plain[0] and len(named) == len(plain)
+    for name, before, after in zip(explanation.by_sensor["input"], plain[1:], named[1:]):
+        if name == "age":
+            assert after == before
+        else:
+            assert after == sensors.label(name) + before[len(name):] and "sensor_" not in after

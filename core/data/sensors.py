@@ -9,6 +9,7 @@ Source: Saxena et al. 2008, as listed in ``shared/data/SENSORS.md``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from core.data.cmapss import COLUMNS
@@ -60,6 +61,11 @@ TABLE: tuple[Column, ...] = (
 )
 assert [c.name for c in TABLE] == COLUMNS
 
+_STATISTICS = {"mean": "mean", "std": "standard deviation", "slope": "slope"}
+_FEATURE = re.compile(r"(?P<column>.+)_(?:(?P<last>last)|(?P<stat>mean|std|slope)(?P<window>all|[1-9][0-9]*))")
+AGE_LABEL = "engine age (cycles run)"
+"""Label of the engine's age: the tree feature ``cycle`` and the explanation input ``age``."""
+
 BY_NAME: dict[str, Column] = {c.name: c for c in TABLE}
 _ALIASES: dict[str, str] = {
     **{c.name.lower(): c.name for c in TABLE},
@@ -88,3 +94,27 @@ def unit_of(name: str) -> str:
     """The physical unit of a storage column, '' when dimensionless or unknown."""
     column = BY_NAME.get(name)
     return column.unit if column else ""
+
+
+def feature_label(name: str) -> str:
+    """The label of a model feature or input, built from the column table.
+
+    ``sensor_11_slope30`` -> ``Ps30 HPC static pressure (psia), 30-cycle slope``; ``_mean10`` /
+    ``_std5`` give a 10-cycle mean / 5-cycle standard deviation, ``_slopeall`` the slope over the whole
+    history, ``_last`` the last reading; a plain column gets :func:`label`; ``cycle`` and ``age`` are the
+    engine's age. Anything else comes back unchanged.
+    """
+    if name in ("cycle", "age"):
+        return AGE_LABEL
+    if name in BY_NAME:
+        return label(name)
+    match = _FEATURE.fullmatch(name)
+    if match is None or match["column"] not in BY_NAME:
+        return name
+    base = label(match["column"])
+    if match["last"]:
+        return f"{base}, last reading"
+    statistic = _STATISTICS[match["stat"]]
+    if match["window"] == "all":
+        return f"{base}, {statistic} over the whole history"
+    return f"{base}, {match['window']}-cycle {statistic}"

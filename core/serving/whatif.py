@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.data import queries, store
+from core.data import queries, sensors, store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
 from models.ensemble import Ensemble
-from models.explain import Explainer, Explanation, background_windows
+from models.explain import AGE, Explainer, Explanation, background_windows
 
 SPAN_SIGMA = 3.0
 """Slider half-range in training σ."""
@@ -184,7 +184,7 @@ def training_background(ensemble: Ensemble, n: int = BACKGROUND_SIZE, seed: int 
     """
     trained_on = list(ensemble.meta.get("trained_on", {}).get("datasets", []))
     with store.connect(read_only=True) as con:
-        train_names = queries.dataset_names(con, split="train")
+        train_names = queries.dataset_names(con, role="history")
         names = [name for name in trained_on if name in train_names] or train_names
         if not names:
             raise UserError("Load the training data (train_FD00x) to explain predictions: the explanation "
@@ -196,3 +196,28 @@ def training_background(ensemble: Ensemble, n: int = BACKGROUND_SIZE, seed: int 
 def build_explainer(ensemble: Ensemble, n: int = BACKGROUND_SIZE, seed: int = 0) -> Explainer:
     """An explainer for `ensemble` with a background from its training data (see :func:`training_background`)."""
     return Explainer(ensemble, training_background(ensemble, n=n, seed=seed), seed=seed)
+
+
+def lstm_channel_labels(ensemble: Ensemble) -> list[str]:
+    """A distinct label per LSTM input channel, in channel order (``pipeline.lstm_inputs``).
+
+    Channels come in blocks of the kept sensors: their regime-normalised reading, then one block per
+    summary statistic of ``pipeline.lstm_stats`` (e.g. ``Ps30 HPC static pressure (psia), 10-cycle mean``),
+    then the engine's age.
+    """
+    pipeline = ensemble.pipeline
+    labels = [sensors.label(s) for s in pipeline.sensors]
+    for stat in pipeline.lstm_stats:
+        labels += [sensors.feature_label(f"{s}_{stat}") for s in pipeline.sensors]
+    return [*labels, sensors.AGE_LABEL]
+
+
+def labelled_sentences(explanation: Explanation, k: int = 4) -> list[str]:
+    """:meth:`Explanation.sentences` with each sensor named by its label (``Ps30 HPC static pressure (psia)``)."""
+    lines = explanation.sentences(k)
+    inputs = [name for name in explanation.by_sensor["input"].head(k)]
+    named = [
+        sensors.label(name) + line[len(name):] if name != AGE and line.startswith(name) else line
+        for name, line in zip(inputs, lines[1:])
+    ]
+    return [lines[0], *named]
