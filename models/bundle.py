@@ -3,7 +3,7 @@
 Files: ``xgb_rul.ubj`` and ``xgb_fail.ubj`` (XGBoost's own UBJSON), ``lstm.pt`` (a torch
 ``state_dict``, loaded with ``weights_only=True``), ``pipeline.json`` (feature pipeline),
 ``ensemble.json`` (blend weights, calibration, conformal quantiles, thresholds, LSTM
-architecture, metadata) and ``manifest.json`` (format version and the SHA-256 of every
+architecture, out-of-experience check, metadata) and ``manifest.json`` (format version and the SHA-256 of every
 file). Nothing is pickled. A missing or corrupt file raises UserError naming it.
 """
 
@@ -27,10 +27,12 @@ from models.calibration import Calibrator, Conformal
 from models.device import default_threads
 from models.ensemble import Ensemble
 from models.lstm import LSTMModel
+from models.ood import ExperienceCheck
 from models.xgb import XGBModels
 
 FORMAT = "rul-ensemble"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: LSTM summary channels in the feature pipeline and the out-of-experience check in ensemble.json."""
 MANIFEST = "manifest.json"
 FILES = ("pipeline.json", "ensemble.json", "xgb_rul.ubj", "xgb_fail.ubj", "lstm.pt")
 
@@ -54,6 +56,7 @@ def save_bundle(ensemble: Ensemble, directory: Path) -> Path:
             "thresholds": ensemble.thresholds,
             "cap": ensemble.cap,
             "lstm_arch": ensemble.lstm.arch,
+            "experience": ensemble.experience.to_dict(),
             "meta": ensemble.meta,
         }
         (tmp / "ensemble.json").write_text(json.dumps(body, indent=1), encoding="utf-8")
@@ -93,8 +96,11 @@ def _verified(directory: Path) -> dict[str, Path]:
     if not manifest_path.is_file():
         raise UserError(f"The model file {MANIFEST} is missing from {directory}.")
     manifest = _read_json(manifest_path)
-    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
-        raise UserError(f"The model file {MANIFEST} in {directory} is not a version-{FORMAT_VERSION} {FORMAT} bundle.")
+    if manifest.get("format") != FORMAT:
+        raise UserError(f"The model file {MANIFEST} in {directory} does not describe a {FORMAT} bundle.")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise UserError(f"The model bundle in {directory} has format version {manifest.get('version')}, but this "
+                        f"release reads version {FORMAT_VERSION} only: retrain the model to serve it.")
     sums = manifest.get("files")
     if not isinstance(sums, dict):
         raise UserError(f"The model file {MANIFEST} in {directory} lists no files.")
@@ -148,6 +154,9 @@ def load_bundle(directory: Path) -> Ensemble:
         conformal = Conformal.from_dict(body["conformal"])
         arch = dict(body["lstm_arch"])
         meta = dict(body.get("meta", {}))
+        experience = ExperienceCheck.from_dict(body["experience"])
+        if experience.sensors != pipeline.sensors:
+            raise ValueError("the out-of-experience check names other sensors than the feature pipeline")
         if not {"rul_xgb", "p_xgb"} <= weights.keys() or not {"high", "medium"} <= thresholds.keys():
             raise KeyError("weights or thresholds")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -160,4 +169,4 @@ def load_bundle(directory: Path) -> Ensemble:
     if arch.get("n_channels") != pipeline.n_channels or models.reg.num_features() != len(pipeline.tree_names):
         raise UserError(f"The model files in {directory} do not belong together: feature counts differ.")
     return Ensemble(pipeline=pipeline, xgb=models, lstm=lstm, weights=weights, calibrator=calibrator,
-                    conformal=conformal, thresholds=thresholds, meta=meta)
+                    conformal=conformal, thresholds=thresholds, experience=experience, meta=meta)

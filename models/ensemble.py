@@ -21,10 +21,11 @@ import torch
 from core.data.features import FeaturePipeline, FeatureSet, Rows
 from models.calibration import Calibrator, Conformal
 from models.lstm import LSTMModel
+from models.ood import ExperienceCheck
 from models.xgb import XGBModels
 
 RISK_LEVELS = ("LOW", "MEDIUM", "HIGH")
-OUTPUT_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk"]
+OUTPUT_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "ood", "ood_reason"]
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Ensemble:
     calibrator: Calibrator
     conformal: Conformal
     thresholds: dict[str, float]
+    experience: ExperienceCheck
+    """The out-of-experience check fitted on the training rows."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Device, seed, versions, config, validation metrics (what :attr:`info` reports)."""
 
@@ -49,8 +52,12 @@ class Ensemble:
 
     # -------------------------------------------------------------- features
     def features(self, frame: pd.DataFrame, rows: Rows = "last") -> FeatureSet:
-        """Tree features and LSTM windows of each engine's last row or of every row."""
-        return self.pipeline.transform(frame, rows)
+        """Tree features, LSTM windows and out-of-experience flags of each engine's last row or of every row."""
+        prep = self.pipeline.prepare(frame, rows)
+        idx = prep.rows(rows)
+        fs = self.pipeline.features_at(prep, idx)
+        fs.ood, fs.ood_reason = self.experience.assess(prep, idx)
+        return fs
 
     def tree_matrix(self, frame: pd.DataFrame, rows: Rows = "last") -> tuple[pd.DataFrame, np.ndarray, list[str]]:
         """(keys, tree feature matrix, feature names) as the XGBoost boosters see them (for SHAP)."""
@@ -82,17 +89,24 @@ class Ensemble:
         return np.asarray(RISK_LEVELS, dtype=object)[level]
 
     def predict_features(self, fs: FeatureSet) -> pd.DataFrame:
-        """Predictions for the rows of a feature set, with :data:`OUTPUT_COLUMNS`."""
+        """Predictions for the rows of a feature set, with :data:`OUTPUT_COLUMNS`.
+
+        ``ood`` is True where the engine ran outside the model's experience (``ood_reason`` says
+        which regime or sensors); both stay False/'' for a feature set built without the check.
+        """
         rul, p = self.blend(self.components(fs))
         low, high = self.conformal.interval(rul)
+        n = len(fs.keys)
+        ood = np.zeros(n, dtype=bool) if fs.ood is None else np.asarray(fs.ood, dtype=bool)
+        reason = np.full(n, "", dtype=object) if fs.ood_reason is None else fs.ood_reason
         return pd.DataFrame({
             "dataset": fs.keys["dataset"].to_numpy(), "unit": fs.keys["unit"].to_numpy(),
             "cycle": fs.keys["cycle"].to_numpy(), "rul": rul, "rul_low": low, "rul_high": high,
-            "p_fail_30": p, "risk": self.risk(p),
+            "p_fail_30": p, "risk": self.risk(p), "ood": ood, "ood_reason": reason,
         }, columns=OUTPUT_COLUMNS)
 
     def predict_last(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """One row per engine at its last cycle: dataset, unit, cycle, rul, rul_low, rul_high, p_fail_30, risk."""
+        """One row per engine at its last cycle, with :data:`OUTPUT_COLUMNS`."""
         return self.predict_features(self.features(frame, "last"))
 
     def predict_cycles(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -118,7 +132,9 @@ class Ensemble:
                 "regimes": len(self.pipeline.centres),
                 "n_tree_features": len(self.pipeline.tree_names),
                 "lstm_window": self.pipeline.lstm_window,
+                "lstm_stats": list(self.pipeline.lstm_stats),
             },
+            "out_of_experience": self.experience.to_dict(),
             "rul_cap": self.cap,
             "serving_device": "cpu",
             **{k: v for k, v in self.meta.items() if k != "coverage"},

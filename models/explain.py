@@ -13,7 +13,7 @@ Two parts, combined by the ensemble's RUL blend weight ``w`` (XGBoost's share):
 
 Both parts explain an RUL in cycles, so per sensor the combined attribution is
 ``w * (sum of the sensor's tree features) + (1 - w) * (sum over time of the sensor's LSTM
-channel)``; the engine's age (tree feature ``cycle``, LSTM age channel) is one more input.
+channels: its reading and its summary channels)``; the engine's age (tree feature ``cycle``, LSTM age channel) is one more input.
 These add up to the blended RUL before it is clipped to ``[0, cap]``.
 """
 
@@ -88,7 +88,8 @@ class Explanation:
     tree_base: float
     """The regressor's expected value (its SHAP bias)."""
     lstm: np.ndarray
-    """(window, channels) LSTM attributions in cycles; channels are ``lstm_channels``."""
+    """(window, channels) LSTM attributions in cycles; channel c belongs to input ``lstm_channels[c]``
+    (a sensor's own reading and its summary channels all name the sensor)."""
     lstm_channels: list[str]
     lstm_base: float
     """The LSTM's mean RUL over the background windows."""
@@ -194,7 +195,7 @@ class Explainer:
         with torch.no_grad():
             self.lstm_base = float(self._model(self._background).mean())
         self._gradient = shap.GradientExplainer(self._model, self._background, batch_size=nsamples)
-        self.channels = [*ensemble.pipeline.sensors, AGE]
+        self.channels = [AGE if name == "age" else name for name in ensemble.pipeline.lstm_inputs]
         names = ensemble.pipeline.tree_names
         self._tree_index = {name: i for i, name in enumerate(names)}
         sensors = ensemble.pipeline.sensors
@@ -233,10 +234,11 @@ class Explainer:
         level = [float(features[i]) for i in self._level.values()]
         change = [float(features[i]) * 29.0 if i >= 0 else 0.0 for i in self._slope.values()]
         cycle_col = self._tree_index.get("cycle")
+        per_channel, inputs = lstm.sum(axis=0), np.asarray(self.channels)
         frame = pd.DataFrame({
             "input": [*self._columns, AGE],
             "xgb": [*xgb_part, float(values[cycle_col]) if cycle_col is not None else 0.0],
-            "lstm": [*lstm.sum(axis=0)[:-1].tolist(), float(lstm[:, -1].sum())],
+            "lstm": [float(per_channel[inputs == name].sum()) for name in [*self._columns, AGE]],
             "level": [*level, float(fs.keys["cycle"].iloc[row])],
             "change": [*change, 0.0],
         })

@@ -35,15 +35,23 @@ class LSTMParams:
     """Training windows drawn at random per epoch (0: every training row once)."""
     val_limit: int = 8192
     """Validation windows (a fixed seeded sample) scored after each epoch for early stopping (0: all)."""
+    conv: int = 0
+    """Filters of a 1-D convolution (kernel 3) in front of the LSTM (0: none)."""
+    weight_decay: float = 0.0
+    lr_patience: int = 3
+    """Epochs without a better validation RMSE before the learning rate is halved."""
 
 
 class RULNet(nn.Module):
-    """LSTM encoder over a window; the last hidden state feeds an RUL head and a failure-logit head."""
+    """Optional 1-D convolution, then an LSTM encoder over the window; its last hidden state feeds an
+    RUL head and a failure-logit head."""
 
-    def __init__(self, n_channels: int, hidden: int = 64, layers: int = 2, dropout: float = 0.2) -> None:
+    def __init__(self, n_channels: int, hidden: int = 64, layers: int = 2, dropout: float = 0.2,
+                 conv: int = 0) -> None:
         super().__init__()
-        self.arch = {"n_channels": n_channels, "hidden": hidden, "layers": layers, "dropout": dropout}
-        self.lstm = nn.LSTM(n_channels, hidden, num_layers=layers, batch_first=True,
+        self.arch = {"n_channels": n_channels, "hidden": hidden, "layers": layers, "dropout": dropout, "conv": conv}
+        self.conv = nn.Sequential(nn.Conv1d(n_channels, conv, kernel_size=3, padding=1), nn.ReLU()) if conv else None
+        self.lstm = nn.LSTM(conv or n_channels, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.body = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, 32), nn.ReLU())
         self.rul_head = nn.Linear(32, 1)
@@ -51,6 +59,8 @@ class RULNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(RUL as a fraction of the cap, failure logit), each of shape (batch,)."""
+        if self.conv is not None:
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)
         out, _ = self.lstm(x)
         h = self.body(out[:, -1, :])
         return self.rul_head(h).squeeze(-1), self.fail_head(h).squeeze(-1)
@@ -72,7 +82,8 @@ class LSTMModel:
     def from_state(cls, arch: dict[str, Any], state: dict[str, torch.Tensor], cap: float) -> LSTMModel:
         """Rebuild from the architecture dict and a state_dict; UserError if they do not match."""
         try:
-            net = RULNet(int(arch["n_channels"]), int(arch["hidden"]), int(arch["layers"]), float(arch["dropout"]))
+            net = RULNet(int(arch["n_channels"]), int(arch["hidden"]), int(arch["layers"]), float(arch["dropout"]),
+                         int(arch.get("conv", 0)))
             net.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise UserError(f"The LSTM weights do not match its architecture ({type(err).__name__}).") from err
@@ -126,15 +137,17 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
              train_fail: np.ndarray, val_windows: np.ndarray, val_rul: np.ndarray, val_fail: np.ndarray, *,
              params: LSTMParams, cap: float, device: str, seed: int,
              progress: ProgressFn | None = None) -> tuple[LSTMModel, list[dict]]:
-    """Train with Adam and early stopping on the validation loss; keep the best epoch's weights.
+    """Train with Adam, halving the learning rate when the validation RMSE stalls for ``lr_patience``
+    epochs and stopping after ``patience`` epochs without a better one; keep the best epoch's weights.
 
     Each epoch draws ``samples_per_epoch`` training rows at random; their windows are gathered
     per batch from `train` so memory stays small.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = RULNet(pipeline.n_channels, params.hidden, params.layers, params.dropout).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=params.lr)
+    net = RULNet(pipeline.n_channels, params.hidden, params.layers, params.dropout, params.conv).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=params.lr_patience)
     bce = nn.BCEWithLogitsLoss()
     y_rul = torch.as_tensor(train_rul / cap, dtype=torch.float32)
     y_fail = torch.as_tensor(train_fail, dtype=torch.float32)
@@ -144,7 +157,7 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
     val = [torch.as_tensor(a[keep], dtype=torch.float32).to(device)
            for a in (val_windows, val_rul / cap, val_fail)]
     per_epoch = params.samples_per_epoch or len(train_rows)
-    best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
+    best_rmse, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
     history: list[dict] = []
     for epoch in range(1, params.epochs + 1):
         started = time.perf_counter()
@@ -162,20 +175,21 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
             total += loss.item() * len(sel)
         val_loss, val_mse = _validate(net, *val, params.fail_weight, bce)
         val_rmse = float(np.sqrt(val_mse)) * cap
+        schedule.step(val_rmse)
         record = {"phase": "lstm", "epoch": epoch, "epochs": params.epochs, "train_loss": total / max(len(pick), 1),
                   "val_loss": val_loss, "val_rmse": val_rmse, "seconds": time.perf_counter() - started,
                   "message": f"LSTM epoch {epoch} of {params.epochs}: validation RMSE {val_rmse:.2f} cycles"}
         history.append(record)
         if progress:
             progress(record)
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(net.state_dict()), epoch, 0
+        if val_rmse < best_rmse - 1e-4:
+            best_rmse, best_state, best_epoch, stale = val_rmse, copy.deepcopy(net.state_dict()), epoch, 0
         else:
             stale += 1
             if stale >= params.patience:
                 break
     net.load_state_dict(best_state)
     net = net.cpu().eval()
-    history.append({"phase": "lstm", "best_epoch": best_epoch, "val_loss": best_loss,
+    history.append({"phase": "lstm", "best_epoch": best_epoch, "val_rmse": best_rmse,
                     "message": f"LSTM kept epoch {best_epoch}"})
     return LSTMModel(net=net, cap=cap), history

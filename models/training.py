@@ -33,6 +33,7 @@ from models.calibration import Calibrator, Conformal, fit_blend_weight, fit_thre
 from models.device import default_threads, resolve_device, seed_everything
 from models.ensemble import Ensemble
 from models.lstm import LSTMParams, fit_lstm
+from models.ood import ExperienceCheck
 from models.xgb import XGBModels, XGBParams
 
 ProgressFn = Callable[[dict], None]
@@ -245,6 +246,7 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
     fitted = _fit_on_validation(rul_x, p_x, rul_l, p_l, rul_val, true_val, fail_val, config, cap)
     metrics = {f"val_{k}": float(v) for k, v in fitted.pop("scores").items()}
     metrics.update({"val_rmse_xgb": m.rmse(rul_val, rul_x), "val_rmse_lstm": m.rmse(rul_val, rul_l),
+                    **{f"weight_{k}": float(v) for k, v in fitted["weights"].items()},
                     "train_seconds": time.perf_counter() - started})
     meta = {
         "device": device.to_dict(), "seed": config.seed, "versions": versions(), "config": config.to_dict(),
@@ -253,18 +255,25 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
         "coverage": {"validation": metrics["val_coverage"], "validation_width": metrics["val_interval_width"]},
         "validation": metrics,
     }
-    ensemble = Ensemble(pipeline=pipeline, xgb=xgb_models, lstm=lstm_model, meta=meta, **fitted)
+    ensemble = Ensemble(pipeline=pipeline, xgb=xgb_models, lstm=lstm_model, meta=meta,
+                        experience=ExperienceCheck.fit(pipeline, prep_tr), **fitted)
     emit({"phase": "done", "message": f"Validation RMSE {metrics['val_rmse']:.2f} cycles, "
                                       f"coverage {metrics['val_coverage']:.1%}"})
     return TrainResult(ensemble=ensemble, metrics=metrics, history=history)
 
 
 def evaluate(ensemble: Ensemble, test_frame: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
-    """Metrics at each test engine's last cycle against `truth` (DataFrame[dataset, unit, rul])."""
+    """Metrics at each test engine's last cycle against `truth` (DataFrame[dataset, unit, rul]).
+
+    Besides the blend's metrics, ``rmse_xgb`` and ``rmse_lstm`` score each member alone (capped truth).
+    """
     missing = [c for c in ("dataset", "unit", "rul") if c not in truth.columns]
     if missing:
         raise UserError(f"The true RUL table lacks the column(s) {', '.join(missing)}.")
-    pred = ensemble.predict_last(test_frame)
+    fs = ensemble.features(test_frame, "last")
+    parts = ensemble.components(fs)
+    pred = ensemble.predict_features(fs).assign(member_xgb=parts["rul_xgb"].to_numpy(),
+                                                member_lstm=parts["rul_lstm"].to_numpy())
     keyed = truth.assign(dataset=truth["dataset"].astype(str), unit=truth["unit"].astype(int))
     merged = pred.assign(unit=pred["unit"].astype(int)).merge(keyed[["dataset", "unit", "rul"]],
                                                               on=["dataset", "unit"], how="left",
@@ -272,6 +281,9 @@ def evaluate(ensemble: Ensemble, test_frame: pd.DataFrame, truth: pd.DataFrame) 
     if merged["rul_true"].isna().any():
         row = merged[merged["rul_true"].isna()].iloc[0]
         raise UserError(f"No true RUL is given for engine {row['unit']} of {row['dataset']}.")
-    return score_rows(merged["rul"].to_numpy(), merged["rul_low"].to_numpy(), merged["rul_high"].to_numpy(),
-                      merged["p_fail_30"].to_numpy(), (merged["risk"] == "HIGH").to_numpy(),
-                      merged["rul_true"].to_numpy(dtype=float), ensemble.cap)
+    true = merged["rul_true"].to_numpy(dtype=float)
+    scores = score_rows(merged["rul"].to_numpy(), merged["rul_low"].to_numpy(), merged["rul_high"].to_numpy(),
+                        merged["p_fail_30"].to_numpy(), (merged["risk"] == "HIGH").to_numpy(), true, ensemble.cap)
+    capped = np.minimum(true, ensemble.cap)
+    return {**scores, "rmse_xgb": m.rmse(capped, merged["member_xgb"].to_numpy()),
+            "rmse_lstm": m.rmse(capped, merged["member_lstm"].to_numpy())}

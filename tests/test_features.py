@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def test_near_constant_sensors_are_dropped():
 
 def test_windows_end_at_the_row_and_pad_short_series_with_the_first_reading():
     frame = pd.concat([engine(1, 50), engine(2, 4)], ignore_index=True)
-    pipe = FeaturePipeline(lstm_window=6).fit(frame)
+    pipe = FeaturePipeline(lstm_window=6, lstm_stats=()).fit(frame)
     prep = pipe.prepare(frame)
     win = pipe.windows(prep, prep.rows("all"))
     assert win.shape == (54, 6, len(pipe.sensors) + 1)
@@ -98,6 +99,30 @@ def test_windows_end_at_the_row_and_pad_short_series_with_the_first_reading():
     first = prep.values[prep.start[prep.last[1]]]
     np.testing.assert_allclose(short[:3, :-1], np.tile(first, (3, 1)), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(short[:, -1], np.array([1, 1, 1, 2, 3, 4]) / 100.0, rtol=1e-6)
+
+
+def test_lstm_summary_channels_carry_each_steps_history_statistics():
+    frame = pd.concat([engine(1, 60, slope=1.0), engine(2, 45, slope=1.0)], ignore_index=True)
+    pipe = FeaturePipeline(lstm_window=5, lstm_stats=("mean10", "meanall", "slopeall")).fit(frame)
+    k = len(pipe.sensors)
+    assert pipe.n_channels == 4 * k + 1
+    assert pipe.lstm_inputs == [*pipe.sensors * 4, "age"] and len(pipe.lstm_scale) == 3 * k
+    prep = pipe.prepare(frame)
+    win = pipe.windows(prep, prep.last)
+    col = pipe.sensors.index("sensor_2")
+    v = prep.values[:60, col]
+    for step, cycle in enumerate(range(56, 61)):  # engine 1's window ends at its cycle 60
+        seen = v[:cycle]
+        assert win[0, step, col] == pytest.approx(seen[-1], rel=1e-5)
+        assert win[0, step, k + col] * pipe.lstm_scale[col] == pytest.approx(seen[-10:].mean(), rel=1e-4)
+        assert win[0, step, 2 * k + col] * pipe.lstm_scale[k + col] == pytest.approx(seen.mean(), rel=1e-4)
+        slope = np.polyfit(np.arange(cycle), seen, 1)[0]
+        assert win[0, step, 3 * k + col] * pipe.lstm_scale[2 * k + col] == pytest.approx(slope, rel=1e-3)
+    assert win[0, -1, -1] == pytest.approx(0.60)
+    summary = pipe.windows(pipe.prepare(frame), np.arange(105))[:, -1, k:-1]
+    np.testing.assert_allclose(summary.std(axis=0), 1.0, rtol=1e-3)  # scaled to unit training spread
+    with pytest.raises(UserError, match="summary channel"):
+        FeaturePipeline(lstm_stats=("median5",)).fit(frame)
 
 
 def test_tree_features_statistics_and_short_series():
@@ -135,7 +160,7 @@ def test_whole_history_window_covers_every_reading_so_far():
 
 
 @pytest.mark.parametrize("pipe", [FeaturePipeline(), FeaturePipeline(mean_windows=(5, 20), std_windows=(10,),
-                                                                  slope_windows=(10, 20))],
+                                                                  slope_windows=(10, 20), lstm_stats=("mean10", "slope20"))],
                          ids=["whole-history", "trailing-only"])
 def test_features_of_a_row_ignore_later_readings_other_engines_and_row_order(pipe):
     frame = pd.concat([engine(u, 75, slope=1.0) for u in (1, 2, 3)], ignore_index=True)
@@ -163,7 +188,9 @@ def test_pipeline_json_round_trip_and_malformed_json():
     with pytest.raises(UserError, match="not valid JSON"):
         FeaturePipeline.from_json("{broken")
     with pytest.raises(UserError, match="malformed"):
-        FeaturePipeline.from_json('{"version": 1}')
+        FeaturePipeline.from_json('{"version": 2}')
+    with pytest.raises(UserError, match="older release; retrain"):
+        FeaturePipeline.from_json(json.dumps({**pipe.to_dict(), "version": 1}))
 
 
 @pytest.mark.parametrize("change, message", [

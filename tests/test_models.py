@@ -76,6 +76,21 @@ def test_training_returns_metrics_history_and_a_working_ensemble(trained, test_f
     pd.testing.assert_frame_equal(last, pred)
 
 
+def test_metrics_report_each_member_and_the_fitted_weights(trained):
+    result = trained[0]
+    assert np.isfinite(result.metrics["val_rmse_xgb"]) and np.isfinite(result.metrics["val_rmse_lstm"])
+    assert result.metrics["weight_rul_xgb"] == result.ensemble.weights["rul_xgb"]
+    assert result.metrics["weight_p_xgb"] == result.ensemble.weights["p_xgb"]
+
+
+def test_an_older_bundle_asks_for_a_retrain(trained, tmp_path):
+    folder = save_bundle(trained[0].ensemble, tmp_path / "b")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(UserError, match="format version 1.*retrain"):
+        load_bundle(folder)
+
+
 def test_info_reports_weights_thresholds_coverage_device_and_seed(trained):
     info = trained[0].ensemble.info
     assert 0 <= info["weights"]["rul_xgb"] <= 1 and 0 <= info["weights"]["p_xgb"] <= 1
@@ -104,8 +119,14 @@ def test_test_sets_cannot_be_trained_on(test_frame):
 
 
 def test_evaluate_on_a_test_slice(trained, test_frame):
-    scores = evaluate(trained[0].ensemble, test_frame, truth("FD001", 6))
+    ensemble = trained[0].ensemble
+    scores = evaluate(ensemble, test_frame, truth("FD001", 6))
     assert scores["n"] == 6 and np.isfinite(scores["rmse"]) and 0 <= scores["coverage"] <= 1
+    parts = ensemble.components(ensemble.features(test_frame))
+    capped = np.minimum(truth("FD001", 6)["rul"].to_numpy(), 125)
+    for member in ("xgb", "lstm"):
+        expected = np.sqrt(np.mean((parts[f"rul_{member}"].to_numpy() - capped) ** 2))
+        assert scores[f"rmse_{member}"] == pytest.approx(expected)
     with pytest.raises(UserError, match="No true RUL"):
         evaluate(trained[0].ensemble, test_frame, truth("FD001", 5))
 

@@ -81,7 +81,14 @@ def test_cli_train_and_score(small_fd001: Path) -> None:
     assert train.returncode == 0, train.stderr
     result = json.loads(train.stdout)
     assert result["version"] == 1 and result["promoted"]
-    assert "val_rmse" in result["metrics"]
+    metrics = result["metrics"]
+    for key in ("val_rmse", "val_rmse_xgb", "val_rmse_lstm", "test_FD001_rmse", "test_FD001_rmse_xgb",
+                "test_FD001_rmse_lstm"):
+        assert isinstance(metrics[key], float), key
+    assert set(metrics["weights"]) == {"rul_xgb", "p_xgb"} and 0 <= metrics["weights"]["rul_xgb"] <= 1
+    logged = registry.version_metrics(1)
+    assert logged["weight_rul_xgb"] == metrics["weights"]["rul_xgb"]
+    assert logged["test_FD001_rmse_lstm"] == pytest.approx(metrics["test_FD001_rmse_lstm"])
     score = subprocess.run(
         [sys.executable, "-m", "core", "score", "--dataset", "test_FD001", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -89,7 +96,9 @@ def test_cli_train_and_score(small_fd001: Path) -> None:
     assert score.returncode == 0, score.stderr
     engines = json.loads(score.stdout)["engines"]
     assert [e["unit"] for e in engines] == [1, 2, 3, 4, 5, 6]
+    assert json.loads(score.stdout)["out_of_experience"] == 0
     for e in engines:
+        assert e["ood"] is False and e["ood_reason"] == ""
         assert e["rul_low"] <= e["rul"] <= e["rul_high"]
         assert 0.0 <= e["p_fail_30"] <= 1.0 and e["risk"] in ("LOW", "MEDIUM", "HIGH")
     with store.connect(read_only=True) as con:

@@ -20,6 +20,7 @@ covers at least ``constant_share`` of the training rows (constants and two-level
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ import pandas as pd
 from core.data.cmapss import COLUMNS, FAIL_HORIZON, RUL_CAP, SENSORS, SETTINGS
 from core.errors import UserError
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 SETTING_GRID = (1.0, 0.05, 1.0)
 """Rounding step of setting_1..3 (altitude kft, Mach, throttle resolver angle) that defines a regime cell."""
 MAX_REGIMES = 12
@@ -39,6 +40,9 @@ DEFAULT_SLOPE_WINDOWS = (10, 30, 60, 120, 0)
 """Trailing windows (in readings) of the tree features; 0 is the engine's whole history."""
 AGE_SCALE = 100.0
 """The LSTM's age channel is ``cycle / AGE_SCALE``."""
+DEFAULT_LSTM_STATS = ("mean10", "meanall", "slopeall")
+"""Per-step summary channels of the LSTM, each one per kept sensor: ``{mean,std,slope}{window|all}``
+over the readings up to that step (``all``: the engine's whole history so far)."""
 _SETTING_COLS = np.array([COLUMNS.index(c) for c in SETTINGS])
 _SENSOR_COLS = np.array([COLUMNS.index(c) for c in SENSORS])
 
@@ -127,6 +131,12 @@ class Prepared:
     """Row indices of the last row of every engine, in engine order."""
     engine: np.ndarray
     """(n,) engine number 0..E-1 of each row."""
+    settings: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    """(n, 3) raw operating settings of every row."""
+    regime_distance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """(n,) distance (in setting-grid units) of every row's settings from its nearest training regime."""
+    sums: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    """Prefix sums behind the window statistics, computed on first use (see :func:`window_stats`)."""
 
     def rows(self, which: Rows) -> np.ndarray:
         """Indices of the last row per engine (``"last"``) or of every row (``"all"``)."""
@@ -142,6 +152,35 @@ class Prepared:
         return self.keys_at(np.arange(len(self.cycle)))
 
 
+def _parse_stat(spec: str) -> tuple[str, int]:
+    """``"slope30"`` -> ("slope", 30); ``"meanall"`` -> ("mean", 0); UserError for anything else."""
+    match = re.fullmatch(r"(mean|std|slope)(all|[1-9][0-9]*)", spec)
+    if match is None:
+        raise UserError(f"The LSTM summary channel {spec!r} is not mean/std/slope followed by a window or 'all'.")
+    return match.group(1), 0 if match.group(2) == "all" else int(match.group(2))
+
+
+def window_stats(prep: Prepared, rows: np.ndarray, kind: str, w: int) -> np.ndarray:
+    """(len(rows), k) mean, std or least-squares slope (per cycle) of each sensor over each row's trailing
+    `w` readings (fewer where the series is shorter; 0: the whole history so far), from prefix sums."""
+    if not prep.sums:
+        x = prep.values
+        t = (np.arange(len(x)) - prep.start).astype(float)[:, None]
+        prep.sums.update(x=_prefix(x), xx=_prefix(x * x), t=_prefix(t), tt=_prefix(t * t), tx=_prefix(t * x))
+    first = prep.start[rows]
+    lo = first if w == 0 else np.maximum(first, rows - w + 1)
+    n = (rows - lo + 1).astype(float)[:, None]
+    s = {key: p[rows + 1] - p[lo] for key, p in prep.sums.items()}
+    if kind == "mean":
+        return s["x"] / n
+    if kind == "std":
+        mean = s["x"] / n
+        return np.sqrt(np.maximum(s["xx"] / n - mean * mean, 0.0))
+    denom = n * s["tt"] - s["t"] * s["t"]
+    num = n * s["tx"] - s["t"] * s["x"]
+    return np.divide(num, denom, out=np.zeros_like(num), where=denom > 0.5)
+
+
 @dataclass
 class FeatureSet:
     """Model inputs for selected rows: keys, the tree feature matrix and the LSTM windows."""
@@ -150,6 +189,10 @@ class FeatureSet:
     tree: np.ndarray
     windows: np.ndarray
     tree_names: list[str]
+    ood: np.ndarray | None = None
+    """Out-of-experience flag per row, when a model's check was applied (see ``models.ood``)."""
+    ood_reason: np.ndarray | None = None
+    """The sentence explaining each flag ('' for rows not flagged)."""
 
 
 @dataclass
@@ -162,6 +205,9 @@ class FeaturePipeline:
     slope_windows: tuple[int, ...] = DEFAULT_SLOPE_WINDOWS
     min_regime_share: float = 0.01
     constant_share: float = 0.9
+    lstm_stats: tuple[str, ...] = DEFAULT_LSTM_STATS
+    lstm_scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    """Training standard deviation of each summary channel (the LSTM sees them divided by it)."""
     centres: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     sensor_mean: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     sensor_std: np.ndarray = field(default_factory=lambda: np.ones((0, 0)))
@@ -201,15 +247,26 @@ class FeaturePipeline:
         if not self.sensors:
             raise UserError("Every sensor is near-constant in the training readings, "
                             "so there is nothing to learn from.")
+        self.lstm_scale = np.ones(len(self.lstm_stats) * len(self.sensors))
+        if self.lstm_stats:
+            prep = self.prepare(frame)
+            std = self._summary(prep, np.arange(len(prep.cycle))).std(axis=0)
+            self.lstm_scale = np.where(std > 1e-9, std, 1.0)
         return self
 
     def assign_regimes(self, settings: np.ndarray) -> np.ndarray:
         """Index of the nearest regime centre (in grid units) for each row of settings."""
+        return self.nearest_regimes(settings)[0]
+
+    def nearest_regimes(self, settings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index of the nearest regime centre, distance to it in setting-grid units) for each row of settings."""
         if len(self.centres) == 0:
             raise UserError("The feature pipeline has not been fitted.")
         grid = np.asarray(SETTING_GRID)
         diff = settings[:, None, :] / grid - self.centres[None, :, :] / grid
-        return np.argmin((diff * diff).sum(axis=2), axis=1)
+        squared = (diff * diff).sum(axis=2)
+        nearest = np.argmin(squared, axis=1)
+        return nearest, np.sqrt(squared[np.arange(len(settings)), nearest])
 
     # ------------------------------------------------------------- preparation
     def prepare(self, frame: pd.DataFrame, rows: Rows = "all") -> Prepared:
@@ -241,13 +298,14 @@ class FeaturePipeline:
         starts = np.flatnonzero(new_engine)
         start = starts[engine]
         data = numbers[order]
-        regime = self.assign_regimes(data[:, _SETTING_COLS])
+        regime, distance = self.nearest_regimes(data[:, _SETTING_COLS])
         cols = np.array([SENSORS.index(s) for s in self.sensors])
         values = (data[:, _SENSOR_COLS[cols]] - self.sensor_mean[regime[:, None], cols]) \
             / self.sensor_std[regime[:, None], cols]
         return Prepared(dataset=np.asarray(ds_names, dtype=object)[ds_codes[order]],
                         unit=frame["unit"].to_numpy()[order], cycle=frame["cycle"].to_numpy()[order],
-                        values=values, start=start, last=np.append(starts[1:] - 1, len(order) - 1), engine=engine)
+                        values=values, start=start, last=np.append(starts[1:] - 1, len(order) - 1), engine=engine,
+                        settings=data[:, _SETTING_COLS], regime_distance=distance)
 
     # ---------------------------------------------------------------- features
     @property
@@ -268,9 +326,10 @@ class FeaturePipeline:
     def history(self) -> int | None:
         """How many trailing readings any feature of a row looks at (None: the whole history)."""
         windows = (*self.mean_windows, *self.std_windows, *self.slope_windows)
-        if 0 in windows:
+        stats = [_parse_stat(spec)[1] for spec in self.lstm_stats]
+        if 0 in windows or 0 in stats:
             return None
-        return max(self.lstm_window, *windows)
+        return max(self.lstm_window + max(stats, default=1) - 1, *windows)
 
     def tree_features(self, prep: Prepared, rows: np.ndarray) -> np.ndarray:
         """(len(rows), len(tree_names)) float32 tree features of the selected rows.
@@ -280,52 +339,49 @@ class FeaturePipeline:
         window 0 is the whole history). Window sums come from prefix sums, so the cost is
         linear in the number of readings whatever the window lengths.
         """
-        x = prep.values
-        t = (np.arange(len(x)) - prep.start).astype(float)[:, None]
-        sums = {"x": _prefix(x), "xx": _prefix(x * x), "t": _prefix(t), "tt": _prefix(t * t), "tx": _prefix(t * x)}
-        first = prep.start[rows]
-
-        def window(w: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-            lo = first if w == 0 else np.maximum(first, rows - w + 1)
-            n = (rows - lo + 1).astype(float)[:, None]
-            return n, {key: p[rows + 1] - p[lo] for key, p in sums.items()}
-
-        blocks = [x[rows]]
-        for w in self.mean_windows:
-            n, s = window(w)
-            blocks.append(s["x"] / n)
-        for w in self.std_windows:
-            n, s = window(w)
-            mean = s["x"] / n
-            blocks.append(np.sqrt(np.maximum(s["xx"] / n - mean * mean, 0.0)))
-        for w in self.slope_windows:
-            n, s = window(w)
-            denom = n * s["tt"] - s["t"] * s["t"]
-            num = n * s["tx"] - s["t"] * s["x"]
-            blocks.append(np.divide(num, denom, out=np.zeros_like(num), where=denom > 0.5))
+        blocks = [prep.values[rows]]
+        blocks += [window_stats(prep, rows, "mean", w) for w in self.mean_windows]
+        blocks += [window_stats(prep, rows, "std", w) for w in self.std_windows]
+        blocks += [window_stats(prep, rows, "slope", w) for w in self.slope_windows]
         stacked = np.stack(blocks, axis=2).reshape(len(rows), -1)  # sensor-major, as tree_names
         cycle = prep.cycle[rows].astype(float)[:, None]
         return np.concatenate([cycle, stacked], axis=1).astype(np.float32)
 
-    def windows(self, prep: Prepared, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), lstm_window, k + 1) float32 LSTM inputs: normalised sensors plus an age channel.
+    def _summary(self, prep: Prepared, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), len(lstm_stats) * k) unscaled summary channels, stat-major (as :attr:`lstm_inputs`)."""
+        blocks = [window_stats(prep, rows, *_parse_stat(spec)) for spec in self.lstm_stats]
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(rows), 0))
 
-        Series shorter than the window are padded at the front with their first reading (and its age).
+    def windows(self, prep: Prepared, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), lstm_window, n_channels) float32 LSTM inputs, channels as :attr:`lstm_inputs`.
+
+        Per step: the normalised sensors, then each summary channel of :attr:`lstm_stats` (the
+        statistic over the readings up to that step, divided by its training standard deviation),
+        then the age. Series shorter than the window are padded at the front with their first step.
         """
         offsets = np.arange(-(self.lstm_window - 1), 1)[None, :]
         idx = np.maximum(rows[:, None] + offsets, prep.start[rows][:, None])
         age = prep.cycle[idx].astype(float) / AGE_SCALE
-        return np.concatenate([prep.values[idx], age[:, :, None]], axis=2).astype(np.float32)
+        summary = (self._summary(prep, idx.ravel()) / self.lstm_scale).reshape(*idx.shape, -1)
+        return np.concatenate([prep.values[idx], summary, age[:, :, None]], axis=2).astype(np.float32)
+
+    @property
+    def lstm_inputs(self) -> list[str]:
+        """The input (sensor name or ``age``) behind each LSTM channel, in channel order."""
+        return [*self.sensors * (1 + len(self.lstm_stats)), "age"]
 
     @property
     def n_channels(self) -> int:
-        """Number of LSTM input channels (kept sensors plus age)."""
-        return len(self.sensors) + 1
+        """Number of LSTM input channels (kept sensors, their summary channels, age)."""
+        return len(self.sensors) * (1 + len(self.lstm_stats)) + 1
 
     def transform(self, frame: pd.DataFrame, rows: Rows = "last") -> FeatureSet:
         """Features of every engine's last row (``"last"``) or of every row (``"all"``)."""
         prep = self.prepare(frame, rows)
-        idx = prep.rows(rows)
+        return self.features_at(prep, prep.rows(rows))
+
+    def features_at(self, prep: Prepared, idx: np.ndarray) -> FeatureSet:
+        """Features of the rows `idx` of prepared readings."""
         return FeatureSet(
             keys=prep.keys_at(idx),
             tree=self.tree_features(prep, idx),
@@ -344,6 +400,8 @@ class FeaturePipeline:
             "slope_windows": list(self.slope_windows),
             "min_regime_share": self.min_regime_share,
             "constant_share": self.constant_share,
+            "lstm_stats": list(self.lstm_stats),
+            "lstm_scale": self.lstm_scale.tolist(),
             "setting_grid": list(SETTING_GRID),
             "centres": self.centres.tolist(),
             "sensor_mean": self.sensor_mean.tolist(),
@@ -361,7 +419,8 @@ class FeaturePipeline:
         """Rebuild a pipeline from :meth:`to_dict` output; UserError if it is not one."""
         try:
             if data["version"] != FEATURES_VERSION:
-                raise UserError(f"The feature pipeline has version {data['version']}, expected {FEATURES_VERSION}.")
+                raise UserError(f"The feature pipeline has version {data['version']}, expected {FEATURES_VERSION}: "
+                                "the model was trained by an older release; retrain it.")
             pipe = cls(
                 lstm_window=int(data["lstm_window"]),
                 mean_windows=tuple(int(w) for w in data["mean_windows"]),
@@ -369,6 +428,8 @@ class FeaturePipeline:
                 slope_windows=tuple(int(w) for w in data["slope_windows"]),
                 min_regime_share=float(data["min_regime_share"]),
                 constant_share=float(data["constant_share"]),
+                lstm_stats=tuple(str(spec) for spec in data["lstm_stats"]),
+                lstm_scale=np.asarray(data["lstm_scale"], dtype=float).reshape(-1),
                 centres=np.asarray(data["centres"], dtype=float).reshape(-1, 3),
                 sensor_mean=np.asarray(data["sensor_mean"], dtype=float),
                 sensor_std=np.asarray(data["sensor_std"], dtype=float),
@@ -379,7 +440,8 @@ class FeaturePipeline:
             raise UserError(f"The feature pipeline description is malformed ({err!r}).") from err
         shape = (len(pipe.centres), len(SENSORS))
         if pipe.sensor_mean.shape != shape or pipe.sensor_std.shape != shape or not pipe.sensors \
-                or any(s not in SENSORS for s in pipe.sensors):
+                or any(s not in SENSORS for s in pipe.sensors) \
+                or len(pipe.lstm_scale) != len(pipe.lstm_stats) * len(pipe.sensors):
             raise UserError("The feature pipeline description is inconsistent with the C-MAPSS sensors.")
         return pipe
 

@@ -48,7 +48,13 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Train on a snapshot, log and register the result; return version, metrics and the gate's decision."""
+    """Train on a snapshot, log and register the result; return version, metrics and the gate's decision.
+
+    The metrics hold the blend's and each member's validation and test RMSE (``val_rmse``,
+    ``val_rmse_xgb``, ``val_rmse_lstm``, ``test_FD00x_rmse``, ``test_FD00x_rmse_xgb``,
+    ``test_FD00x_rmse_lstm``), the fitted blend weights as flat ``weight_*`` numbers (logged to
+    MLflow) and, in the returned dict only, as ``weights``.
+    """
     snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
     if progress:
         progress({"phase": "features", "device": resolve_device(config.device).name,
@@ -85,7 +91,7 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
     return {
         "version": version,
         "run_id": run_id,
-        "metrics": metrics,
+        "metrics": {**metrics, "weights": dict(result.ensemble.weights)},
         "promoted": promoted,
         "reason": reason,
         "previous_champion": previous_champion,

@@ -9,7 +9,7 @@ from core.operations import registry
 from models.bundle import load_bundle
 from models.ensemble import Ensemble
 
-PREDICTION_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk"]
+PREDICTION_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "ood", "ood_reason"]
 
 
 def load_model(model: str | int | None = "champion") -> tuple[int, Ensemble]:
