@@ -9,6 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.data import sensors as sensor_table
+
 
 def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:
     """Training and validation loss per step: one panel per training phase (their scales differ)."""
@@ -38,9 +40,12 @@ def _layout(fig: go.Figure, height: int, **kwargs: Any) -> go.Figure:
 
 
 def fleet_rul(table: pd.DataFrame) -> go.Figure:
-    """Predicted RUL with its interval per engine, sorted by RUL, one trace per risk level; true RUL as crosses."""
+    """Predicted RUL with its interval per engine, sorted by RUL, one trace per risk level; true RUL as crosses.
+
+    Engines are named by their id (``engine`` column) and dataset in the hover text.
+    """
     frame = table.sort_values("rul").reset_index(drop=True)
-    frame["engine"] = frame["dataset"].astype(str) + " #" + frame["unit"].astype(str)
+    frame["engine"] = frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")"
     fig = go.Figure()
     for level, colour in RISK_COLOURS.items():
         part = frame[frame["risk"] == level]
@@ -74,27 +79,41 @@ def policy_costs(costs: pd.DataFrame) -> go.Figure:
     return _layout(fig, 300, yaxis_title="cost ($)", title="Cost of acting on the risk levels vs doing nothing")
 
 
-def sensor_trends(frame: pd.DataFrame, sensors: list[str], title: str, separate: bool = False) -> go.Figure:
-    """One line per sensor over cycles (`frame` has ``cycle`` and the sensor columns).
+def axis_title(sensor: str) -> str:
+    """A short axis title for a sensor: its mnemonic and unit, e.g. ``Ps30 (psia)``."""
+    unit = sensor_table.unit_of(sensor)
+    return f"{sensor_table.mnemonic(sensor)} ({unit})" if unit else sensor_table.mnemonic(sensor)
 
-    `separate`: one panel per sensor with its own y axis (raw readings differ in scale by orders of
-    magnitude); otherwise all lines share one axis (regime-normalised readings).
+
+def sensor_trends(frame: pd.DataFrame, sensors: list[str], title: str, separate: bool = False,
+                  y_title: str | None = None) -> go.Figure:
+    """One line per sensor over cycles (`frame` has ``cycle`` and the sensor columns), named by its label.
+
+    `separate`: one panel per sensor with its own y axis titled by mnemonic and unit (raw readings
+    differ in scale by orders of magnitude); otherwise all lines share one axis (regime-normalised
+    readings, `y_title`).
     """
     if not separate or len(sensors) < 2:
         fig = go.Figure()
         for sensor in sensors:
-            fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines", name=sensor))
-        return _layout(fig, 340, xaxis_title="cycle", title=title, legend=dict(orientation="h", y=-0.2))
+            fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines",
+                                     name=sensor_table.label(sensor)))
+        y_title = y_title or (axis_title(sensors[0]) if len(sensors) == 1 else None)
+        return _layout(fig, 340, xaxis_title="cycle", yaxis_title=y_title, title=title,
+                       legend=dict(orientation="h", y=-0.2))
     fig = make_subplots(rows=len(sensors), cols=1, shared_xaxes=True, vertical_spacing=0.03)
     for row, sensor in enumerate(sensors, start=1):
-        fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines", name=sensor), row=row, col=1)
-        fig.update_yaxes(title_text=sensor, row=row, col=1)
+        fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines", name=sensor_table.label(sensor)),
+                      row=row, col=1)
+        fig.update_yaxes(title_text=axis_title(sensor), row=row, col=1)
     fig.update_xaxes(title_text="cycle", row=len(sensors), col=1)
     return _layout(fig, 80 + 110 * len(sensors), title=title, showlegend=False)
 
 
-def rul_trajectory(trajectory: pd.DataFrame, true_rul: pd.Series | None = None) -> go.Figure:
-    """Predicted RUL over cycles with its interval band, and the true RUL line where known."""
+def rul_trajectory(trajectory: pd.DataFrame, true_rul: pd.Series | None = None,
+                   outcomes: pd.DataFrame | None = None) -> go.Figure:
+    """Predicted RUL over cycles with its interval band, the true RUL line where known, and a dotted
+    vertical marker per recorded outcome (`outcomes` with ``cycle`` and ``event``)."""
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_high"], mode="lines", line=dict(width=0),
                              showlegend=False, hoverinfo="skip"))
@@ -105,8 +124,46 @@ def rul_trajectory(trajectory: pd.DataFrame, true_rul: pd.Series | None = None) 
     if true_rul is not None:
         fig.add_trace(go.Scatter(x=trajectory["cycle"], y=true_rul, mode="lines", name="true RUL (capped)",
                                  line=dict(color="#444", dash="dash")))
+    _outcome_markers(fig, outcomes)
     return _layout(fig, 340, xaxis_title="cycle", yaxis_title="RUL (cycles)", title="RUL over the engine's life",
                    legend=dict(orientation="h", y=-0.2))
+
+
+OUTCOME_COLOURS = {"failure": "#d62728", "removal": "#9467bd", "inspection": "#7f7f7f"}
+"""Colour of each outcome event's marker."""
+
+
+def _outcome_markers(fig: go.Figure, outcomes: pd.DataFrame | None) -> None:
+    """A dotted vertical line at each outcome's cycle, labelled with its event."""
+    if outcomes is None:
+        return
+    for row in outcomes.itertuples(index=False):
+        fig.add_vline(x=float(row.cycle), line=dict(color=OUTCOME_COLOURS.get(row.event, "#444"), dash="dot"),
+                      annotation_text=f"{row.event} (cycle {int(row.cycle)})", annotation_position="top left")
+
+
+def prediction_history(predictions: pd.DataFrame, closed_cycle: int, cap: float,
+                       outcomes: pd.DataFrame | None = None) -> go.Figure:
+    """Stored predictions of a closed engine (``cycle``, ``model_version``, ``rul``, ``rul_low``, ``rul_high``)
+    against the RUL that was realised, ``closed_cycle - cycle`` capped at `cap` (the models' target).
+
+    One marker trace with intervals per model version, and the realised line.
+    """
+    fig = go.Figure()
+    for version, part in predictions.groupby("model_version", sort=True):
+        fig.add_trace(go.Scatter(
+            x=part["cycle"], y=part["rul"], mode="markers", name=f"predicted, model v{version}",
+            error_y=dict(type="data", symmetric=False, array=part["rul_high"] - part["rul"],
+                         arrayminus=part["rul"] - part["rul_low"], thickness=1, width=0),
+            hovertemplate="cycle %{x}: predicted %{y:.0f} cycles<extra></extra>",
+        ))
+    first = int(min(predictions["cycle"].min(), closed_cycle)) if not predictions.empty else closed_cycle
+    cycles = np.arange(first, closed_cycle + 1)
+    fig.add_trace(go.Scatter(x=cycles, y=np.minimum(closed_cycle - cycles, cap), mode="lines",
+                             name=f"realised RUL (capped at {cap:.0f})", line=dict(color="#444", dash="dash")))
+    _outcome_markers(fig, outcomes)
+    return _layout(fig, 340, xaxis_title="cycle", yaxis_title="RUL (cycles)",
+                   title="Stored predictions against the RUL that was realised", legend=dict(orientation="h", y=-0.2))
 
 
 def tree_waterfall(tree: pd.Series, base: float, top: int = 12) -> go.Figure:
@@ -114,7 +171,8 @@ def tree_waterfall(tree: pd.Series, base: float, top: int = 12) -> go.Figure:
     order = tree.abs().sort_values(ascending=False).index
     shown = tree[order[:top]]
     rest = float(tree[order[top:]].sum())
-    names = ["expected value", *shown.index, f"{len(order) - len(shown)} other features", "XGBoost RUL"]
+    names = ["expected value", *map(sensor_table.feature_label, shown.index),
+             f"{len(order) - len(shown)} other features", "XGBoost RUL"]
     values = [base, *shown.to_numpy(), rest, 0.0]
     measures = ["absolute", *["relative"] * (len(shown) + 1), "total"]
     fig = go.Figure(go.Waterfall(
@@ -122,12 +180,16 @@ def tree_waterfall(tree: pd.Series, base: float, top: int = 12) -> go.Figure:
         increasing=dict(marker_color="#2ca02c"), decreasing=dict(marker_color="#d62728"),
         totals=dict(marker_color="#1f77b4"), text=[f"{v:+.1f}" for v in values[:-1]] + [""],
     ))
-    return _layout(fig, 120 + 26 * len(names), yaxis=dict(autorange="reversed"), xaxis_title="RUL (cycles)",
+    return _layout(fig, 120 + 26 * len(names), yaxis=dict(autorange="reversed", automargin=True),
+                   xaxis_title="RUL (cycles)",
                    title="XGBoost: top feature contributions (TreeSHAP)")
 
 
 def lstm_heatmap(values: np.ndarray, channels: list[str], cycles: list[int]) -> go.Figure:
-    """LSTM attributions (window × channels) as a heatmap: red lowers RUL, blue raises it."""
+    """LSTM attributions (window × channels) as a heatmap: red lowers RUL, blue raises it.
+
+    `channels` are the rows' labels, one per channel and distinct (see ``whatif.lstm_channel_labels``).
+    """
     z = np.asarray(values, dtype=float).T
     limit = float(np.abs(z).max()) or 1.0
     fig = go.Figure(go.Heatmap(
@@ -141,13 +203,14 @@ def lstm_heatmap(values: np.ndarray, channels: list[str], cycles: list[int]) -> 
 def sensor_attribution(by_sensor: pd.DataFrame, top: int = 10, compare: pd.DataFrame | None = None) -> go.Figure:
     """Combined per-sensor attribution (cycles) as horizontal bars; with `compare`, a second set (baseline)."""
     shown = by_sensor.head(top).iloc[::-1]
+    labels = [sensor_table.feature_label(name) for name in shown["input"]]
     fig = go.Figure()
     if compare is not None:
         base = compare.set_index("input").reindex(shown["input"])
-        fig.add_trace(go.Bar(y=shown["input"], x=base["combined"], orientation="h", name="baseline",
+        fig.add_trace(go.Bar(y=labels, x=base["combined"], orientation="h", name="baseline",
                              marker_color="#c7c7c7"))
     fig.add_trace(go.Bar(
-        y=shown["input"], x=shown["combined"], orientation="h", name="what-if" if compare is not None else "ensemble",
+        y=labels, x=shown["combined"], orientation="h", name="what-if" if compare is not None else "ensemble",
         marker_color=["#d62728" if v < 0 else "#2ca02c" for v in shown["combined"]],
         customdata=shown[["xgb", "lstm"]].to_numpy(),
         hovertemplate="%{y}: %{x:+.1f} cycles (XGBoost %{customdata[0]:+.1f}, LSTM %{customdata[1]:+.1f})"

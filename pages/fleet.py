@@ -1,6 +1,8 @@
-"""Fleet: every engine's predicted RUL, interval, failure probability and risk; filters, KPIs, costs, CSV."""
+"""Fleet: a triage list of the engines in service (risk, P(fail), RUL), search, filters, KPIs, links, costs, CSV."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -10,26 +12,44 @@ from core.serving import fleet
 from models.ensemble import RISK_LEVELS
 from pages import charts, ui
 
+IN_SERVICE = ("fleet", "evaluation")
+"""Roles whose datasets are chosen by default: engines in service."""
+
+
+def engine_url(dataset: str, engine: str) -> str:
+    """The Engine page's shareable address for one engine."""
+    return "/engine?" + urlencode({"dataset": dataset, "engine": engine})
+
+
+def open_engine(dataset: str, engine: str) -> None:
+    """Go to the Engine page showing `engine` of `dataset` (its address carries both, so it can be shared)."""
+    st.session_state["engine"] = (dataset, engine)
+    st.switch_page("pages/engine.py", query_params={"dataset": dataset, "engine": engine})
+
 ui.init_session()  # idempotent; keeps the page whole even when run outside app.py
 st.title("Fleet")
 st.caption(
-    "Each engine at its last recorded cycle: predicted remaining useful life (cycles) with its interval, "
-    "the probability of failing within 30 cycles, and the risk level. Select a row to open the engine."
+    "Triage list of the engines in service, each at its last recorded cycle: risk level, probability of "
+    "failing within 30 cycles, predicted remaining useful life (cycles) with its interval. Riskiest first; "
+    "select a row (or follow its link) to open the engine."
 )
 
 version, ensemble, listing = ui.model_and_data()
 
-names = listing["name"].tolist()
-tests = listing.loc[listing["split"] == "test", "name"].tolist()
+roles = listing.set_index("name")["role"]
+in_service = [n for n in listing["name"] if roles[n] in IN_SERVICE]
+names = in_service + [n for n in listing["name"] if n not in in_service]
 if st.session_state["fleet_datasets"] is None:
-    st.session_state["fleet_datasets"] = tests or names
+    st.session_state["fleet_datasets"] = in_service or names
 st.session_state["fleet_datasets"] = [n for n in st.session_state["fleet_datasets"] if n in names]
 for key in ("fleet_datasets", "cost_miss", "cost_inspection"):
     ui.kept(key)
 if any(n not in names for n in st.session_state["_fleet_datasets"]):
     st.session_state["_fleet_datasets"] = st.session_state["fleet_datasets"]
 
-chosen = st.multiselect("Datasets", names, key="_fleet_datasets", help="Engines of these datasets are scored.")
+chosen = st.multiselect("Datasets", names, key="_fleet_datasets", format_func=lambda n: f"{n} ({roles[n]})",
+                        help="Engines of these datasets are scored. Fleet and evaluation datasets hold engines in "
+                             "service; history datasets hold engines that ran to failure or removal.")
 st.session_state["fleet_datasets"] = chosen
 if not chosen:
     st.info("Choose at least one dataset to see its engines.")
@@ -38,17 +58,19 @@ if not chosen:
 engines = int(listing.loc[listing["name"].isin(chosen), "engines"].sum())
 try:
     with st.spinner(f"Scoring {engines:,} engines with model v{version}…"):
-        table = ui.fleet_scores(tuple(chosen), version, config.paths().mlflow_uri, ui.data_fingerprint(chosen))
+        table, scored_at = ui.fleet_scores(tuple(chosen), version, config.paths().mlflow_uri,
+                                           ui.data_fingerprint(chosen))
 except UserError as err:
     ui.show_error(err)
     st.stop()
 
-risk_col, rul_col = st.columns(2)
+search_col, risk_col, rul_col = st.columns([2, 2, 3])
+text = search_col.text_input("Search engine id", key="fleet_search", placeholder="e.g. ESN-70")
 risks = risk_col.multiselect("Risk level", list(reversed(RISK_LEVELS)), default=list(reversed(RISK_LEVELS)),
                              key="fleet_risks")
 cap = float(ensemble.cap)
 rul_range = rul_col.slider("Predicted RUL (cycles)", 0.0, cap, (0.0, cap), step=1.0, key="fleet_rul")
-shown = fleet.filter_fleet(table, risks=risks, rul_range=rul_range)
+shown = fleet.search(fleet.filter_fleet(table, risks=risks, rul_range=rul_range), text)
 
 counts = fleet.kpis(shown)
 k = st.columns(5)
@@ -57,48 +79,54 @@ k[1].metric("HIGH risk", counts["HIGH"])
 k[2].metric("MEDIUM risk", counts["MEDIUM"])
 k[3].metric("LOW risk", counts["LOW"])
 k[4].metric("Model", f"v{version}")
+st.caption(f"{fleet.risk_rule(ensemble.thresholds)} {fleet.rul_cap_note(cap)} Scored {scored_at} by model "
+           f"v{version}; engines closed by a failure or removal have left service and are not listed.")
 
 if shown.empty:
-    st.info("No engine matches these filters.")
+    st.info("No engine matches these filters." if text.strip() == "" else f"No engine id contains '{text.strip()}'.")
     st.stop()
 
 st.plotly_chart(charts.fleet_rul(shown), key="fleet_chart")
 
+links = [engine_url(d, e) for d, e in zip(shown["dataset"], shown["engine"])]
 event = st.dataframe(
-    shown,
+    shown.assign(link=links),
     key="fleet_table",
     on_select="rerun",
     selection_mode="single-row",
     hide_index=True,
     width="stretch",
     height=360,
+    column_order=["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul",
+                  "link"],
     column_config={
-        "dataset": st.column_config.TextColumn("dataset"),
-        "unit": st.column_config.NumberColumn("unit", format="%d"),
-        "cycle": st.column_config.NumberColumn("last cycle", format="%d"),
-        "rul": st.column_config.NumberColumn("predicted RUL", format="%.1f"),
-        "rul_low": st.column_config.NumberColumn("RUL low", format="%.1f"),
-        "rul_high": st.column_config.NumberColumn("RUL high", format="%.1f"),
+        "risk": st.column_config.TextColumn("risk"),
         "p_fail_30": st.column_config.ProgressColumn("P(fail ≤ 30 cycles)", format="percent", min_value=0.0,
                                                      max_value=1.0),
-        "risk": st.column_config.TextColumn("risk"),
-        "true_rul": st.column_config.NumberColumn("true RUL", format="%.0f"),
+        "rul": st.column_config.NumberColumn("predicted RUL", format="%.0f",
+                                             help=f"Cycles; capped at {cap:.0f}."),
+        "rul_low": st.column_config.NumberColumn("RUL low", format="%.0f"),
+        "rul_high": st.column_config.NumberColumn("RUL high", format="%.0f"),
+        "engine": st.column_config.TextColumn("engine"),
+        "dataset": st.column_config.TextColumn("dataset"),
+        "cycle": st.column_config.NumberColumn("last cycle", format="%d"),
+        "true_rul": st.column_config.NumberColumn("true RUL", format="%.0f",
+                                                  help="Known only for evaluation datasets."),
+        "link": st.column_config.LinkColumn("link", display_text="open", help="A shareable link to this engine."),
     },
 )
 if event.selection.rows:
     picked = shown.iloc[event.selection.rows[0]]
-    st.session_state["engine"] = (str(picked["dataset"]), int(picked["unit"]))
-    st.switch_page("pages/engine.py")
+    open_engine(str(picked["dataset"]), str(picked["engine"]))
 
-labels = [f"{d} #{u}" for d, u in zip(shown["dataset"], shown["unit"])]
+labels = [f"{e} ({d})" for d, e in zip(shown["dataset"], shown["engine"])]
 pick_col, open_col, csv_col = st.columns([3, 1, 1], vertical_alignment="bottom")
 picked_label = pick_col.selectbox("Or open an engine", labels, index=None, key="fleet_open",
-                                  placeholder="dataset #unit")
+                                  placeholder="engine id (dataset)")
 if open_col.button("Open engine", key="fleet_open_button", disabled=picked_label is None):
     row = shown.iloc[labels.index(picked_label)]
-    st.session_state["engine"] = (str(row["dataset"]), int(row["unit"]))
-    st.switch_page("pages/engine.py")
-csv_col.download_button("Download CSV", shown.to_csv(index=False).encode(), file_name="fleet_rul.csv",
+    open_engine(str(row["dataset"]), str(row["engine"]))
+csv_col.download_button("Download CSV", fleet.csv_table(shown, version, scored_at), file_name="fleet_rul.csv",
                         mime="text/csv", key="fleet_csv", icon=":material/download:")
 
 st.subheader("Cost of acting on the risk levels")

@@ -104,18 +104,22 @@ def sidebar_status() -> None:
 
 
 def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:
-    """(name, rows, sha256, loaded_at) of each named dataset: cached results keyed by it refresh when data changes."""
+    """(name, rows, sha256, last load, closed engines) of each named dataset: cached results keyed by it
+    refresh when readings arrive or an outcome closes an engine."""
     listing = datasets().set_index("name")
     return tuple(
-        (name, int(listing.at[name, "rows"]), str(listing.at[name, "sha256"]), str(listing.at[name, "loaded_at"]))
+        (name, int(listing.at[name, "rows"]), str(listing.at[name, "sha256"]), str(listing.at[name, "last_loaded_at"]),
+         int(listing.at[name, "closed"]))
         for name in names if name in listing.index
     )
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
-    """The fleet table of `names` scored by model `version`, cached by (datasets, version, data fingerprint)."""
-    return fleet.score_fleet(whatif.serving_setup(load_model(version, uri)), names)
+def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tuple) -> tuple[pd.DataFrame, str]:
+    """(fleet table of `names` scored by model `version`, scoring time UTC), cached by (datasets, version,
+    data fingerprint); each scoring stores its predictions in the audit trail."""
+    table = fleet.score_fleet(whatif.serving_setup(load_model(version, uri)), names, version=version)
+    return table, pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @st.cache_resource(show_spinner="Preparing the SHAP explainer…", max_entries=4)

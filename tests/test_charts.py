@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from core.data.sensors import feature_label
 from pages import charts
 
 
@@ -13,6 +14,7 @@ def _fleet() -> pd.DataFrame:
     return pd.DataFrame({
         "dataset": ["test_FD001"] * 4,
         "unit": [1, 2, 3, 4],
+        "engine": ["ESN-1", "ESN-2", "ESN-3", "ESN-4"],
         "cycle": [100, 120, 90, 150],
         "rul": [80.0, 12.0, 50.0, 30.0],
         "rul_low": [60.0, 5.0, 30.0, 20.0],
@@ -33,6 +35,7 @@ def test_fleet_chart_has_one_trace_per_risk_level_with_intervals_and_true_rul() 
     assert list(low.error_y.array) == [20.0, 30.0] and list(low.error_y.arrayminus) == [20.0, 20.0]
     assert low.marker.color == charts.RISK_COLOURS["LOW"]
     assert len(fig.data[3].y) == 3  # engines with a known true RUL
+    assert [row[0] for row in low.customdata] == ["ESN-3 (test_FD001)", "ESN-1 (test_FD001)"]
 
 
 def test_fleet_chart_without_truth_has_no_true_rul_trace() -> None:
@@ -51,11 +54,26 @@ def test_policy_cost_bars() -> None:
 def test_sensor_trends_one_line_per_sensor() -> None:
     frame = pd.DataFrame({"cycle": [1, 2, 3], "sensor_2": [1.0, 2.0, 3.0], "sensor_11": [3.0, 2.0, 1.0]})
     fig = charts.sensor_trends(frame, ["sensor_2", "sensor_11"], "Sensor readings")
-    assert [t.name for t in fig.data] == ["sensor_2", "sensor_11"]
+    assert [t.name for t in fig.data] == ["T24 LPC outlet temperature (°R)", "Ps30 HPC static pressure (psia)"]
     assert list(fig.data[1].y) == [3.0, 2.0, 1.0]
     panels = charts.sensor_trends(frame, ["sensor_2", "sensor_11"], "Sensor readings", separate=True)
-    assert [t.name for t in panels.data] == ["sensor_2", "sensor_11"]
+    assert [t.name for t in panels.data] == ["T24 LPC outlet temperature (°R)", "Ps30 HPC static pressure (psia)"]
     assert panels.data[0].yaxis == "y" and panels.data[1].yaxis == "y2"
+    assert panels.layout.yaxis.title.text == "T24 (°R)" and panels.layout.yaxis2.title.text == "Ps30 (psia)"
+    single = charts.sensor_trends(frame, ["sensor_11"], "Sensor readings")
+    assert single.layout.yaxis.title.text == "Ps30 (psia)"
+
+
+def test_feature_labels_name_the_sensor_its_unit_and_the_statistic() -> None:
+    assert feature_label("sensor_11_slope30") == "Ps30 HPC static pressure (psia), 30-cycle slope"
+    assert feature_label("sensor_11_mean10") == "Ps30 HPC static pressure (psia), 10-cycle mean"
+    assert feature_label("sensor_4_std5") == "T50 LPT outlet temperature (°R), 5-cycle standard deviation"
+    assert feature_label("sensor_11_last") == "Ps30 HPC static pressure (psia), last reading"
+    assert feature_label("sensor_2_meanall") == "T24 LPC outlet temperature (°R), mean over the whole history"
+    assert feature_label("sensor_15") == "BPR bypass ratio"
+    assert feature_label("cycle") == feature_label("age") == "engine age (cycles run)"
+    assert feature_label("sensor_99_last") == "sensor_99_last"
+    assert feature_label("3 other features") == "3 other features"
 
 
 def test_rul_trajectory_band_prediction_and_truth() -> None:
@@ -66,6 +84,25 @@ def test_rul_trajectory_band_prediction_and_truth() -> None:
     assert fig.data[1].fill == "tonexty" and fig.data[2].name == "predicted RUL"
     with_truth = charts.rul_trajectory(trajectory, pd.Series([102.0, 101.0, 100.0]))
     assert [t.name for t in with_truth.data][-1] == "true RUL (capped)"
+    marked = charts.rul_trajectory(trajectory, outcomes=pd.DataFrame({"cycle": [2], "event": ["inspection"]}))
+    (line,) = marked.layout.shapes
+    assert line.x0 == line.x1 == 2.0
+    assert marked.layout.annotations[0].text == "inspection (cycle 2)"
+
+
+def test_prediction_history_against_the_realised_rul() -> None:
+    predictions = pd.DataFrame({"cycle": [100, 110, 110], "model_version": ["1", "1", "2"],
+                                "rul": [60.0, 45.0, 50.0], "rul_low": [40.0, 30.0, 35.0],
+                                "rul_high": [80.0, 60.0, 70.0]})
+    fig = charts.prediction_history(predictions, closed_cycle=250, cap=125.0,
+                                    outcomes=pd.DataFrame({"cycle": [250], "event": ["failure"]}))
+    assert [t.name for t in fig.data] == ["predicted, model v1", "predicted, model v2",
+                                          "realised RUL (capped at 125)"]
+    assert list(fig.data[0].x) == [100, 110] and list(fig.data[0].error_y.arrayminus) == [20.0, 15.0]
+    realised = fig.data[2]
+    assert realised.x[0] == 100 and realised.x[-1] == 250
+    assert realised.y[0] == 125 and realised.y[-1] == 0 and realised.y[list(realised.x).index(200)] == 50
+    assert fig.layout.annotations[0].text == "failure (cycle 250)"
 
 
 def test_tree_waterfall_shows_top_features_the_rest_and_the_total() -> None:
@@ -73,7 +110,8 @@ def test_tree_waterfall_shows_top_features_the_rest_and_the_total() -> None:
     fig = charts.tree_waterfall(tree, base=80.0, top=2)
     (trace,) = fig.data
     assert isinstance(trace, go.Waterfall)
-    assert list(trace.y) == ["expected value", "sensor_11_mean5", "cycle", "2 other features", "XGBoost RUL"]
+    assert list(trace.y) == ["expected value", "Ps30 HPC static pressure (psia), 5-cycle mean",
+                             "engine age (cycles run)", "2 other features", "XGBoost RUL"]
     assert list(trace.x)[:4] == [80.0, -9.0, -5.0, 3.5]
     assert list(trace.measure) == ["absolute", "relative", "relative", "relative", "total"]
 
@@ -91,7 +129,8 @@ def test_sensor_attribution_bars_with_and_without_baseline() -> None:
     by_sensor = pd.DataFrame({"input": ["sensor_11", "age", "sensor_4"], "combined": [-9.0, -4.0, 2.0],
                               "xgb": [-10.0, -4.0, 2.0], "lstm": [-7.0, -4.0, 2.0]})
     fig = charts.sensor_attribution(by_sensor, top=2)
-    assert len(fig.data) == 1 and list(fig.data[0].y) == ["age", "sensor_11"]
+    assert len(fig.data) == 1
+    assert list(fig.data[0].y) == ["engine age (cycles run)", "Ps30 HPC static pressure (psia)"]
     compared = charts.sensor_attribution(by_sensor, top=2, compare=by_sensor.assign(combined=[-1.0, -2.0, 0.0]))
     assert [t.name for t in compared.data] == ["baseline", "what-if"]
     assert list(compared.data[0].x) == [-2.0, -1.0]

@@ -1,7 +1,8 @@
-"""Fleet table logic: filters, KPIs and the cost of acting on risk levels vs doing nothing."""
+"""Fleet table logic: triage order, search, filters, KPIs, CSV and the cost of acting on risk levels."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import pandas as pd
@@ -16,6 +17,7 @@ def _table(true_rul: list[float]) -> pd.DataFrame:
     return pd.DataFrame({
         "dataset": ["test_FD001", "test_FD001", "test_FD002", "test_FD002"],
         "unit": [1, 2, 1, 2],
+        "engine": ["ESN-7001", "N123AB-2", "ESN-7002", "1"],
         "cycle": [100, 120, 90, 150],
         "rul": [12.0, 35.0, 80.0, 50.0],
         "rul_low": [5.0, 20.0, 60.0, 30.0],
@@ -89,3 +91,37 @@ def test_mixed_truth_counts_known_engines_and_expects_the_rest() -> None:
 def test_costs_reject_negative_or_missing_prices(miss: float, inspection: float) -> None:
     with pytest.raises(UserError, match="non-negative"):
         fleet.Costs(miss=miss, inspection=inspection)
+
+
+def test_triage_order_puts_high_risk_then_probability_then_lowest_rul_first() -> None:
+    table = pd.concat([_table([10.0, 60.0, 20.0, 90.0]),
+                       _table([float("nan")] * 4).iloc[[1]].assign(engine="ESN-9", rul=20.0)], ignore_index=True)
+    ordered = fleet.triage_order(table)
+    # HIGH p=0.9, then the two HIGH p=0.6 (lower RUL first), then MEDIUM, then LOW.
+    assert ordered["engine"].tolist() == ["ESN-7001", "ESN-9", "N123AB-2", "1", "ESN-7002"]
+    assert ordered["risk"].tolist() == ["HIGH", "HIGH", "HIGH", "MEDIUM", "LOW"]
+
+
+def test_search_finds_engines_by_part_of_their_id_in_any_case() -> None:
+    table = _table([10.0, 60.0, 20.0, 90.0])
+    assert fleet.search(table, " esn-70 ")["engine"].tolist() == ["ESN-7001", "ESN-7002"]
+    assert fleet.search(table, "n123")["engine"].tolist() == ["N123AB-2"]
+    assert fleet.search(table, "")["engine"].tolist() == table["engine"].tolist()
+    assert fleet.search(table, "ZZZ").empty
+
+
+def test_risk_rule_and_cap_note_state_the_model_numbers() -> None:
+    assert fleet.risk_rule({"high": 0.42, "medium": 0.21}) == (
+        "HIGH: P(fail within 30 cycles) ≥ 42%; MEDIUM: ≥ 21%; LOW: below.")
+    assert "capped at 125 cycles" in fleet.rul_cap_note()
+
+
+def test_csv_is_rounded_and_carries_model_version_and_scoring_time() -> None:
+    table = _table([10.4, float("nan"), 20.0, 90.0]).assign(rul=[12.345, 35.0, 80.06, 50.0],
+                                                            p_fail_30=[0.91234, 0.6, 0.1, 0.3])
+    frame = pd.read_csv(io.BytesIO(fleet.csv_table(table, 7, "2026-11-23T04:00:00Z")))
+    assert "unit" not in frame.columns and frame.columns[-2:].tolist() == ["model_version", "scored_at"]
+    assert frame["rul"].tolist() == [12.3, 35.0, 80.1, 50.0]
+    assert frame["p_fail_30"].iloc[0] == 0.912 and frame["true_rul"].iloc[0] == 10.0
+    assert (frame["model_version"] == 7).all() and (frame["scored_at"] == "2026-11-23T04:00:00Z").all()
+    assert frame["engine"].astype(str).tolist() == ["ESN-7001", "N123AB-2", "ESN-7002", "1"]

@@ -1,4 +1,9 @@
-"""The fleet table: scores per engine, filters, KPIs and the expected cost of acting on risk levels.
+"""The fleet table as a triage list: scores per in-service engine, order, search, filters, KPIs, CSV
+and the expected cost of acting on risk levels.
+
+Triage order: risk (HIGH first), then the probability of failing within 30 cycles (highest first),
+then the predicted RUL (lowest first). Engines closed by a failure or removal left service and are
+not listed.
 
 Cost model (per engine, summed over the engines shown). A policy inspects every engine whose
 risk level it names ("Inspect HIGH", "Inspect HIGH and MEDIUM"); "Do nothing" inspects none.
@@ -23,12 +28,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.data.cmapss import FAIL_HORIZON
+from core.data import queries, store
+from core.data.cmapss import FAIL_HORIZON, RUL_CAP
 from core.errors import UserError
 from core.serving import scoring
 from models.ensemble import RISK_LEVELS, Ensemble
 
-TABLE_COLUMNS = ["dataset", "unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "true_rul"]
+TABLE_COLUMNS = ["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul", "unit"]
+"""Columns of the fleet table: triage first, then who the engine is; ``unit`` is the store's integer key."""
+CSV_DECIMALS = {"p_fail_30": 3, "rul": 1, "rul_low": 1, "rul_high": 1, "true_rul": 0}
+"""Decimals kept per column in the CSV download."""
 POLICIES: dict[str, tuple[str, ...]] = {
     "Inspect HIGH": ("HIGH",),
     "Inspect HIGH and MEDIUM": ("HIGH", "MEDIUM"),
@@ -38,17 +47,67 @@ POLICIES: dict[str, tuple[str, ...]] = {
 BASELINE_POLICY = "Do nothing"
 
 
-def score_fleet(ensemble: Ensemble, names: Iterable[str]) -> pd.DataFrame:
-    """One row per engine of the datasets `names` at its last cycle, with :data:`TABLE_COLUMNS`."""
+def score_fleet(ensemble: Ensemble, names: Iterable[str], version: int | None = None) -> pd.DataFrame:
+    """One row per in-service engine of the datasets `names` at its last cycle, with :data:`TABLE_COLUMNS`,
+    in triage order (:func:`triage_order`). Engines closed by an outcome are left out.
+
+    With `version` (the scoring model's registry version) the predictions are also stored in the audit
+    trail, as every scoring's are.
+    """
     names = list(names)
     if not names:
         raise UserError("Choose at least one dataset to score.")
     rows, truth = scoring.fleet_frame(names)
+    with store.connect(read_only=True) as con:
+        engines = pd.concat([queries.engines(con, name).assign(dataset=name) for name in names], ignore_index=True)
+    open_engines = engines.loc[engines["closed_event"].isna(), ["dataset", "unit", "engine"]]
+    rows = rows.merge(open_engines[["dataset", "unit"]], on=["dataset", "unit"])
     if rows.empty:
-        raise UserError(f"The dataset(s) {', '.join(names)} hold no readings.")
+        raise UserError(f"The dataset(s) {', '.join(names)} hold no engine in service.")
     table = scoring.score(ensemble, rows, truth)
+    if version is not None:
+        scoring.record(table, version)
     table["true_rul"] = pd.to_numeric(table["true_rul"], errors="coerce").astype(float)
-    return table[TABLE_COLUMNS].sort_values(["dataset", "unit"]).reset_index(drop=True)
+    table = table.merge(open_engines, on=["dataset", "unit"], how="left")
+    table["engine"] = table["engine"].astype(str)
+    return triage_order(table[TABLE_COLUMNS])
+
+
+def triage_order(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` sorted by risk (HIGH first), P(fail) (highest first), predicted RUL (lowest first), then id."""
+    rank = table["risk"].map({level: i for i, level in enumerate(reversed(RISK_LEVELS))})
+    order = (table.assign(_rank=rank)
+             .sort_values(["_rank", "p_fail_30", "rul", "dataset", "engine"],
+                          ascending=[True, False, True, True, True], kind="mergesort"))
+    return order.drop(columns="_rank").reset_index(drop=True)
+
+
+def search(table: pd.DataFrame, text: str) -> pd.DataFrame:
+    """Rows whose engine id contains `text` (letter case and surrounding spaces ignored); all rows for ''."""
+    needle = text.strip().lower()
+    if not needle:
+        return table
+    return table[table["engine"].str.lower().str.contains(needle, regex=False)].reset_index(drop=True)
+
+
+def risk_rule(thresholds: dict[str, float], horizon: int = FAIL_HORIZON) -> str:
+    """The risk levels in words, from the ensemble's probability thresholds."""
+    return (f"HIGH: P(fail within {horizon} cycles) ≥ {thresholds['high']:.0%}; "
+            f"MEDIUM: ≥ {thresholds['medium']:.0%}; LOW: below.")
+
+
+def rul_cap_note(cap: float = RUL_CAP) -> str:
+    """Why no predicted RUL exceeds the cap."""
+    return (f"Predicted RUL is capped at {cap:.0f} cycles: the models learn RUL as min(true RUL, {cap:.0f}), "
+            f"so {cap:.0f} means \"{cap:.0f} cycles or more\".")
+
+
+def csv_table(table: pd.DataFrame, model_version: int, scored_at: str) -> bytes:
+    """The table as CSV for download: rounded (:data:`CSV_DECIMALS`), without the store's unit number,
+    with the model version and scoring time on every row."""
+    out = table.drop(columns="unit").round(CSV_DECIMALS)
+    out = out.assign(model_version=model_version, scored_at=scored_at)
+    return out.to_csv(index=False).encode()
 
 
 def filter_fleet(table: pd.DataFrame, datasets: Iterable[str] | None = None, risks: Iterable[str] | None = None,
