@@ -65,6 +65,9 @@ class TrainConfig:
     lr: float = 1e-3
     patience: int = 8
     fail_weight: float = 0.5
+    conv: int = 0
+    """Filters of the LSTM's 1-D convolution front end (0: none)."""
+    lr_patience: int = 3
     samples_per_epoch: int = 8192
     max_bin: int = 64
     medium_ratio: float = 0.5
@@ -105,6 +108,7 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, "dropout must lie in [0, 1)"),
             (0.0 < self.medium_ratio <= 1.0, "medium_ratio must lie in (0, 1]"),
             (self.threads >= 0 and self.samples_per_epoch >= 0, "threads and samples_per_epoch cannot be negative"),
+            (self.conv >= 0 and self.lr_patience >= 1, "conv cannot be negative and lr_patience must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -121,7 +125,7 @@ class TrainConfig:
         """The LSTM part of the config."""
         return LSTMParams(hidden=self.hidden, layers=self.layers, dropout=self.dropout, epochs=self.epochs,
                           batch=self.batch, lr=self.lr, patience=self.patience, fail_weight=self.fail_weight,
-                          samples_per_epoch=self.samples_per_epoch)
+                          samples_per_epoch=self.samples_per_epoch, conv=self.conv, lr_patience=self.lr_patience)
 
 
 @dataclass

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", action="store_true", help="run as a background job and return at once")
 
 
-def _print_progress(event: dict[str, Any]) -> None:
+def print_progress(event: dict[str, Any]) -> None:
     parts = [str(event.get("phase", ""))]
     if "epoch" in event:
         parts.append(f"{event['epoch']}/{event.get('epochs', '?')}")
@@ -43,4 +43,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.background:
         job = retrain.start_job(snap, config, created_by="cli")
         return {"job": job.id, "state": job.state, "data": names, "snapshot": snap.sha256}
-    return run_training(snap.path, config, _print_progress)
+    return run_training(snap.path, config, print_progress)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.data import snapshot
 from core.operations import registry
+from core.operations.tune import apply_recipe, load_recipe
 from models.bundle import save_bundle
 from models.device import resolve_device
 from models.training import TrainConfig, evaluate, train
@@ -50,12 +51,16 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
     """Train on a snapshot, log and register the result; return version, metrics and the gate's decision.
 
+    A tuned recipe (``core.operations.tune``) replaces the settings it holds in `config`.
+
     The metrics hold the blend's and each member's validation and test RMSE (``val_rmse``,
     ``val_rmse_xgb``, ``val_rmse_lstm``, ``test_FD00x_rmse``, ``test_FD00x_rmse_xgb``,
     ``test_FD00x_rmse_lstm``), the fitted blend weights as flat ``weight_*`` numbers (logged to
     MLflow) and, in the returned dict only, as ``weights``.
     """
     snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
+    recipe = load_recipe()
+    config = apply_recipe(config)
     if progress:
         progress({"phase": "features", "device": resolve_device(config.device).name,
                   "message": f"Training on {', '.join(snap.datasets)} ({snap.engines} engines)."})
@@ -72,6 +77,7 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
         "device": str(device.get("name", device) if isinstance(device, dict) else device),
         "seed": str(config.seed),
         "snapshot_sha256": snap.sha256,
+        "recipe": f"tuned (validation RMSE {recipe['val_rmse']:.3f})" if recipe else "default",
         **{f"version_{k}": v for k, v in _versions().items()},
     }
     if progress:
