@@ -1,38 +1,70 @@
-"""Streamlit entry: page config, navigation over pages/, sidebar status, session defaults.
+"""Streamlit entry and the one server: the dashboard at ``/``, the REST API at ``/api/v1``, Prometheus at ``/metrics``.
 
-Start it with ``python app.py [streamlit options]`` (what ``make run`` does). Plain
-``streamlit run app.py`` works too, but Streamlit then treats ``pages/`` as a legacy
-multipage folder until this script has called ``st.navigation`` once: a deep link (or a click)
-that arrives before that runs a page script on its own, without this entry. Launching
-through this file switches that legacy mode off before the server starts.
+Start it with ``python app.py [--server.port 8501 --server.address 127.0.0.1 ...]`` (what ``make run``
+does), ``streamlit run app.py`` or ``uvicorn app:app``: each serves Streamlit's ASGI app (``st.App``)
+with the routes of :mod:`core.server` in one process, which owns the DuckDB file and the model cache.
+Imported as a module, this file builds that server; executed by Streamlit's runtime for a browser
+session, it is the dashboard script: page config, navigation over ``pages/``, sidebar, session defaults.
 """
 
 import sys
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-if __name__ == "__main__" and not st.runtime.exists():
+
+def dashboard() -> None:
+    """The dashboard script: navigation over the pages, sidebar status, then the chosen page."""
+    st.set_page_config(page_title="Turbofan fleet RUL", page_icon=":material/flight:", layout="wide")
+    navigation = st.navigation(
+        [
+            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+            st.Page("pages/data.py", title="Data", icon=":material/database:"),
+            st.Page("pages/fleet.py", title="Fleet", icon=":material/flight:"),
+            st.Page("pages/engine.py", title="Engine", icon=":material/settings:"),
+            st.Page("pages/drift.py", title="Drift", icon=":material/monitoring:"),
+            st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+        ]
+    )
+    from pages import ui  # after st.navigation, which must run before this slow import
+
+    ui.init_session()
+    ui.sidebar_status()
+    navigation.run()
+
+
+def run_config(argv: list[str]) -> dict[str, object]:
+    """Streamlit options given as ``--section.option value`` (or ``=value``) flags, values typed as JSON would."""
+    import json
+
+    options: dict[str, object] = {}
+    args = iter(argv)
+    for arg in args:
+        if not arg.startswith("--") or "." not in arg:
+            raise SystemExit(f"app.py takes Streamlit options such as --server.port 8501; '{arg}' is not one.")
+        key, has_value, value = arg[2:].partition("=")
+        if not has_value:
+            value = next(args, None)
+            if value is None:
+                raise SystemExit(f"The option --{key} needs a value.")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+if get_script_run_ctx(suppress_warning=True) is not None:
+    dashboard()
+else:
     from streamlit.runtime.pages_manager import PagesManager
-    from streamlit.web import cli
 
+    from core.server import asgi
+
+    # Streamlit would run a deep link such as /fleet in its legacy pages/ mode (the page alone, no
+    # navigation) until this script has called st.navigation once; the app never uses that mode.
     PagesManager.uses_pages_directory = False
-    sys.argv = ["streamlit", "run", __file__, *sys.argv[1:]]
-    sys.exit(cli.main())
-
-st.set_page_config(page_title="Turbofan fleet RUL", page_icon=":material/flight:", layout="wide")
-navigation = st.navigation(
-    [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/database:"),
-        st.Page("pages/fleet.py", title="Fleet", icon=":material/flight:"),
-        st.Page("pages/engine.py", title="Engine", icon=":material/settings:"),
-        st.Page("pages/drift.py", title="Drift", icon=":material/monitoring:"),
-        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
-    ]
-)
-
-from pages import ui  # noqa: E402 - after st.navigation, which must run before this slow import
-
-ui.init_session()
-ui.sidebar_status()
-navigation.run()
+    server = asgi.build()
+    app = st.App(__file__, routes=server.routes, middleware=server.middleware, lifespan=server.lifespan)
+    if __name__ == "__main__":
+        app.run(config=run_config(sys.argv[1:]))

@@ -1,0 +1,215 @@
+"""The REST API mounted at ``/api/v1`` (OpenAPI docs at ``/api/v1/docs``).
+
+Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`core.server.auth`).
+Predictions come from the model cache of this process; writes go through :mod:`core.data.fleet_ops`,
+the one writer path of the store, serialised by :data:`WRITE_LOCK`; after a write the alert watcher is
+poked. Errors: :mod:`core.server.errors`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from starlette.exceptions import HTTPException
+
+from core import config
+from core.data import fleet_ops, queries, store
+from core.errors import UserError
+from core.operations import jobs
+from core.server import auth, errors, metrics, predicting
+from core.server.alert_rules import Watcher
+from core.server.alerts import list_alerts
+from core.server.model_cache import ModelCache
+from core.server.readings_input import InputError, check_engine, model_frame, readings_columns
+from core.server.schemas import (
+    BatchAnswer,
+    BatchRequest,
+    EngineReadings,
+    OutcomeRequest,
+    Prediction,
+    Problem,
+    ReadingsRequest,
+)
+
+WRITE_LOCK = threading.Lock()
+"""Serialises the API's writes to the store within this process."""
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text}
+    for code, text in ((401, "no or wrong bearer token"), (404, "unknown dataset or engine"),
+                       (413, "request body too large"), (422, "invalid request; the sentence names the field"))
+}
+
+
+class Services:
+    """What the endpoints share in one server process: the model cache, the alert watcher, the token."""
+
+    def __init__(self, cache: ModelCache, watcher: Watcher | None, token: str) -> None:
+        self.cache = cache
+        self.watcher = watcher
+        self.token = token
+
+    def changed(self) -> None:
+        """Tell the alert watcher that data changed."""
+        if self.watcher is not None:
+            self.watcher.poke()
+
+
+def _services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def require_token(request: Request) -> None:
+    """Refuse (401) a request without the right bearer token."""
+    if not auth.bearer_ok(request.headers.get("authorization"), _services(request).token):
+        raise HTTPException(401, "This endpoint needs the header 'Authorization: Bearer <token>' with the "
+                                 "server's API token (shown on the dashboard's Home page).",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def _dataset_or_404(name: str) -> dict:
+    if not config.paths().duckdb.exists():
+        raise errors.NotFound(f"No dataset named '{name}' is loaded (the store is empty).")
+    with store.connect(read_only=True) as con:
+        found = queries.find_dataset(con, name)
+    if found is None:
+        raise errors.NotFound(f"No dataset named '{name}' is loaded.")
+    return found
+
+
+def _served(services: Services, model: str | None) -> Any:
+    if model is None and services.cache.champion_version() is None:
+        raise UserError("No model is trained yet: train one (Models page or 'python -m core train') first.")
+    return services.cache.get(model)
+
+
+def _engine_frames(engines: list[EngineReadings], field: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    """One model frame for several engines (units 1..n), checked reading by reading."""
+    seen: dict[str, int] = {}
+    for j, item in enumerate(engines):
+        if item.engine in seen:
+            raise InputError(f"{field}[{j}].engine", f"{field}[{j}] repeats engine {item.engine}, already given as "
+                                                     f"{field}[{seen[item.engine]}].")
+        seen[item.engine] = j
+    readings = [r for item in engines for r in item.readings]
+    prefix = [f"{field}[{j}].readings" if field else "readings" for j in range(len(engines))]
+    paths = [f"{prefix[j]}[{i}]" for j, item in enumerate(engines) for i in range(len(item.readings))]
+    for j, item in enumerate(engines):
+        if not item.readings:
+            raise InputError(prefix[j], f"Engine {item.engine} has no readings.")
+    columns = readings_columns(readings, paths)
+    sizes = [len(item.readings) for item in engines]
+    units = np.repeat(np.arange(1, len(engines) + 1), sizes)
+    start = 0
+    for item, size in zip(engines, sizes, strict=True):
+        check_engine(columns["cycle"][start:start + size], paths[start:start + size], item.engine)
+        start += size
+    label = f"Engine {engines[0].engine}" if len(engines) == 1 else "The batch"
+    return model_frame(columns, units, paths, label), {j + 1: item.engine for j, item in enumerate(engines)}
+
+
+def build_api(services: Services) -> FastAPI:
+    """The FastAPI app of ``/api/v1``."""
+    app = FastAPI(title="Turbofan fleet RUL API", version="1", docs_url="/docs", openapi_url="/openapi.json",
+                  redoc_url=None, description="Predictions, readings, outcomes and alerts of the fleet dashboard's "
+                                              "server. Send `Authorization: Bearer <token>` (Home page).")
+    app.state.services = services
+    errors.install(app)
+    app.add_middleware(errors.BodyLimitMiddleware)
+    open_routes = APIRouter()
+    secured = APIRouter(dependencies=[Depends(require_token)], responses=ERRORS)
+
+    @open_routes.get("/health", summary="Server status (no token needed)")
+    def health(request: Request) -> dict[str, Any]:
+        s = _services(request)
+        listing: list[dict[str, Any]] = []
+        if config.paths().duckdb.exists():
+            with store.connect(read_only=True) as con:
+                frame = queries.list_datasets(con)
+            listing = [{"name": str(r["name"]), "role": str(r["role"]), "engines": int(r["engines"]),
+                        "rows": int(r["rows"])} for _, r in frame.iterrows()]
+        job = jobs.running()
+        return {"status": "ok", "champion_version": s.cache.champion_version(), "datasets": listing,
+                "running_job": None if job is None else {"id": job.id, "kind": job.kind, "phase": job.phase,
+                                                         "progress": job.progress}}
+
+    @secured.post("/predict", summary="Predict one engine from its readings", response_model=Prediction,
+                  response_model_exclude_none=True)
+    def predict(body: EngineReadings, request: Request,
+                model: Annotated[str | None, Query(description="version number, champion or challenger")] = None,
+                factors: Annotated[bool, Query(description="include the top 5 SHAP factors")] = True,
+                ) -> dict[str, Any]:
+        s = _services(request)
+        frame, ids = _engine_frames([body], "")
+        served = _served(s, model)
+        answer = predicting.predict_frame(s.cache, served, frame, ids, factors)[0]
+        metrics.count_predictions([answer["risk"]])
+        return answer
+
+    @secured.post("/batch-predict", summary="Predict many engines, given or stored", response_model=BatchAnswer,
+                  response_model_exclude_none=True)
+    def batch_predict(body: BatchRequest, request: Request,
+                      model: Annotated[str | None, Query(description="version number, champion or challenger")] = None,
+                      ) -> dict[str, Any]:
+        s = _services(request)
+        if (body.engines is None) == (body.dataset is None):
+            raise InputError("body", "Give either 'engines' (engines with their readings) or 'dataset' (a stored "
+                                     "dataset's name), not both or neither.")
+        if body.engines is not None:
+            if not body.engines:
+                raise InputError("engines", "The batch holds no engines.")
+            frame, ids = _engine_frames(body.engines, "engines")
+        else:
+            _dataset_or_404(body.dataset)
+            frame, ids = predicting.stored_frame(body.dataset)
+        served = _served(s, model)
+        answers = predicting.predict_frame(s.cache, served, frame, ids, body.factors)
+        if body.dataset is not None:
+            with WRITE_LOCK:
+                predicting.record(answers, body.dataset, ids, served.version)
+            s.changed()
+        metrics.count_predictions([a["risk"] for a in answers])
+        return {"model_version": served.version, "dataset": body.dataset, "engines": answers}
+
+    @secured.post("/readings", summary="Append readings to a fleet dataset")
+    def readings(body: ReadingsRequest, request: Request) -> dict[str, Any]:
+        paths = [f"readings[{i}]" for i in range(len(body.readings))]
+        rows = pd.DataFrame(readings_columns(body.readings, paths, id_key=True))
+        with WRITE_LOCK:
+            result = fleet_ops.append_readings(body.dataset, rows)
+        _services(request).changed()
+        return result
+
+    @secured.post("/outcomes", summary="Record what happened to an engine")
+    def outcomes(body: OutcomeRequest, request: Request) -> dict[str, Any]:
+        _engine_or_404(body.dataset, body.engine)
+        served_version = _services(request).cache.champion_version()
+        with WRITE_LOCK:
+            result = fleet_ops.record_outcome(body.dataset, body.engine, body.cycle, body.event, body.note,
+                                              model_version=served_version)
+        _services(request).changed()
+        return result
+
+    @secured.get("/engines/{dataset}/{engine}", summary="An engine's latest prediction and history")
+    def engine(dataset: str, engine: str) -> dict[str, Any]:
+        _engine_or_404(dataset, engine)
+        return fleet_ops.engine_history(dataset, engine)
+
+    @secured.get("/alerts", summary="Alerts, newest first")
+    def alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        return {"alerts": [a.to_dict() for a in list_alerts(limit)]}
+
+    app.include_router(open_routes)
+    app.include_router(secured)
+    return app
+
+
+def _engine_or_404(dataset: str, engine: str) -> None:
+    _dataset_or_404(dataset)
+    with store.connect(read_only=True) as con:
+        found = queries.find_engine(con, dataset, engine)
+    if found is None:
+        raise errors.NotFound(f"Dataset '{dataset}' has no engine '{engine}'.")

@@ -1,0 +1,85 @@
+"""The server's own routes, middleware and lifespan, for ``st.App`` in ``app.py`` (which serves the dashboard).
+
+- ``/api/v1``: the REST API (:mod:`core.server.api`); ``/metrics``: Prometheus text (:mod:`core.server.metrics`);
+- middleware: request count and latency of those two;
+- lifespan: create the store and the registry database once, start the alert watcher, stop it at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route
+
+from core.data import store
+from core.errors import UserError
+from core.operations import jobs, registry
+from core.operations.retrain import TRAIN_KIND
+from core.server import auth, metrics
+from core.server.alert_rules import Watcher
+from core.server.alerts import Notifier
+from core.server.api import Services, build_api
+from core.server.model_cache import ModelCache
+
+LOG = logging.getLogger("core.server")
+
+
+@dataclass
+class ServerParts:
+    """What ``st.App`` is given, and the services behind them (tests reach in through ``services``)."""
+
+    routes: list[BaseRoute]
+    middleware: list[Middleware]
+    lifespan: Callable[[Any], AbstractAsyncContextManager[None]]
+    services: Services
+
+
+def _refresh(services: Services) -> Callable[[], None]:
+    def refresh() -> None:
+        metrics.set_champion(services.cache.champion_version())
+        newest = jobs.list_jobs(limit=1, kind=TRAIN_KIND)
+        metrics.set_job_state(newest[0].state if newest else None)
+    return refresh
+
+
+def _prepare_state() -> None:
+    """Create the store's schema and the registry database before requests use them concurrently."""
+    with store.connect():
+        pass
+    registry.init()
+
+
+def build(watch: bool = True) -> ServerParts:
+    """Routes, middleware and lifespan of the server; the API token is read (or generated) now."""
+    cache = ModelCache()
+    notifier = Notifier()
+    watcher = Watcher(cache, notifier) if watch else None
+    services = Services(cache, watcher, auth.api_token())
+    routes: list[BaseRoute] = [
+        Mount("/api/v1", app=build_api(services)),
+        Route("/metrics", metrics.metrics_endpoint(_refresh(services)), methods=["GET"]),
+    ]
+    middleware = [Middleware(metrics.MetricsMiddleware)]
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(_prepare_state)
+        except UserError as err:
+            LOG.warning("The store or registry is not ready yet: %s", err)
+        if watcher is not None:
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            notifier.stop()
+
+    return ServerParts(routes=routes, middleware=middleware, lifespan=lifespan, services=services)

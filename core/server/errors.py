@@ -1,0 +1,132 @@
+"""How the API answers a refused request: one JSON sentence (``detail``) naming the field, never a traceback.
+
+- 401: no or wrong bearer token; 404: an unknown dataset or engine (:class:`NotFound`, raised by the
+  API after looking it up); 413: a body over ``PM_API_MAX_BODY_MB`` (default 64 MB);
+- 422: a request that does not parse or fails a check (:class:`~core.server.readings_input.InputError`,
+  pydantic's validation, or any :class:`~core.errors.UserError` from the core, e.g. a refused append);
+- 500: anything else, answered with a sentence while the traceback goes to the server log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import UserError
+from core.server.readings_input import InputError
+
+LOG = logging.getLogger("core.server")
+DEFAULT_MAX_BODY_MB = 64.0
+
+
+class NotFound(UserError):
+    """A dataset or engine the request names does not exist (HTTP 404)."""
+
+
+def max_body_bytes() -> int:
+    """Largest request body accepted (``PM_API_MAX_BODY_MB``, default 64)."""
+    raw = os.environ.get("PM_API_MAX_BODY_MB", str(DEFAULT_MAX_BODY_MB))
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise UserError(f"PM_API_MAX_BODY_MB is '{raw}', which is not a number.") from err
+    return max(1, int(value * 1024 * 1024))
+
+
+def problem(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON error answer."""
+    return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    """``("body", "engines", 2, "engine")`` -> ``engines[2].engine``."""
+    out = ""
+    for part in loc[1:] if loc and loc[0] in ("body", "query", "path") else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def validation_sentence(err: dict[str, Any]) -> tuple[str, str]:
+    """(sentence, field) for pydantic's first complaint about a request."""
+    kind, field = err.get("type", ""), _path(tuple(err.get("loc", ())))
+    if kind == "json_invalid":
+        return f"The request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')}).", "body"
+    if kind == "missing":
+        return ("The request has no JSON body." if field == "body" else f"The request lacks the field '{field}'."), field
+    if kind == "extra_forbidden":
+        return f"The request has the field '{field}', which this endpoint does not take.", field
+    message = str(err.get("msg", "is not valid")).rstrip(".")
+    return f"The field '{field}' is not valid: {message[0].lower() + message[1:]}.", field
+
+
+def install(app: FastAPI) -> None:
+    """Register the error answers on the API app."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, field = validation_sentence(exc.errors()[0]) if exc.errors() else ("The request is not valid.", None)
+        return problem(422, detail, field)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(InputError)
+    async def _input(_request: Request, exc: InputError) -> JSONResponse:
+        return problem(422, str(exc), exc.field)
+
+    @app.exception_handler(UserError)
+    async def _user(_request: Request, exc: UserError) -> JSONResponse:
+        return problem(422, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        LOG.exception("Unhandled error answering %s %s", request.method, request.url.path)
+        return problem(500, f"The server failed to answer ({type(exc).__name__}); the details are in its log.")
+
+
+def too_large_sentence(limit: int) -> str:
+    return (f"The request body is larger than the {limit / 1048576:g} MB this server accepts (PM_API_MAX_BODY_MB); "
+            "send the readings in parts.")
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a request body larger than ``limit`` bytes: at once when declared, else as it streams in
+    (raised as an HTTP exception while the endpoint reads its body)."""
+
+    def __init__(self, app: ASGIApp, limit: int | None = None) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit or max_body_bytes()
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await problem(413, too_large_sentence(limit), "body")(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, too_large_sentence(limit))
+            return message
+
+        await self.app(scope, counting_receive, send)

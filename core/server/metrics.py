@@ -1,0 +1,120 @@
+"""Prometheus metrics of the server, in their own registry, and the ``/metrics`` endpoint.
+
+- ``pm_http_requests_total{endpoint, method, status}`` and ``pm_http_request_seconds{endpoint, method, status}``
+  for every request under ``/api/v1`` and ``/metrics`` (``endpoint`` is the route template, so engine ids do
+  not multiply the series);
+- ``pm_predictions_total{risk}``: engines predicted, by risk level;
+- ``pm_champion``: an info metric with the champion's version; ``pm_training_job_state{state}``: 1 for the
+  state of the newest training job;
+- ``pm_drift_share{dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules computed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MEASURED_PREFIXES = ("/api/v1", "/metrics")
+
+disable_created_metrics()
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("pm_http_requests", "HTTP requests answered", ["endpoint", "method", "status"], registry=REGISTRY)
+LATENCY = Histogram("pm_http_request_seconds", "Time to answer an HTTP request", ["endpoint", "method", "status"],
+                    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+PREDICTIONS = Counter("pm_predictions", "Engines predicted through the API", ["risk"], registry=REGISTRY)
+CHAMPION = Info("pm_champion", "The registered model version the server serves as champion", registry=REGISTRY)
+JOB_STATE = Gauge("pm_training_job_state", "1 for the state of the newest training job", ["state"],
+                  registry=REGISTRY)
+DRIFT_SHARE = Gauge("pm_drift_share", "Last drift share of a fleet dataset against the champion's training data",
+                    ["dataset"], registry=REGISTRY)
+LIVE_RMSE = Gauge("pm_live_rmse", "Live RMSE (cycles) of a model version's stored predictions on closed engines",
+                  ["model_version"], registry=REGISTRY)
+
+
+def count_predictions(risks: list[str]) -> None:
+    """Add predicted engines to ``pm_predictions_total`` by risk level."""
+    for risk in risks:
+        PREDICTIONS.labels(risk=risk).inc()
+
+
+def set_champion(version: int | None) -> None:
+    """Record the champion's version (``none`` while no model is trained)."""
+    CHAMPION.info({"version": str(version) if version is not None else "none"})
+
+
+def set_job_state(state: str | None) -> None:
+    """Mark `state` as the newest training job's state (all zero when there has been no job)."""
+    for name in JOB_STATES:
+        JOB_STATE.labels(state=name).set(1.0 if name == state else 0.0)
+
+
+def exposition() -> bytes:
+    """The registry in Prometheus' text format."""
+    return generate_latest(REGISTRY)
+
+
+def metrics_endpoint(refresh: Callable[[], None]) -> Callable[[Request], Any]:
+    """A Starlette endpoint serving the metrics, calling `refresh` first (champion and job state)."""
+
+    async def metrics(_request: Request) -> Response:
+        refresh()
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+def _template(scope: Scope) -> str:
+    """The route template that answered a request (``/api/v1/engines/{dataset}/{engine}``), or ``other``.
+
+    Starlette's routers record the matched route in the (shared) scope and extend ``root_path`` at each mount.
+    """
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return "other"
+    return scope.get("root_path", "").removeprefix(scope.get("app_root_path", "")) + path
+
+
+class MetricsMiddleware:
+    """ASGI middleware timing and counting the API and metrics requests by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(MEASURED_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            labels = {"endpoint": _template(scope), "method": scope.get("method", ""),
+                      "status": str(status["code"])}
+            REQUESTS.labels(**labels).inc()
+            LATENCY.labels(**labels).observe(time.perf_counter() - started)

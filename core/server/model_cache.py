@@ -1,0 +1,85 @@
+"""The models the server holds: each registry version loaded once, with its SHAP explainer, champion hot-swapped.
+
+The champion alias is resolved at most every ``ALIAS_TTL_S`` seconds, so a promotion is served within
+that time without a registry read on every request. Loaded versions are kept by version number (the
+last ``KEEP`` used); loading is serialised by one lock so concurrent first requests load a model once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from core.operations import registry
+from core.serving import whatif
+from models.bundle import load_bundle
+from models.ensemble import Ensemble
+from models.explain import Explainer
+
+ALIAS_TTL_S = 5.0
+KEEP = 3
+
+
+@dataclass
+class Served:
+    """One loaded registry version: its ensemble and, once built, its explainer."""
+
+    version: int
+    ensemble: Ensemble
+    explainer: Explainer | None = None
+
+
+class ModelCache:
+    """Registry versions loaded for serving (thread-safe)."""
+
+    def __init__(self, alias_ttl_s: float = ALIAS_TTL_S) -> None:
+        self._lock = threading.RLock()
+        self._loaded: OrderedDict[int, Served] = OrderedDict()
+        self._aliases: dict[str, tuple[float, int]] = {}
+        self._alias_ttl_s = alias_ttl_s
+
+    def resolve(self, model: str | None) -> int:
+        """The version `model` names (a number, ``champion`` or ``challenger``; None means champion)."""
+        name = (model or registry.CHAMPION).strip()
+        if name.isdigit():
+            return registry.resolve(int(name))
+        now = time.monotonic()
+        cached = self._aliases.get(name)
+        if cached is not None and now - cached[0] < self._alias_ttl_s:
+            return cached[1]
+        version = registry.resolve(name)
+        self._aliases[name] = (now, version)
+        return version
+
+    def champion_version(self) -> int | None:
+        """The champion's version, or None while no model is registered (read through the alias cache)."""
+        cached = self._aliases.get(registry.CHAMPION)
+        if cached is not None and time.monotonic() - cached[0] < self._alias_ttl_s:
+            return cached[1]
+        version = registry.champion_version()
+        if version is not None:
+            self._aliases[registry.CHAMPION] = (time.monotonic(), version)
+        return version
+
+    def get(self, model: str | None = None) -> Served:
+        """The loaded model `model` names, loading its bundle on first use (set up for one thread per request)."""
+        version = self.resolve(model)
+        with self._lock:
+            served = self._loaded.get(version)
+            if served is None:
+                ensemble = whatif.serving_setup(load_bundle(registry.bundle_dir(version)))
+                served = Served(version=version, ensemble=ensemble)
+                self._loaded[version] = served
+                while len(self._loaded) > KEEP:
+                    self._loaded.popitem(last=False)
+            self._loaded.move_to_end(version)
+            return served
+
+    def explainer(self, served: Served) -> Explainer:
+        """The SHAP explainer of a loaded model, built on first use from its training data."""
+        with self._lock:
+            if served.explainer is None:
+                served.explainer = whatif.build_explainer(served.ensemble)
+            return served.explainer

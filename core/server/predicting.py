@@ -1,0 +1,76 @@
+"""Predictions for API requests: engines given with their readings, or the stored engines of a dataset.
+
+A request's engines become units 1..n of one frame (the model only sees integer units); each answer
+carries the operator's engine id again. ``factors`` are the five inputs with the largest absolute
+SHAP contribution to the blended RUL (XGBoost TreeSHAP and the LSTM's expected gradients, weighted as
+the blend is), named by the sensor table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.data import queries, sensors, store
+from core.errors import UserError
+from core.server.model_cache import ModelCache, Served
+from core.serving import scoring
+from models.explain import AGE
+
+TOP_FACTORS = 5
+ANSWER_COLUMNS = ("cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk")
+
+
+def _factor(name: str, contribution: float) -> dict[str, Any]:
+    if name == AGE:
+        return {"name": "age", "column": "cycle", "label": "engine age (cycles run)", "contribution": contribution}
+    return {"name": sensors.mnemonic(name), "column": name, "label": sensors.label(name), "contribution": contribution}
+
+
+def _answers(predictions: pd.DataFrame, ids: dict[int, str], version: int) -> list[dict[str, Any]]:
+    out = []
+    for row in predictions.itertuples(index=False):
+        out.append({"engine": ids[int(row.unit)], "cycle": int(row.cycle), "rul": float(row.rul),
+                    "rul_low": float(row.rul_low), "rul_high": float(row.rul_high),
+                    "p_fail_30": float(row.p_fail_30), "risk": str(row.risk), "model_version": version})
+    return out
+
+
+def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: dict[int, str],
+                  factors: bool) -> list[dict[str, Any]]:
+    """One answer per engine of `frame` (units ``ids`` keys) at its last cycle, with ``factors`` if asked."""
+    ensemble = served.ensemble
+    fs = ensemble.features(frame, "last")
+    answers = _answers(ensemble.predict_features(fs), ids, served.version)
+    if factors:
+        explainer = cache.explainer(served)
+        for row, answer in enumerate(answers):
+            top = explainer.explain(fs, row).by_sensor.head(TOP_FACTORS)
+            answer["factors"] = [_factor(str(n), float(c)) for n, c in zip(top["input"], top["combined"], strict=True)]
+    return answers
+
+
+def stored_frame(dataset: str) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The readings of a stored dataset (with ``dataset``) and its unit -> engine id map."""
+    rows, _truth = scoring.fleet_frame([dataset])
+    if rows.empty:
+        raise UserError(f"Dataset {dataset} holds no readings.")
+    with store.connect(read_only=True) as con:
+        ids = engine_ids(con, dataset, rows["unit"].unique())
+    return rows, ids
+
+
+def engine_ids(con: Any, dataset: str, units: np.ndarray) -> dict[int, str]:
+    """unit -> engine id for a stored dataset (the unit number as text where no id is recorded)."""
+    known = queries.engine_ids(con, dataset)
+    return {int(u): known.get(int(u), str(int(u))) for u in units}
+
+
+def record(predictions: list[dict[str, Any]], dataset: str, ids: dict[int, str], version: int) -> None:
+    """Store a dataset's predictions in the audit trail (``predictions``), as ``core score`` does."""
+    unit_of = {engine: unit for unit, engine in ids.items()}
+    frame = pd.DataFrame([{**{k: p[k] for k in ANSWER_COLUMNS}, "unit": unit_of[p["engine"]], "dataset": dataset}
+                          for p in predictions])
+    scoring.record(frame, version)

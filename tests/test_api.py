@@ -1,0 +1,310 @@
+"""The REST API through Starlette's TestClient: every endpoint, auth, and every class of refused request.
+
+The app under test is the server's own routes and middleware (:func:`core.server.asgi.build`) on a bare
+Starlette app; ``tests/test_server_uvicorn.py`` checks the same routes inside ``st.App`` over real HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from core.data import sensors
+from tests.api_support import build_trained_home, engine_body
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
+    return build_trained_home(tmp_path_factory.mktemp("api_home"), cmapss_dir)
+
+
+@pytest.fixture
+def server(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any]]:
+    """A client of the API on the trained home (token from PM_API_TOKEN); the alert watcher is not started."""
+    from core.server import asgi
+
+    monkeypatch.setenv("PM_HOME", str(home))
+    monkeypatch.setenv("PM_API_TOKEN", TOKEN)
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI", "PM_ALERT_WEBHOOK", "PM_API_MAX_BODY_MB",
+                "PM_API_MAX_READINGS", "PM_API_MAX_ENGINE_READINGS"):
+        monkeypatch.delenv(var, raising=False)
+    parts = asgi.build(watch=False)
+    app = Starlette(routes=parts.routes, middleware=parts.middleware, lifespan=parts.lifespan)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {TOKEN}"
+        yield client, parts
+
+
+@pytest.fixture(scope="module")
+def engine1(home: Path) -> dict[str, Any]:
+    return engine_body(home, "test_FD001", 1, engine="ESN-7001")
+
+
+def _refused(response: Any, status: int, field: str | None = None, *words: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"detail", "field"}
+    if field is not None:
+        assert body["field"] == field
+    detail = body["detail"]
+    assert detail.endswith(".") and "Traceback" not in detail
+    for word in words:
+        assert word in detail
+    return detail
+
+
+# -------------------------------------------------------------------------------------- health, auth
+
+
+def test_health_needs_no_token_and_names_the_champion_and_datasets(server) -> None:
+    client, _ = server
+    response = client.get("/api/v1/health", headers={"Authorization": ""})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["champion_version"] == 1 and body["running_job"] is None
+    assert {d["name"] for d in body["datasets"]} == {"train_FD001", "test_FD001"}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token-0123456789", "Basic " + TOKEN, TOKEN])
+def test_every_endpoint_but_health_and_metrics_refuses_a_missing_or_wrong_token(server, header: str | None) -> None:
+    client, _ = server
+    headers = {"Authorization": header} if header is not None else {"Authorization": ""}
+    calls = [("post", "/api/v1/predict"), ("post", "/api/v1/batch-predict"), ("post", "/api/v1/readings"),
+             ("post", "/api/v1/outcomes"), ("get", "/api/v1/engines/test_FD001/1"), ("get", "/api/v1/alerts")]
+    for method, path in calls:
+        response = getattr(client, method)(path, headers=headers, **({"json": {}} if method == "post" else {}))
+        _refused(response, 401, None, "Authorization: Bearer")
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert client.get("/metrics", headers=headers).status_code == 200
+
+
+def test_the_openapi_document_lists_every_endpoint(server) -> None:
+    client, _ = server
+    paths = client.get("/api/v1/openapi.json").json()["paths"]
+    assert {"/health", "/predict", "/batch-predict", "/readings", "/outcomes", "/engines/{dataset}/{engine}",
+            "/alerts"} <= set(paths)
+    assert client.get("/api/v1/docs").status_code == 200
+
+
+# -------------------------------------------------------------------------------------- predict
+
+
+def test_predict_matches_core_score_for_test_fd001_engine_1(server, engine1) -> None:
+    from core.commands import score
+
+    client, _ = server
+    response = client.post("/api/v1/predict", json=engine1)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    scored = score.run(argparse.Namespace(dataset="test_FD001", model="champion", no_record=True))
+    unit1 = next(e for e in scored["engines"] if e["unit"] == 1)
+    assert answer["engine"] == "ESN-7001" and answer["model_version"] == scored["model_version"] == 1
+    assert answer["cycle"] == unit1["cycle"] == 31
+    for key in ("rul", "rul_low", "rul_high", "p_fail_30"):
+        assert answer[key] == pytest.approx(unit1[key], abs=1e-6)
+    assert answer["risk"] == unit1["risk"]
+
+
+def test_predict_names_the_top_five_factors_from_the_sensor_table(server, engine1) -> None:
+    client, _ = server
+    factors = client.post("/api/v1/predict", json=engine1).json()["factors"]
+    assert len(factors) == 5
+    sizes = [abs(f["contribution"]) for f in factors]
+    assert sizes == sorted(sizes, reverse=True)
+    for factor in factors:
+        if factor["name"] != "age":
+            assert sensors.canonical_column(factor["name"]) == factor["column"]
+            assert factor["label"] == sensors.label(factor["column"])
+    without = client.post("/api/v1/predict?factors=false", json=engine1).json()
+    assert "factors" not in without
+
+
+def test_predict_takes_storage_names_in_any_case_and_any_order(server, engine1) -> None:
+    client, _ = server
+    renamed = []
+    for reading in engine1["readings"]:
+        items = [(k if k == "cycle" else sensors.canonical_column(k).upper(), v) for k, v in reading.items()]
+        renamed.append(dict(reversed(items)))
+    first = client.post("/api/v1/predict", json=engine1).json()
+    second = client.post("/api/v1/predict", json={"engine": "ESN-7001", "readings": renamed}).json()
+    assert second["rul"] == first["rul"]
+
+
+def test_predict_a_named_model_version_and_refuse_an_unknown_one(server, engine1) -> None:
+    client, _ = server
+    assert client.post("/api/v1/predict?model=1", json=engine1).json()["model_version"] == 1
+    _refused(client.post("/api/v1/predict?model=99", json=engine1), 422, None, "99")
+
+
+def _without(body: dict[str, Any], index: int, key: str) -> dict[str, Any]:
+    readings = [dict(r) for r in body["readings"]]
+    del readings[index][key]
+    return {**body, "readings": readings}
+
+
+def _with(body: dict[str, Any], index: int, key: str, value: Any) -> dict[str, Any]:
+    readings = [dict(r) for r in body["readings"]]
+    readings[index][key] = value
+    return {**body, "readings": readings}
+
+
+def test_a_reading_without_t30_is_refused_naming_it(server, engine1) -> None:
+    client, _ = server
+    _refused(client.post("/api/v1/predict", json=_without(engine1, 4, "T30")), 422, "readings[4].T30",
+             "readings[4] lacks", "T30 HPC outlet temperature")
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("T50", "1400.2", ["readings[2].T50", '"1400.2"', "not a number"]),
+    ("T50", None, ["readings[2].T50", "null"]),
+    ("T50", True, ["readings[2].T50", "true", "not a number"]),
+    ("Ps30", [47.2], ["readings[2].Ps30", "list", "not a number"]),
+    ("cycle", 2.5, ["readings[2].cycle", "2.5", "whole number"]),
+    ("Nc", -5.0, ["sensor_9", "-5", "plausible range"]),
+])
+def test_bad_values_are_refused_with_a_sentence_naming_the_field(server, engine1, key, value, words) -> None:
+    client, _ = server
+    _refused(client.post("/api/v1/predict", json=_with(engine1, 2, key, value)), 422, None, *words)
+
+
+def test_nan_and_infinity_are_refused(server, engine1) -> None:
+    client, _ = server
+    for literal in ("NaN", "Infinity"):
+        text = json.dumps(_with(engine1, 3, "T24", 0.0)).replace('"T24": 0.0', f'"T24": {literal}')
+        response = client.post("/api/v1/predict", content=text, headers={"Content-Type": "application/json"})
+        _refused(response, 422, "readings[3].T24", "finite")
+
+
+def test_cycles_that_do_not_increase_are_refused(server, engine1) -> None:
+    client, _ = server
+    _refused(client.post("/api/v1/predict", json=_with(engine1, 5, "cycle", 3)), 422, "readings[5].cycle",
+             "cycle is 3 after cycle 5", "increase")
+
+
+def test_unknown_or_doubled_columns_and_an_engine_inside_the_readings_are_refused(server, engine1) -> None:
+    client, _ = server
+    _refused(client.post("/api/v1/predict", json=_with(engine1, 0, "T99", 1.0)), 422, "readings[0].T99", "T99")
+    _refused(client.post("/api/v1/predict", json=_with(engine1, 0, "sensor_3", 1.0)), 422, "readings[0].sensor_3",
+             "T30")
+    _refused(client.post("/api/v1/predict", json=_with(engine1, 0, "engine", "x")), 422, "readings[0].engine",
+             "named once")
+
+
+def test_too_many_readings_are_refused(server, engine1, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = server
+    monkeypatch.setenv("PM_API_MAX_ENGINE_READINGS", "30")
+    _refused(client.post("/api/v1/predict", json=engine1), 422, "readings", "31 readings", "30 allowed")
+    monkeypatch.setenv("PM_API_MAX_READINGS", "10")
+    _refused(client.post("/api/v1/predict", json=engine1), 422, "readings", "31 readings", "10")
+
+
+def test_malformed_requests_are_refused_with_the_field(server, engine1) -> None:
+    client, _ = server
+    headers = {"Content-Type": "application/json"}
+    _refused(client.post("/api/v1/predict", content="{not json", headers=headers), 422, "body", "not valid JSON")
+    _refused(client.post("/api/v1/predict", json={"readings": engine1["readings"]}), 422, "engine",
+             "lacks the field 'engine'")
+    _refused(client.post("/api/v1/predict", json={**engine1, "extra": 1}), 422, "extra", "does not take")
+    _refused(client.post("/api/v1/predict", json={"engine": "E", "readings": []}), 422, "readings", "no readings")
+    _refused(client.post("/api/v1/predict", json={"engine": "E", "readings": [1, 2]}), 422, "readings[0]",
+             "not an object")
+
+
+def test_a_body_over_the_limit_is_refused_with_413(server, engine1, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _ = server
+    monkeypatch.setenv("PM_API_MAX_BODY_MB", "0.001")
+    _refused(client.post("/api/v1/predict", json=engine1), 413, "body", "PM_API_MAX_BODY_MB")
+
+    def chunks() -> Iterator[bytes]:
+        text = json.dumps(engine1).encode()
+        for i in range(0, len(text), 512):
+            yield text[i:i + 512]
+
+    streamed = client.post("/api/v1/predict", content=chunks(), headers={"Content-Type": "application/json"})
+    _refused(streamed, 413, None, "PM_API_MAX_BODY_MB")
+
+
+# -------------------------------------------------------------------------------------- batch
+
+
+def test_batch_of_engines_answers_each_engine_like_a_single_predict(server, home: Path) -> None:
+    client, _ = server
+    bodies = [engine_body(home, "test_FD001", unit, engine=f"ESN-{unit}") for unit in (3, 1, 2)]
+    response = client.post("/api/v1/batch-predict", json={"engines": bodies})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model_version"] == 1 and [e["engine"] for e in answer["engines"]] == ["ESN-3", "ESN-1", "ESN-2"]
+    assert all("factors" not in e for e in answer["engines"])
+    for body, batch in zip(bodies, answer["engines"], strict=True):
+        single = client.post("/api/v1/predict?factors=false", json=body).json()
+        assert batch["rul"] == pytest.approx(single["rul"], abs=1e-6) and batch["cycle"] == single["cycle"]
+    with_factors = client.post("/api/v1/batch-predict", json={"engines": bodies[:1], "factors": True}).json()
+    assert len(with_factors["engines"][0]["factors"]) == 5
+
+
+def test_batch_refusals_name_the_engine_and_reading(server, home: Path) -> None:
+    client, _ = server
+    good = engine_body(home, "test_FD001", 2, engine="B")
+    bad = _without(engine_body(home, "test_FD001", 1, engine="A"), 7, "P30")
+    _refused(client.post("/api/v1/batch-predict", json={"engines": [good, bad]}), 422,
+             "engines[1].readings[7].P30", "lacks")
+    _refused(client.post("/api/v1/batch-predict", json={"engines": [good, good]}), 422, "engines[1].engine", "repeats")
+    _refused(client.post("/api/v1/batch-predict", json={"engines": [good], "dataset": "test_FD001"}), 422, "body",
+             "either")
+    _refused(client.post("/api/v1/batch-predict", json={}), 422, "body", "either")
+    _refused(client.post("/api/v1/batch-predict", json={"engines": []}), 422, "engines", "no engines")
+
+
+def test_batch_of_a_stored_dataset_scores_every_engine_and_records_it(server) -> None:
+    from core.data import store
+
+    client, _ = server
+    with store.connect(read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+    response = client.post("/api/v1/batch-predict", json={"dataset": "test_FD001"})
+    assert response.status_code == 200, response.text
+    engines = response.json()["engines"]
+    assert len(engines) == 100 and engines[0]["engine"] == "1"
+    with store.connect(read_only=True) as con:
+        after = con.execute("SELECT count(*) FROM predictions").fetchall()[0][0]
+    assert after == before + 100
+    _refused(client.post("/api/v1/batch-predict", json={"dataset": "no_such"}), 404, None, "no_such")
+
+
+# -------------------------------------------------------------------------------------- metrics
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_by_endpoint_and_status_and_predictions_by_risk(server, engine1) -> None:
+    client, _ = server
+    before = client.get("/metrics").text
+    answer = client.post("/api/v1/predict?factors=false", json=engine1).json()
+    client.post("/api/v1/predict", json=_without(engine1, 0, "T30"))
+    after = client.get("/metrics")
+    assert after.headers["content-type"].startswith("text/plain")
+    text = after.text
+    risk = answer["risk"]
+    assert _sample(text, "pm_predictions_total", risk=risk) == _sample(before, "pm_predictions_total", risk=risk) + 1
+    for status in ("200", "422"):
+        key = {"endpoint": "/api/v1/predict", "method": "POST", "status": status}
+        assert _sample(text, "pm_http_requests_total", **key) == _sample(before, "pm_http_requests_total", **key) + 1
+        assert _sample(text, "pm_http_request_seconds_count", **key) >= 1
+    assert _sample(text, "pm_champion_info", version="1") == 1.0
+    assert "pm_training_job_state" in text
+    client.get("/api/v1/engines/test_FD001/77")
+    assert 'endpoint="/api/v1/engines/{dataset}/{engine}"' in client.get("/metrics").text
