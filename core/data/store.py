@@ -70,6 +70,9 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS feedback (
         created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL,
         cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS alerts (
+        key VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL,
+        dataset VARCHAR, engine VARCHAR, value DOUBLE)""",
 ]
 """Tables. ``truth_files`` records each RUL file loaded (for de-duplication);
 ``pending_truth`` holds RUL values that arrived before their test dataset."""
