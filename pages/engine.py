@@ -1,4 +1,8 @@
-"""Engine: sensor trends, the RUL trajectory, the current prediction, its SHAP explanation and what-if sliders."""
+"""Engine: one engine by its id: the current prediction, sensor trends, outcomes (record and timeline), stored
+predictions against the realised RUL once it closed, the SHAP explanation and what-if sliders.
+
+The address ``?dataset=NAME&engine=ID`` opens that engine, so a link to it can be shared.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from core import config
+from core.commands import outcome as outcome_command
+from core.data import fleet_ops, queries, sensors, store
 from core.data.cmapss import RUL_CAP, SENSORS
 from core.errors import UserError
 from core.serving import whatif
@@ -14,6 +20,29 @@ from models.explain import Explainer
 from pages import charts, ui
 
 TOP_SENSORS = 4  # the most influential sensors get a what-if slider and are plotted by default
+IN_SERVICE = ("fleet", "evaluation")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def engine_list(name: str, fingerprint: tuple) -> pd.DataFrame:
+    """The engines of a dataset (:func:`core.data.queries.engines`), cached by the data fingerprint."""
+    with store.connect(read_only=True) as con:
+        return queries.engines(con, name)
+
+
+def show(dataset: str, engine: str | None) -> None:
+    """Make (`dataset`, `engine`) the engine shown, in the session and in the page's shareable address."""
+    st.session_state["engine"] = (dataset, engine)
+    st.query_params.from_dict({"dataset": dataset, **({"engine": engine} if engine else {})})
+
+
+def _pick_dataset() -> None:
+    show(st.session_state["_engine_dataset"], None)
+
+
+def _pick_engine() -> None:
+    show(st.session_state["_engine_dataset"], st.session_state["_engine_id"])
+
 
 ui.init_session()  # idempotent; keeps the page whole even when run outside app.py
 st.title("Engine")
@@ -21,42 +50,53 @@ st.title("Engine")
 version, ensemble, listing = ui.model_and_data()
 uri = config.paths().mlflow_uri
 names = listing["name"].tolist()
+roles = listing.set_index("name")["role"]
 
-
-def _pick_dataset() -> None:
-    st.session_state["engine"] = (st.session_state["_engine_dataset"], None)
-
-
-def _pick_unit() -> None:
-    st.session_state["engine"] = (st.session_state["_engine_dataset"], st.session_state["_engine_unit"])
-
-
-selected = st.session_state["engine"] or (None, None)
-dataset = selected[0] if selected[0] in names else next(iter(listing.loc[listing["split"] == "test", "name"]),
-                                                          names[0])
+asked = st.query_params.get("dataset"), st.query_params.get("engine")
+selected = asked if asked[0] is not None else (st.session_state["engine"] or (None, None))
+if selected[0] is not None and selected[0] not in names:
+    st.warning(f"No dataset named '{selected[0]}' is loaded; showing another one.")
+default = next((n for n in names if roles[n] in IN_SERVICE), names[0])
+dataset = selected[0] if selected[0] in names else default
 fingerprint = ui.data_fingerprint([dataset])
 try:
+    engines = engine_list(dataset, fingerprint)
     readings = ui.dataset_readings(dataset, fingerprint)
 except UserError as err:
     ui.show_error(err)
     st.stop()
-units = sorted(int(u) for u in readings["unit"].unique())
-if not units:
+if engines.empty:
     st.warning(f"{dataset} holds no engines.")
     st.stop()
-unit = selected[1] if selected[1] in units else units[0]
-st.session_state["engine"] = (dataset, unit)
-st.session_state["_engine_dataset"], st.session_state["_engine_unit"] = dataset, unit
+ids = engines["engine"].astype(str).tolist()
+wanted = None if selected[1] is None else str(selected[1])
+if wanted is not None and wanted not in ids:
+    st.warning(f"Dataset '{dataset}' has no engine '{wanted}'; showing engine {ids[0]}.")
+engine_id = wanted if wanted in ids else ids[0]
+info = engines.set_index(engines["engine"].astype(str)).loc[engine_id]
+unit = int(info["unit"])
+role = str(roles[dataset])
+closed = pd.notna(info["closed_event"])
+show(dataset, engine_id)
+st.session_state["_engine_dataset"], st.session_state["_engine_id"] = dataset, engine_id
 
-pick = st.columns([2, 1, 3])
-pick[0].selectbox("Dataset", names, key="_engine_dataset", on_change=_pick_dataset)
-pick[1].selectbox("Unit", units, key="_engine_unit", on_change=_pick_unit)
+
+def _engine_option(engine: str) -> str:
+    row = engines.set_index(engines["engine"].astype(str)).loc[engine]
+    return engine if pd.isna(row["closed_event"]) else f"{engine} (closed: {row['closed_event']})"
+
+
+pick = st.columns([2, 2, 2])
+pick[0].selectbox("Dataset", names, key="_engine_dataset", on_change=_pick_dataset,
+                  format_func=lambda n: f"{n} ({roles[n]})")
+pick[1].selectbox("Engine", ids, key="_engine_id", on_change=_pick_engine, format_func=_engine_option)
 pick[2].page_link("pages/fleet.py", label="Back to the fleet", icon=":material/arrow_back:")
 
 try:
     engine = whatif.engine_rows(readings, dataset, unit)
     trajectory = ui.engine_trajectory(dataset, unit, version, uri, fingerprint)
     truth = ui.engine_truth(dataset, fingerprint)
+    history = fleet_ops.engine_history(dataset, engine_id)
     with st.spinner("Explaining the prediction…"):
         explainer = ui.explainer(version, uri)
         baseline = whatif.predict_one(ensemble, explainer, engine)
@@ -64,22 +104,33 @@ except UserError as err:
     ui.show_error(err)
     st.stop()
 
-split = str(listing.set_index("name").at[dataset, "split"])
-end_rul = truth.get(unit, 0.0 if split == "train" else None)
+outcomes = pd.DataFrame(history["outcomes"], columns=["created_at", "cycle", "event", "note", "model_version"])
+if closed:
+    end_rul = float(info["closed_cycle"]) - baseline.cycle
+    truth_note = (f"Closed by a {info['closed_event']} at cycle {int(info['closed_cycle'])}: true RUL after the "
+                  f"last cycle {end_rul:.0f} cycles.")
+elif role == "history":
+    end_rul = truth.get(unit, 0.0)
+    truth_note = f"True RUL after the last cycle: {end_rul:.0f} cycles (a history engine runs to failure or removal)."
+elif role == "evaluation" and unit in truth:
+    end_rul = truth[unit]
+    truth_note = f"True RUL after the last cycle: {end_rul:.0f} cycles (from the evaluation data's RUL file)."
+else:
+    end_rul = None
+    truth_note = "In service: its true RUL is not known until a failure or removal is recorded."
+
 m = st.columns(5)
 m[0].metric("Last cycle", baseline.cycle)
 m[1].metric("Predicted RUL", f"{baseline.rul:.0f} cycles",
-            help="Blend of XGBoost and the LSTM, capped at 125 cycles.")
+            help=f"Blend of XGBoost and the LSTM, capped at {RUL_CAP} cycles.")
 m[2].metric("Interval", f"{baseline.rul_low:.0f} – {baseline.rul_high:.0f}",
             help=f"Split-conformal interval, {ensemble.conformal.nominal:.0%} nominal coverage.")
 m[3].metric("P(fail within 30 cycles)", f"{baseline.p_fail_30:.0%}")
 m[4].metric("Risk", baseline.risk)
-if end_rul is not None:
-    st.caption(f"True RUL after the last cycle: {end_rul:.0f} cycles"
-               + (" (a training engine runs to failure)." if split == "train" and unit not in truth else "."))
+st.caption(f"Engine {engine_id} of {dataset} ({role}). {truth_note}")
 
 explanation = baseline.explanation
-trends_tab, why_tab, whatif_tab = st.tabs(["Trends", "Why this prediction", "What if"])
+trends_tab, outcomes_tab, why_tab, whatif_tab = st.tabs(["Trends", "Outcomes", "Why this prediction", "What if"])
 
 with trends_tab:
     left, right = st.columns([3, 1])
@@ -88,18 +139,66 @@ with trends_tab:
                              "in training standard deviations (what the models see).")
     options = SENSORS if scale == "raw" else ensemble.pipeline.sensors
     chosen = right.multiselect("Sensors", options, default=explanation.top_sensors(TOP_SENSORS),
-                               key=f"engine_sensors_{scale}")
+                               key=f"engine_sensors_{scale}", format_func=sensors.label)
     frame = engine if scale == "raw" else whatif.normalised(ensemble, engine)
-    title = "Sensor readings" if scale == "raw" else "Regime-normalised sensors (training σ)"
-    left.plotly_chart(charts.sensor_trends(frame, chosen, title, separate=scale == "raw"), key="engine_trends")
+    title = "Sensor readings" if scale == "raw" else "Regime-normalised sensors"
+    left.plotly_chart(charts.sensor_trends(frame, chosen, title, separate=scale == "raw",
+                                           y_title=None if scale == "raw" else "training σ from the regime mean"),
+                      key="engine_trends")
     true_line = None
     if end_rul is not None:
         true_line = (end_rul + trajectory["cycle"].max() - trajectory["cycle"]).clip(upper=RUL_CAP)
-    st.plotly_chart(charts.rul_trajectory(trajectory, true_line), key="engine_trajectory")
+    st.plotly_chart(charts.rul_trajectory(trajectory, true_line, outcomes), key="engine_trajectory")
+    if not outcomes.empty:
+        st.caption("Dotted lines mark the engine's recorded outcomes.")
+
+with outcomes_tab:
+    message = st.session_state.pop("engine_outcome_message", None)
+    if message is not None:
+        st.success(message, icon=":material/check_circle:")
+    if outcomes.empty:
+        st.caption("No outcome is recorded for this engine.")
+    else:
+        st.dataframe(outcomes, hide_index=True, width="stretch", key="engine_outcomes",
+                     column_order=["cycle", "event", "note", "created_at", "model_version"],
+                     column_config={"created_at": st.column_config.DatetimeColumn("recorded (UTC)"),
+                                    "model_version": st.column_config.TextColumn("model serving then")})
+    if closed:
+        predictions = pd.DataFrame(history["predictions"])
+        predictions = predictions[predictions["cycle"] <= int(info["closed_cycle"])] if len(predictions) else predictions
+        if predictions.empty:
+            st.info("No prediction of this engine was stored before it closed, so there is nothing to compare "
+                    "with the RUL it realised.")
+        else:
+            st.plotly_chart(charts.prediction_history(predictions, int(info["closed_cycle"]), float(ensemble.cap),
+                                                      outcomes), key="engine_prediction_history")
+            st.caption(f"{len(predictions)} stored prediction(s) of this engine against the RUL it realised "
+                       f"(closed cycle {int(info['closed_cycle'])} minus the prediction's cycle).")
+    elif role in IN_SERVICE:
+        st.markdown("**Record an outcome**")
+        with st.form(f"outcome_{dataset}_{engine_id}"):
+            event = st.selectbox("Event", fleet_ops.EVENTS, key=f"outcome_event_{dataset}_{engine_id}",
+                                 help="A failure or removal closes the engine: its readings become history "
+                                      "(training data) and it leaves the fleet list. An inspection is only noted.")
+            cycle = st.number_input("Cycle", min_value=1, value=int(info["last_cycle"]), step=1,
+                                    key=f"outcome_cycle_{dataset}_{engine_id}",
+                                    help="The cycle of the event; the last reading's cycle or later.")
+            note = st.text_input("Note", key=f"outcome_note_{dataset}_{engine_id}")
+            submitted = st.form_submit_button("Record outcome")
+        if submitted:
+            try:
+                result = fleet_ops.record_outcome(dataset, engine_id, int(cycle), event, note, model_version=version)
+            except UserError as err:
+                ui.show_error(err)
+            else:
+                st.session_state["engine_outcome_message"] = outcome_command.render(result)
+                st.rerun()
+    else:
+        st.caption(f"Outcomes are recorded for engines in service; {dataset} is a {role} dataset.")
 
 with why_tab:
     w = explanation.weight_xgb
-    st.markdown("\n".join(f"- {line}" for line in explanation.sentences()))
+    st.markdown("\n".join(f"- {line}" for line in whatif.labelled_sentences(explanation)))
     st.plotly_chart(charts.sensor_attribution(explanation.by_sensor), key="why_sensors")
     st.caption(
         f"Each input's effect combines the two models by the ensemble's RUL weights (XGBoost {w:.2f}, "
@@ -108,7 +207,7 @@ with why_tab:
     tree_col, lstm_col = st.columns(2)
     tree_col.plotly_chart(charts.tree_waterfall(explanation.tree, explanation.tree_base), key="why_tree")
     window_cycles = list(range(baseline.cycle - len(explanation.lstm) + 1, baseline.cycle + 1))
-    lstm_col.plotly_chart(charts.lstm_heatmap(explanation.lstm, explanation.lstm_channels, window_cycles),
+    lstm_col.plotly_chart(charts.lstm_heatmap(explanation.lstm, whatif.lstm_channel_labels(ensemble), window_cycles),
                           key="why_lstm")
     if w >= 1.0:
         lstm_col.caption("The ensemble gives the LSTM no weight in the RUL blend, so its part does not move "
@@ -120,8 +219,8 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
                   prefix: str) -> None:
     """Sliders shifting the recent readings of the most influential sensors, and the updated prediction."""
     ranges = whatif.slider_ranges(ensemble)
-    sensors = [s for s in baseline.explanation.top_sensors(TOP_SENSORS) if s in ranges]
-    keys = {s: f"{prefix}_{s}" for s in sensors}
+    shifted = [s for s in baseline.explanation.top_sensors(TOP_SENSORS) if s in ranges]
+    keys = {s: f"{prefix}_{s}" for s in shifted}
 
     def reset() -> None:
         for key in keys.values():
@@ -130,13 +229,16 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
     top = st.columns([3, 1], vertical_alignment="bottom")
     last_n = top[0].slider("Shift the last N cycles", 1, max(len(engine), 2), min(10, len(engine)), key=f"{prefix}_n")
     top[1].button("Reset", on_click=reset, key=f"{prefix}_reset", icon=":material/restart_alt:")
-    columns = st.columns(len(sensors))
+    columns = st.columns(len(shifted))
     shifts = {}
-    for column, sensor in zip(columns, sensors):
+    for column, sensor in zip(columns, shifted):
         r = ranges[sensor]
+        unit = sensors.unit_of(sensor)
         shifts[sensor] = column.slider(
-            f"{sensor} shift", r.low, r.high, 0.0, r.step, key=keys[sensor],
-            help=f"Added to {sensor} over the last N cycles. Range ±3 training σ (σ = {r.sigma:.4g}).",
+            f"{sensors.mnemonic(sensor)} shift" + (f" ({unit})" if unit else ""), r.low, r.high, 0.0, r.step,
+            key=keys[sensor],
+            help=f"Added to {sensors.label(sensor)} over the last N cycles. Range ±3 training σ "
+                 f"(σ = {r.sigma:.4g}{' ' + unit if unit else ''}).",
         )
     try:
         result = whatif.what_if(ensemble, explainer, engine, shifts, last_n, baseline=baseline)
@@ -161,10 +263,10 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
     chart_col.plotly_chart(charts.whatif_compare(before.to_dict(), after.to_dict()), key=f"{prefix}_compare")
     shap_col.plotly_chart(charts.sensor_attribution(after.explanation.by_sensor, compare=before.explanation.by_sensor),
                           key=f"{prefix}_shap")
-    st.markdown("\n".join(f"- {line}" for line in after.explanation.sentences()))
+    st.markdown("\n".join(f"- {line}" for line in whatif.labelled_sentences(after.explanation)))
 
 
 with whatif_tab:
     st.caption("Shift the recent readings of the sensors that move this prediction most and see the prediction, "
                "interval, risk and explanation change, next to the unmodified baseline.")
-    what_if_panel(ensemble, explainer, engine, baseline, f"whatif_{dataset}_{unit}")
+    what_if_panel(ensemble, explainer, engine, baseline, f"whatif_{dataset}_{engine_id}")

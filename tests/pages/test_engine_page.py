@@ -1,21 +1,28 @@
-"""Engine page (AppTest): prediction, trends, explanation, what-if sliders with reset, engine switching."""
+"""Engine page (AppTest): prediction, trends, explanation with sensor names, what-if sliders with reset,
+engine switching, opening by address, the outcome form and stored predictions of a closed engine."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.data import fleet_ops
 from core.serving import scoring, whatif
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE_FIXTURES = Path(__file__).resolve().parent / "conftest.py"
 
 
-def _engine(engine: tuple[str, int] | None) -> AppTest:
+def _engine(engine: tuple[str, str] | None, params: dict[str, str] | None = None) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()  # through app.py (navigation, session defaults), then to the page
     app.session_state["engine"] = engine
     app.switch_page("pages/engine.py")
+    for key, value in (params or {}).items():
+        app.query_params[key] = value
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert not app.error, [e.value for e in app.error]
@@ -27,7 +34,7 @@ def _metrics(app: AppTest) -> dict[str, str]:
 
 
 def test_engine_page_shows_the_prediction_trends_and_explanation(app_env: Path) -> None:
-    app = _engine(("test_FD001", 3))
+    app = _engine(("test_FD001", "3"))
     _, ensemble = scoring.load_model()
     rows, _ = scoring.fleet_frame(["test_FD001"])
     expected = ensemble.predict_last(whatif.engine_rows(rows, "test_FD001", 3)).iloc[0]
@@ -35,19 +42,24 @@ def test_engine_page_shows_the_prediction_trends_and_explanation(app_env: Path) 
     assert metrics["Last cycle"] == str(int(expected["cycle"]))
     assert metrics["Predicted RUL"] == f"{expected['rul']:.0f} cycles"
     assert metrics["Risk"] == expected["risk"]
-    assert any("True RUL after the last cycle" in c.value for c in app.caption)
-    assert [t.label for t in app.tabs] == ["Trends", "Why this prediction", "What if"]
+    assert any("True RUL after the last cycle" in c.value and "evaluation" in c.value for c in app.caption)
+    assert [t.label for t in app.tabs] == ["Trends", "Outcomes", "Why this prediction", "What if"]
     charts = app.get("plotly_chart")
     assert len(charts) >= 6  # trends, trajectory, attribution, waterfall, heatmap, what-if (2)
     assert any("fleet-average prediction" in m.value for m in app.markdown)
+    sentences = next(m.value for m in app.markdown if "fleet-average prediction" in m.value)
+    assert "sensor_" not in sentences and "(" in sentences.splitlines()[1]  # e.g. "Ps30 HPC static pressure (psia)"
+    picker = app.multiselect(key="engine_sensors_regime-normalised")
+    assert picker.value and all(not label.startswith("sensor_") for label in map(picker.format_func, picker.value))
 
 
 def test_slider_moves_the_prediction_and_reset_restores_it(app_env: Path) -> None:
-    app = _engine(("test_FD001", 3))
+    app = _engine(("test_FD001", "3"))
     baseline = _metrics(app)["Predicted RUL"]
     sliders = [s for s in app.slider if s.key.startswith("whatif_test_FD001_3_sensor_")]
     assert len(sliders) == 4
     assert all(s.min < 0 < s.max and s.value == 0.0 for s in sliders)
+    assert all(not s.label.startswith("sensor_") and s.label.split()[1] == "shift" for s in sliders)
     for slider in sliders:
         slider.set_value(slider.max)
     app.slider(key="whatif_test_FD001_3_n").set_value(30)
@@ -63,10 +75,77 @@ def test_slider_moves_the_prediction_and_reset_restores_it(app_env: Path) -> Non
 
 def test_engine_selectors_change_the_engine_in_session(app_env: Path) -> None:
     app = _engine(None)
-    assert app.session_state["engine"] == ("test_FD001", 1)
-    app.selectbox(key="_engine_unit").set_value(42).run()
+    assert app.session_state["engine"] == ("test_FD001", "1")
+    app.selectbox(key="_engine_id").set_value("42").run()
     assert not app.exception
-    assert app.session_state["engine"] == ("test_FD001", 42)
+    assert app.session_state["engine"] == ("test_FD001", "42")
+    assert app.query_params["engine"] == "42"
     app.selectbox(key="_engine_dataset").set_value("train_FD001").run()
-    assert app.session_state["engine"] == ("train_FD001", 1)
+    assert app.session_state["engine"] == ("train_FD001", "1")
     assert any("runs to failure" in c.value for c in app.caption)
+
+
+def test_the_address_opens_an_engine_and_an_unknown_one_is_named(app_env: Path) -> None:
+    app = _engine(None, {"dataset": "test_FD001", "engine": "17"})
+    assert app.selectbox(key="_engine_id").value == "17"
+    assert _metrics(app)["Last cycle"] == str(len(whatif.engine_rows(scoring.fleet_frame(["test_FD001"])[0],
+                                                                       "test_FD001", 17)))
+    lost = _engine(None, {"dataset": "test_FD001", "engine": "ESN-404"})
+    assert any("has no engine 'ESN-404'" in w.value for w in lost.warning)
+    assert lost.selectbox(key="_engine_id").value == "1"
+
+
+@pytest.fixture(scope="module")
+def outcome_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
+    """A home of its own (outcomes change it): FD001 loaded and a tiny champion, by the page fixtures' recipe."""
+    spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_home(tmp_path_factory.mktemp("outcome_home"), cmapss_dir, module.DEFAULT_FILES,
+                             ("train_FD001",))
+
+
+@pytest.fixture
+def outcome_env(outcome_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PM_HOME", str(outcome_home))
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return outcome_home
+
+
+def _submit(app: AppTest, key: str, event: str, cycle: int, note: str = "") -> AppTest:
+    app.selectbox(key=f"outcome_event_{key}").set_value(event)
+    app.number_input(key=f"outcome_cycle_{key}").set_value(cycle)
+    app.text_input(key=f"outcome_note_{key}").set_value(note)
+    app.button(key=f"FormSubmitter:outcome_{key}-Record outcome").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_outcomes_are_recorded_refused_and_a_closed_engine_compares_predictions(outcome_env: Path) -> None:
+    fleet_page = AppTest.from_file(APP, default_timeout=120)
+    fleet_page.run()
+    fleet_page.switch_page("pages/fleet.py")
+    fleet_page.run()  # scoring the fleet stores its predictions
+    assert "5" in set(fleet_page.dataframe[0].value["engine"])
+
+    app = _engine(None, {"dataset": "test_FD001", "engine": "5"})
+    last = int(_metrics(app)["Last cycle"])
+    assert app.number_input(key="outcome_cycle_test_FD001_5").value == last
+    _submit(app, "test_FD001_5", "failure", last - 1)
+    assert any("would come before its last reading" in e.value for e in app.error)
+    _submit(app, "test_FD001_5", "inspection", last, "borescope: blade tip wear")
+    assert any("Recorded inspection of engine 5" in s.value for s in app.success)
+    assert app.dataframe[0].value["note"].tolist() == ["borescope: blade tip wear"]
+    _submit(app, "test_FD001_5", "failure", last + 3, "in-flight shutdown")
+    assert any("closed" in s.value and "test_FD001-closed" in s.value for s in app.success)
+    assert any("Closed by a failure" in c.value and "3 cycles" in c.value for c in app.caption)
+    assert [o["event"] for o in fleet_ops.engine_history("test_FD001", "5")["outcomes"]] == ["inspection", "failure"]
+    history = app.get("plotly_chart")
+    assert any(c.proto.spec and "realised RUL" in c.proto.spec for c in history)
+    assert not any(b.label == "Record outcome" for b in app.button)
+
+    fleet_page.run()
+    listed = fleet_page.dataframe[0].value
+    assert "5" not in set(listed["engine"]) and len(listed) == 99
