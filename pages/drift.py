@@ -1,4 +1,5 @@
-"""Drift: compare a reference with current data, and run the streamed production simulation."""
+"""Drift: compare current data with what the serving model was trained on (or any two datasets, as an
+exploration), and run the streamed production simulation in its sandbox."""
 
 from __future__ import annotations
 
@@ -13,41 +14,50 @@ from core.data import queries, store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
 from core.monitoring import prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
-from core.operations import job_records, jobs
+from core.operations import job_records, jobs, registry
 from pages import drift_charts, ui
 
 WINDOW_SUFFIX = " · latest window"
-LEVEL_BOXES = {"retrain": st.error, "alert": st.warning, "warn": st.warning, "none": st.success}
+LEVEL_BOXES = {"retrain": st.error, "alert": st.warning, "warn": st.info, "none": st.success}
 HEADLINES = {
     "retrain": "Retraining recommended",
     "alert": "Some sensors drift beyond the alert threshold",
-    "warn": "Slight drift",
+    "warn": "Slight shifts",
     "none": "No drift",
 }
+EXPLORATORY_HEADLINES = {"retrain": "These datasets differ strongly", "alert": "Some sensors differ beyond the alert threshold"}
 
 st.title("Drift")
 st.caption(
-    "Has the fleet changed since the model was trained? Compare any two datasets (or a reference with the "
-    "latest window of a stream) per sensor, raw or after operating-regime normalisation."
+    "Has the fleet changed since the model was trained? By default the current data is compared with the "
+    "serving model's training data; any other pair of datasets (or a reference and the latest window of a "
+    "stream) can be compared as an exploration. Per sensor, raw or after operating-regime normalisation."
 )
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def model_training_data(version: int, uri: str) -> list[str]:
+    """The datasets the serving model ``version`` was trained on, from its snapshot lineage."""
+    return registry.training_datasets(version, registry.MODEL_NAME)
+
 
 try:
     listing = ui.datasets()
     served = ui.serving_model()
+    model_data = model_training_data(served[0], config.paths().mlflow_uri) if served else []
 except UserError as err:
     ui.show_error(err)
     st.stop()
 
 
-def _frame(name: str, window: int | None) -> pd.DataFrame:
-    """Readings of a dataset, or of the latest ``window`` engines of a stream."""
+def _frame(names: tuple[str, ...], window: int | None) -> pd.DataFrame:
+    """Readings of one dataset or several together, or of the latest ``window`` engines of a stream."""
     with store.connect(read_only=True) as con:
-        frame = queries.readings(con, name)
+        frame = queries.readings(con, names[0]) if len(names) == 1 else queries.readings_many(con, list(names))
     return stream_plan.latest_window(frame, window) if window else frame
 
 
 @st.cache_data(show_spinner="Comparing the datasets…", max_entries=32)
-def compare(reference: str, current: str, window: int | None, normalised: bool, method: str,
+def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool, method: str,
             limits: tuple[tuple[str, float], ...], model_version: int | None,
             stamp: tuple[int, int]) -> dict[str, Any]:
     """The drift report (as a dict) plus predicted-RUL samples; ``stamp`` (row counts) keys fresh data."""
@@ -64,8 +74,18 @@ def compare(reference: str, current: str, window: int | None, normalised: bool, 
     return {"report": report.to_dict(), "prediction": prediction}
 
 
+@st.cache_data(show_spinner="Finding the nearest part of the training data…", max_entries=64)
+def feature_share(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool,
+                  method: str, limits: tuple[tuple[str, float], ...], stamp: tuple[int, int]) -> float:
+    """The drift share of ``current`` against ``reference`` (sensors only, no model)."""
+    thresholds = statistics.Thresholds(**dict(limits))
+    report = verdicts.assess(_frame(reference, None), _frame(current, window), method=method, normalise=normalised,
+                             thresholds=thresholds, prediction_psi_reason="not needed to pick the reference")
+    return float(report.drift_share)
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def feature_values(reference: str, current: str, window: int | None, normalised: bool,
+def feature_values(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool,
                    stamp: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sensor columns of both sides, raw or regime-normalised (the values the statistics saw)."""
     ref, cur = _frame(reference, None), _frame(current, window)
@@ -75,13 +95,31 @@ def feature_values(reference: str, current: str, window: int | None, normalised:
     return ref[list(SENSORS)], cur[list(SENSORS)]
 
 
-def _verdict(report: dict[str, Any]) -> None:
-    """The verdict in a box coloured by its level, with the explanation as bullets."""
+def _verdict(report: dict[str, Any], against_model: bool) -> None:
+    """The verdict in a box coloured by its level, with the explanation as bullets.
+
+    Only a comparison with the serving model's training data can recommend retraining (red); any
+    other pair is an exploration and says so.
+    """
     verdict = report["verdict"]
-    share = report["drift_share"]
-    box = LEVEL_BOXES.get(verdict["level"], st.info)
-    text = "\n".join(f"- {sentence}" for sentence in verdict["explanation"])
-    box(f"**{HEADLINES.get(verdict['level'], verdict['level'])}** (drift share {share:.2f}).\n\n{text}")
+    level = verdict["level"]
+    table = pd.DataFrame(report["features"])
+    informative = table[table["informative"]]
+    drifted = int(informative["drifted"].sum())
+    counted = (f"{drifted} of {len(informative)} informative sensors drift"
+               f"{'' if drifted or level != 'warn' else ', some pass the warn threshold'}; "
+               f"drift share {report['drift_share']:.2f}")
+    sentences = list(verdict["explanation"])
+    if against_model:
+        box, headline = LEVEL_BOXES.get(level, st.info), HEADLINES.get(level, level)
+    else:
+        box = st.info if level in ("none", "warn") else st.warning
+        headline = EXPLORATORY_HEADLINES.get(level, HEADLINES.get(level, level))
+        sentences = [s.replace(": retraining is recommended.", ".") for s in sentences]
+        sentences.insert(0, "Exploratory comparison: the reference is not the serving model's training data, so "
+                            "this shows how the two datasets differ, not whether the model needs retraining.")
+    text = "\n".join(f"- {sentence}" for sentence in sentences)
+    box(f"**{headline}** ({counted}).\n\n{text}")
 
 
 def _metrics(report: dict[str, Any], reference: str, current_label: str) -> None:
@@ -96,8 +134,8 @@ def _metrics(report: dict[str, Any], reference: str, current_label: str) -> None
     cols[3].metric("Prediction PSI", "n/a" if psi is None else f"{psi:.3f}",
                    help=f"PSI of predicted RUL ({report.get('prediction_psi_reason') or 'champion model'})")
     if regimes:
-        cols[4].metric("Operating conditions", f"{regimes['current_conditions']} vs {regimes['reference_conditions']}",
-                       help=f"Setting clusters in {current_label} vs in {reference}")
+        cols[4].metric("Operating conditions", f"{regimes['reference_conditions']} vs {regimes['current_conditions']}",
+                       help=f"Setting clusters in {reference} vs in {current_label}")
 
 
 def _selected_feature(event: Any) -> str | None:
@@ -120,15 +158,31 @@ else:
     names = list(listing["name"])
     streams = list(listing.loc[listing["split"] == "stream", "name"])
     current_options = names + [f"{s}{WINDOW_SUFFIX}" for s in streams]
+    loaded_model_data = [n for n in model_data if n in names]
+    model_option = (f"Training data of the serving model v{served[0]} ({', '.join(model_data)})"
+                    if served and model_data and loaded_model_data == model_data else None)
+    reference_options = ([model_option] if model_option else []) + names
     left, middle, right = st.columns([2, 2, 1])
-    reference = left.selectbox("Reference", names, index=names.index("train_FD001") if "train_FD001" in names else 0,
-                               key="drift_reference", help="Usually the data the model was trained on.")
-    default_current = "train_FD002" if "train_FD002" in names else names[min(1, len(names) - 1)]
+    reference_choice = left.selectbox(
+        "Reference", reference_options, key="drift_reference",
+        help="What the current data is judged against: by default the serving model's training data. Any other "
+             "dataset makes the comparison exploratory (no retraining advice).",
+    )
+    reference_names = tuple(model_data) if reference_choice == model_option else (reference_choice,)
+    others = [n for n in names if n not in reference_names]
+    default_current = ("train_FD002" if "train_FD002" in others
+                       else others[0] if others else names[min(1, len(names) - 1)])
     current_choice = middle.selectbox("Current", current_options, index=current_options.index(default_current),
                                       key="drift_current", help="Any dataset, or the latest engines of a stream.")
     method = right.selectbox("Statistic", statistics.METHODS, key="drift_method",
                              help="psi: population stability index; ks: Kolmogorov-Smirnov statistic; "
                                   "wasserstein: in reference standard deviations.")
+    if model_option is None and served:
+        missing = ", ".join(n for n in model_data if n not in names) or "its training data"
+        st.caption(f"The serving model's training data ({missing}) is not loaded, so every comparison here is "
+                   "exploratory.")
+    against_model = reference_choice == model_option
+    reference_label = "training data" if against_model else reference_choice
     window: int | None = None
     current = current_choice
     if current_choice.endswith(WINDOW_SUFFIX):
@@ -140,24 +194,42 @@ else:
              "changes beyond the operating conditions count.",
     )
     thresholds = statistics.Thresholds()
+    limits = tuple(thresholds.to_dict().items())
     warn, alert = thresholds.levels(method)
     rows = dict(zip(listing["name"], listing["rows"], strict=True))
-    stamp = (int(rows[reference]), int(rows[current]))
+
+    def stamp_of(reference: tuple[str, ...]) -> tuple[int, int]:
+        return (sum(int(rows[n]) for n in reference), int(rows[current]))
+
     version = served[0] if served else None
     try:
-        result = compare(reference, current, window, normalised, method, tuple(thresholds.to_dict().items()),
-                         version, stamp)
+        if against_model and len(reference_names) > 1:
+            # Data like any one part of a mixed training set is within the model's experience, so the
+            # verdict is judged against the nearest part: all of it pooled, or one of its datasets.
+            candidates = [reference_names, *((name,) for name in reference_names)]
+            shares = {c: feature_share(c, (current,), window, normalised, method, limits, stamp_of(c))
+                      for c in candidates}
+            nearest = min(candidates, key=lambda c: shares[c])
+            if nearest != reference_names:
+                st.caption(f"Judged against {nearest[0]}, the part of v{version}'s training data nearest to "
+                           f"{current} (drift share {shares[nearest]:.2f}; against all of it pooled "
+                           f"{shares[reference_names]:.2f}, as the operating-condition mix differs).")
+                reference_names, reference_label = nearest, f"training data ({nearest[0]})"
+        comparison = (reference_names, current, window, normalised, method)
+        result = compare(reference_names, (current,), window, normalised, method, limits, version,
+                         stamp_of(reference_names))
     except UserError as err:
         ui.show_error(err)
     else:
         report = result["report"]
         current_label = current_choice if window is None else f"latest {window} engines of {current}"
-        _metrics(report, reference, current_label)
-        _verdict(report)
+        _metrics(report, reference_label, current_label)
+        _verdict(report, against_model)
         table = pd.DataFrame(report["features"])
         view = "regime-normalised" if normalised else "raw"
-        st.markdown(f"**{method.upper()} per sensor** ({view} values, {current_label} vs {reference}); "
-                    "click a bar to see that sensor's distributions.")
+        st.markdown(f"**{method.upper()} per sensor** ({view} values, {reference_label} vs {current_label}); "
+                    "click a bar to see that sensor's distributions. Grey bars: near-constant in the reference, "
+                    "not counted (a longer one is cut at the axis end, its value written on it).")
         event = st.plotly_chart(drift_charts.score_bars(table, method, warn, alert), on_select="rerun",
                                 selection_mode="points", key="drift_bars", width="stretch")
         clicked = _selected_feature(event)
@@ -165,14 +237,18 @@ else:
             st.session_state["drift_clicked"] = clicked
             st.session_state["drift_feature"] = clicked
         ranked = table.sort_values(["informative", method], ascending=False)["feature"].tolist()
-        if st.session_state.get("drift_feature") not in ranked:
+        if (st.session_state.get("drift_feature") not in ranked
+                or st.session_state.get("drift_comparison") != comparison):
             st.session_state["drift_feature"] = ranked[0]
-        feature = st.selectbox("Sensor", ranked, key="drift_feature", help="Or click a bar above.")
-        ref_values, cur_values = feature_values(reference, current, window, normalised, stamp)
+        st.session_state["drift_comparison"] = comparison
+        feature = st.selectbox("Sensor", ranked, key="drift_feature",
+                               help="Opens on the sensor that drifts most; or click a bar above.")
+        ref_values, cur_values = feature_values(reference_names, (current,), window, normalised,
+                                                stamp_of(reference_names))
         row = table.set_index("feature").loc[feature]
         st.plotly_chart(
             drift_charts.distributions(
-                ref_values[feature], cur_values[feature], f"{feature} ({view})", reference, current_label,
+                ref_values[feature], cur_values[feature], f"{feature} ({view})", reference_label, current_label,
                 title=f"{feature} ({view}): psi {row['psi']:.3f}, ks {row['ks']:.3f}, level {row['level']}",
             ),
             key="drift_hist", width="stretch",
@@ -182,7 +258,7 @@ else:
             st.plotly_chart(
                 drift_charts.distributions(
                     np.asarray(prediction["reference"]), np.asarray(prediction["current"]), "predicted RUL (cycles)",
-                    reference, current_label, title=f"Predicted RUL of v{version}: prediction PSI {prediction['psi']:.3f}",
+                    reference_label, current_label, title=f"Predicted RUL of v{version}: prediction PSI {prediction['psi']:.3f}",
                 ),
                 key="drift_pred_hist", width="stretch",
             )
@@ -195,10 +271,17 @@ else:
 # Production simulation ----------------------------------------------------------------------
 
 st.subheader("Production simulation")
+st.info(
+    f"**A sandbox.** The simulation registers its models as `{registry.SIM_MODEL_NAME}` and streams into its own "
+    f"store: the serving `{registry.MODEL_NAME}` (champion and challenger), the Fleet page's numbers and the Models "
+    "page's latest training stay exactly as they are. Its versions are listed under Simulation versions on the "
+    "Models page.",
+    icon=":material/science:",
+)
 st.caption(
-    "Quarters T0..T3 = FD001..FD004 stream into the `stream_sim` dataset, a few engines of the next quarter mixed "
-    "in near each boundary. The model trained on T0 serves first (the simulation takes over the champion alias); "
-    "each step measures drift share, prediction PSI and live RMSE on the engines just streamed. With auto-retrain, "
+    "Quarters T0..T3 = FD001..FD004 stream into the sandbox's `stream_sim` dataset, a few engines of the next "
+    "quarter mixed in near each boundary. A model trained on T0 serves first (a sandbox copy of the champion when "
+    "that was trained on FD001 alone); each step measures drift share, prediction PSI and live RMSE on the engines just streamed. With auto-retrain, "
     "a step whose verdict recommends retraining starts a training job on the stream seen so far, and the "
     "promotion gate decides whether the new version serves; a version the gate keeps out runs in shadow on the "
     "next step's engines and is promoted if its live error there beats the champion's."

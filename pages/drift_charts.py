@@ -25,8 +25,8 @@ def score_bars(table: pd.DataFrame, method: str, warn: float, alert: float) -> g
     """Horizontal bars of ``table[method]`` per feature, highest first, coloured by level.
 
     Near-constant features (``informative`` False) are grey and ranked below the others: they are
-    shown but not counted, and the axis is scaled to the informative features (a longer grey bar is
-    cut, its value written on it). Each bar carries its feature name as ``customdata`` so a click
+    shown but not counted, labelled so, and the axis is scaled to the informative features (a longer
+    grey bar is cut, its value written on it). Each bar carries its feature name as ``customdata`` so a click
     can select it.
     """
     ranked = table.sort_values(["informative", method], ascending=True)
@@ -35,10 +35,12 @@ def score_bars(table: pd.DataFrame, method: str, warn: float, alert: float) -> g
         for lvl, informative in zip(ranked["level"], ranked["informative"], strict=True)
     ]
     notes = ["" if informative else " (near-constant in reference, not counted)" for informative in ranked["informative"]]
+    labels = [f"{v:.3f}" if informative else f"{v:.3f} · near-constant, not counted"
+              for v, informative in zip(ranked[method], ranked["informative"], strict=True)]
     fig = go.Figure(
         go.Bar(
             x=ranked[method], y=ranked["feature"], orientation="h", marker_color=colours,
-            customdata=ranked["feature"], text=[f"{v:.3f}" for v in ranked[method]], textposition="auto",
+            customdata=ranked["feature"], text=labels, textposition="auto",
             hovertemplate=[f"%{{y}}: {method} %{{x:.3f}}{n}<extra></extra>" for n in notes], name=method,
         )
     )
@@ -50,7 +52,7 @@ def score_bars(table: pd.DataFrame, method: str, warn: float, alert: float) -> g
                       annotation_text=f"{label} {value:g}", annotation_position=where)
     fig.update_layout(
         height=max(320, 22 * len(ranked) + 90), margin=dict(l=10, r=10, t=40, b=10),
-        xaxis_title=f"{method.upper()} (current vs reference)", xaxis_range=[0, top], showlegend=False,
+        xaxis_title=f"{method.upper()} (reference vs current)", xaxis_range=[0, top], showlegend=False,
         clickmode="event+select",
     )
     return fig

@@ -258,6 +258,13 @@ def version_metrics(version: int, name: str | None = None) -> dict[str, float]:
     return dict(c.get_run(mv.run_id).data.metrics)
 
 
+def training_datasets(version: int, name: str | None = None) -> list[str]:
+    """The datasets ``version`` was trained on (its snapshot lineage), in the order logged."""
+    c = client()
+    mv = c.get_model_version(name or model_name(), str(version))
+    return [d for d in c.get_run(mv.run_id).data.params.get("data_datasets", "").split(",") if d]
+
+
 def set_alias(alias: str, version: int) -> None:
     """Point ``alias`` at ``version`` (promotion, rollback); raises UserError for an unknown version."""
     mlflow = _mlflow()

@@ -32,15 +32,18 @@ def _text(at: AppTest) -> str:
 def test_drift_page_compares_datasets_explains_and_toggles_normalisation(drift_home: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=180).run()
     assert not at.exception
-    assert at.selectbox(key="drift_reference").value == "train_FD001"
+    assert at.selectbox(key="drift_reference").value == "Training data of the serving model v1 (train_FD001)"
     assert at.selectbox(key="drift_current").value == "train_FD002"
+    assert any("Retraining recommended" in e.value for e in at.error), "red only against the model's data"
     raw_text = _text(at)
-    assert "Retraining recommended" in raw_text
     assert "6 operating conditions" in raw_text and "On raw values 14 of 14 informative features drift" in raw_text
+    assert "14 of 14 informative sensors drift" in raw_text
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["Drift share"]) > 0.3
     assert float(metrics["Prediction PSI"]) > 0.25, "the champion's predictions drift on FD002"
-    assert at.selectbox(key="drift_feature").value.startswith("sensor_")
+    table = at.dataframe[0].value
+    top = table[table["informative"]].sort_values("psi", ascending=False)["feature"].iloc[0]
+    assert at.selectbox(key="drift_feature").value == top, "the histogram opens on the top drifting sensor"
 
     at.toggle(key="drift_normalised").set_value(True).run()
     assert not at.exception
@@ -51,6 +54,30 @@ def test_drift_page_compares_datasets_explains_and_toggles_normalisation(drift_h
     at.selectbox(key="drift_current").set_value("train_FD001").run()
     assert not at.exception
     assert "No drift" in _text(at)
+
+
+def test_a_pair_of_other_datasets_is_exploratory(drift_home: Path) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    at.selectbox(key="drift_reference").set_value("train_FD002").run()
+    at.selectbox(key="drift_current").set_value("train_FD001").run()
+    assert not at.exception and not at.error, "no red verdict for an arbitrary pair"
+    text = _text(at)
+    assert "Exploratory comparison" in text and "These datasets differ strongly" in text
+    assert "retraining is recommended" not in text
+
+
+def test_no_red_verdict_for_data_the_champion_was_trained_on(trained_home_factory: Callable[..., Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    subsets = ("train_FD001", "train_FD002", "train_FD003", "train_FD004")
+    monkeypatch.setenv("PM_HOME", str(trained_home_factory(files=subsets, train=subsets)))
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=300).run()
+    assert not at.exception
+    assert at.selectbox(key="drift_reference").value.startswith("Training data of the serving model v1")
+    at.selectbox(key="drift_current").set_value("train_FD002").run()
+    assert not at.exception and not at.error
+    assert "Retraining recommended" not in _text(at)
 
 
 def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> None:
@@ -70,3 +97,4 @@ def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> No
     assert "2/4 steps" in text and "1 retrains (1 promoted)" in text and "versions served: v1, v2" in text
     assert "step 1: retrained v2 promoted" in text
     assert at.button(key="sim_start") is not None and at.toggle(key="sim_auto_retrain").value is True
+    assert any("A sandbox" in box.value and "rul-ensemble-sim" in box.value for box in at.info)
