@@ -1,7 +1,8 @@
 FROM python:3.11-slim
 WORKDIR /app
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+COPY requirements*.txt ./
+# CPU image: the lean variant (xgboost-cpu, no NCCL wheel); see README, Install variants
+RUN pip install --no-cache-dir -r requirements-cpu.txt
 COPY . .
 ENV PM_HOME=/app/data
 EXPOSE 8501

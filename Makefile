@@ -1,16 +1,22 @@
 # The two commands of the README: `make run` (set up and start the dashboard) and `make test`.
+# The install variant follows the machine: requirements-gpu.txt where `nvidia-smi` works, else the lean
+# requirements-cpu.txt (override with `make VARIANT=cpu ...` or `VARIANT=gpu`).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+VARIANT ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+OTHER_XGBOOST := $(if $(filter gpu,$(VARIANT)),xgboost-cpu,xgboost nvidia-nccl-cu12)
 
 .PHONY: run test setup bench
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -r requirements.txt
-	touch $@
+	@# xgboost and xgboost-cpu ship the same module: drop the other variant's package before switching
+	$(PY) -m pip uninstall -y $(OTHER_XGBOOST) >/dev/null 2>&1 || true
+	$(PY) -m pip install -r requirements-$(VARIANT).txt
+	echo $(VARIANT) > $@
 
 setup: $(VENV)/.installed
 	$(PY) -m core setup
