@@ -12,8 +12,7 @@ from core.serving import fleet
 from models.ensemble import RISK_LEVELS
 from pages import charts, ui
 
-IN_SERVICE = ("fleet", "evaluation")
-"""Roles whose datasets are chosen by default: engines in service."""
+IN_SERVICE = ("fleet", "evaluation")  # roles whose datasets are chosen by default: engines in service
 
 
 def engine_url(dataset: str, engine: str) -> str:
