@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
+
 from core import config
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
@@ -180,7 +182,7 @@ class Watcher:
         while not self._stop.is_set():
             try:
                 self.check()
-            except UserError as err:
+            except (UserError, duckdb.Error) as err:
                 LOG.warning("Alert rules not evaluated: %s", err)
             self._wake.wait(self.poll_s)
             self._wake.clear()
