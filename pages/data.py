@@ -16,7 +16,7 @@ st.caption(
     "or CSV/Parquet with the 26 columns and a header. Files are checked before anything is written."
 )
 
-REPORT_COLUMNS = ["file", "name", "subset", "split", "rows", "engines", "status", "message"]
+REPORT_COLUMNS = ["file", "name", "role", "action", "subset", "rows", "engines", "status", "message"]
 
 
 def _report_frame(reports: list[ingest.FileReport]) -> pd.DataFrame:
@@ -98,7 +98,7 @@ if listing.empty:
     st.stop()
 
 st.dataframe(
-    listing[["name", "subset", "split", "engines", "rows", "has_truth", "source", "loaded_at"]],
+    listing[["name", "role", "subset", "engines", "closed", "rows", "has_truth", "source", "loaded_at", "last_loaded_at"]],
     hide_index=True,
     width="stretch",
     column_config={"has_truth": st.column_config.CheckboxColumn("true RUL")},

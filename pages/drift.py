@@ -156,7 +156,7 @@ if listing.empty:
     st.page_link("pages/data.py", label="Go to Data", icon=":material/database:")
 else:
     names = list(listing["name"])
-    streams = list(listing.loc[listing["split"] == "stream", "name"])
+    streams = list(listing.loc[listing["role"] == "sandbox", "name"])
     current_options = names + [f"{s}{WINDOW_SUFFIX}" for s in streams]
     loaded_model_data = [n for n in model_data if n in names]
     model_option = (f"Training data of the serving model v{served[0]} ({', '.join(model_data)})"

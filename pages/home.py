@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.operations import jobs, registry
+from core.server import alerts, auth
 from pages import ui
 
 st.title("Turbofan fleet RUL")
@@ -30,7 +31,7 @@ with data_col:
         b.metric("Engines", f"{int(listing['engines'].sum()):,}")
         c.metric("Readings", f"{int(listing['rows'].sum()):,}")
         st.dataframe(
-            listing[["name", "subset", "split", "engines", "rows", "loaded_at"]],
+            listing[["name", "role", "subset", "engines", "rows", "loaded_at"]],
             hide_index=True,
             width="stretch",
         )
@@ -50,6 +51,31 @@ with model_col:
     job = jobs.running()
     if job is not None:
         st.progress(float(job.progress or 0.0), text=f"Training job {job.id} is running: {job.phase}")
+
+st.subheader("Alerts")
+try:
+    recent = alerts.list_alerts(limit=20)
+except UserError as err:
+    ui.show_error(err)
+    recent = []
+if recent:
+    st.dataframe(
+        [{"when (UTC)": a.created_at, "kind": a.kind, "alert": a.message} for a in recent],
+        hide_index=True,
+        width="stretch",
+    )
+else:
+    st.caption("No alerts: none of the rules (an engine at HIGH risk, fleet drift, live accuracy, a failed "
+               "training job) has fired.")
+
+with st.expander("REST API access", icon=":material/key:"):
+    st.write("Other systems call this server's API at `/api/v1` (documentation at `/api/v1/docs`, metrics at "
+             "`/metrics`) with the header `Authorization: Bearer <token>`, using this token:")
+    try:
+        st.code(auth.api_token(), language=None)
+        st.caption(f"From {auth.token_source()}; set `PM_API_TOKEN` to choose your own.")
+    except UserError as err:
+        ui.show_error(err)
 
 st.subheader("Where next")
 nav = st.columns(4)

@@ -104,7 +104,7 @@ st.caption(
 )
 
 st.subheader("Retrain")
-train_names = sorted(listing.loc[listing["split"] == "train", "name"]) if not listing.empty else []
+train_names = sorted(listing.loc[listing["role"] == "history", "name"]) if not listing.empty else []
 with st.expander("Options"):
     chosen = st.multiselect("Training datasets", train_names, default=train_names, key="retrain_datasets")
     defaults = retrain.make_config()

@@ -228,8 +228,8 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PM_DUCKDB", raising=False)
     fd001, fd002 = _read("train_FD001"), _read("train_FD002")
     with store.connect() as con:
-        writes.create_dataset(con, "train_FD001", "FD001", "train", "test", fd001[fd001["unit"] <= 10])
-        writes.create_dataset(con, "train_FD002", "FD002", "train", "test", fd002[fd002["unit"] <= 20])
+        writes.create_dataset(con, "train_FD001", "FD001", "history", "test", fd001[fd001["unit"] <= 10])
+        writes.create_dataset(con, "train_FD002", "FD002", "history", "test", fd002[fd002["unit"] <= 20])
 
 
 def test_drift_command_reports_features_share_and_verdict(fleet: None, capsys: pytest.CaptureFixture[str]) -> None:

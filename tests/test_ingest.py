@@ -67,7 +67,7 @@ def test_real_slice_loads_with_nasa_padding(pm_home: Path, tmp_path: Path, train
         frame = queries.readings(con, "train_FD001")
         info = queries.get_dataset(con, "train_FD001")
     assert list(frame.columns) == COLUMNS
-    assert (info["subset"], info["split"], info["engines"]) == ("FD001", "train", 2)
+    assert (info["subset"], info["role"], info["engines"]) == ("FD001", "history", 2)
     first = [float(v) for v in train_lines[0].split()]
     assert frame.iloc[0].tolist() == pytest.approx(first)
 
@@ -118,7 +118,7 @@ def test_inspect_reports_without_writing(pm_home: Path, tmp_path: Path, train_li
     reports = ingest.inspect([good, bad])
     assert [r.status for r in reports] == ["ok", "error"]
     assert reports[0].rows == len(train_lines) and reports[0].engines == 2 and len(reports[0].sha256) == 64
-    assert "test_FD001.txt line 1: sensor_3 is 'abc'" in reports[1].message
+    assert "test_FD001.txt line 1: T30 (sensor_3) is 'abc'" in reports[1].message
     assert not (pm_home / "fleet.duckdb").exists()
 
 
@@ -129,16 +129,16 @@ def test_inspect_reports_without_writing(pm_home: Path, tmp_path: Path, train_li
     ("edit", "expected"),
     [
         (lambda ls: ls[:4] + [ls[4].rsplit(" ", 3)[0]] + ls[5:], "line 5 has 25 values but a C-MAPSS reading needs 26"),
-        (lambda ls: ls[:2] + [set_field(ls[2], 7, "abc")] + ls[3:], "line 3: sensor_3 is 'abc', which is not a number"),
-        (lambda ls: ls[:1] + [set_field(ls[1], 10, "nan")] + ls[2:], "line 2: sensor_6 is missing, but readings must be finite"),
-        (lambda ls: ls[:1] + [set_field(ls[1], 10, "inf")] + ls[2:], "line 2: sensor_6 is inf, but readings must be finite"),
-        (lambda ls: ls[:4] + [ls[3]] + ls[4:], "line 5 repeats unit 1 cycle 4, already given on line 4"),
+        (lambda ls: ls[:2] + [set_field(ls[2], 7, "abc")] + ls[3:], "line 3: T30 (sensor_3) is 'abc', which is not a number"),
+        (lambda ls: ls[:1] + [set_field(ls[1], 10, "nan")] + ls[2:], "line 2: P15 (sensor_6) is missing, but readings must be finite"),
+        (lambda ls: ls[:1] + [set_field(ls[1], 10, "inf")] + ls[2:], "line 2: P15 (sensor_6) is inf, but readings must be finite"),
+        (lambda ls: ls[:4] + [ls[3]] + ls[4:], "line 5 repeats engine 1 cycle 4, already given on line 4"),
         (lambda ls: [set_field(ls[0], 1, "0")] + ls[1:], "line 1: cycle is 0, but it must be a positive whole number"),
         (lambda ls: [set_field(ls[0], 1, "1.5")] + ls[1:], "line 1: cycle is 1.5, but it must be a positive whole number"),
-        (lambda ls: ls[:2] + [ls[3], ls[2]] + ls[4:], "line 4: unit 1 goes from cycle 4 to cycle 3, but cycles must increase"),
-        (lambda ls: ls[:6] + [set_field(ls[6], 8, "-5")] + ls[7:], "line 7: sensor_4 is -5, outside the plausible range 0 to 100000"),
-        (lambda ls: ls[:6] + [set_field(ls[6], 8, "1e9")] + ls[7:], "line 7: sensor_4 is 1e+09, outside the plausible range"),
-        (lambda ls: ls[:6] + [set_field(ls[6], 2, "5000")] + ls[7:], "line 7: setting_1 is 5000, outside the plausible range"),
+        (lambda ls: ls[:2] + [ls[3], ls[2]] + ls[4:], "line 4: engine 1 goes from cycle 4 to cycle 3, but cycles must increase"),
+        (lambda ls: ls[:6] + [set_field(ls[6], 8, "-5")] + ls[7:], "line 7: T50 (sensor_4) is -5, outside the plausible range 0 to 100000"),
+        (lambda ls: ls[:6] + [set_field(ls[6], 8, "1e9")] + ls[7:], "line 7: T50 (sensor_4) is 1e+09, outside the plausible range"),
+        (lambda ls: ls[:6] + [set_field(ls[6], 2, "5000")] + ls[7:], "line 7: altitude (setting_1) is 5000, outside the plausible range"),
     ],
     ids=["columns", "text", "nan", "inf", "duplicate", "cycle-zero", "cycle-fraction", "out-of-order", "negative",
          "huge-value", "setting"],
@@ -221,7 +221,7 @@ def test_failed_load_leaves_store_unchanged(pm_home: Path, tmp_path: Path, cmaps
     rul.write_text("112 \n98 \n69 \n")
     bad_lines = cmapss_slice("train_FD003", 2)
     bad = write(tmp_path / "train_FD003.txt", bad_lines[:3] + [bad_lines[2]] + bad_lines[3:])
-    with pytest.raises(UserError, match="repeats unit 1 cycle 3"):
+    with pytest.raises(UserError, match="repeats engine 1 cycle 3"):
         ingest.load([good, rul, bad])
     assert store_state() == before
 
@@ -244,7 +244,7 @@ def test_same_name_with_other_content_is_refused(pm_home: Path, tmp_path: Path, 
     ingest.load([write(tmp_path / "train_FD001.txt", cmapss_slice("train_FD001", 2))])
     (tmp_path / "more").mkdir()
     other = write(tmp_path / "more" / "train_FD001.txt", cmapss_slice("train_FD001", 3))
-    assert "differs from the dataset train_FD001 already loaded; delete train_FD001 first" in refused(other)
+    assert "differs from the history dataset train_FD001 already loaded; history datasets are not appended to: delete train_FD001 first" in refused(other)
 
 
 def test_rul_before_test_in_separate_loads(pm_home: Path, tmp_path: Path, cmapss_slice: Slice) -> None:
@@ -315,14 +315,15 @@ def test_cli_exit_codes_and_sentence(pm_home: Path, tmp_path: Path, cmapss_slice
         ["train_FD001"], len(lines), len(lines))
     failed = run_cli(str(bad), home=pm_home)
     assert failed.returncode == 1
-    assert failed.stderr == f"error: {bad} line 3: sensor_3 is 'x', which is not a number.\n"
+    assert failed.stderr == f"error: {bad} line 3: T30 (sensor_3) is 'x', which is not a number.\n"
     assert "Traceback" not in failed.stdout + failed.stderr
 
 
 def test_csv_header_must_name_the_columns(pm_home: Path, tmp_path: Path, train_lines: list[str]) -> None:
     header = ",".join(COLUMNS[:-1] + ["sensor_99"])
     path = write(tmp_path / "fleet.csv", [header] + [",".join(line.split()) for line in train_lines])
-    assert refused(path) == (f"{path} has a header that lacks sensor_21; it must name exactly the 26 columns "
-                             "unit, cycle, setting_1..3 and sensor_1..21.")
-    text_first = write(tmp_path / "train_FD002.txt", [set_field(train_lines[0], 0, "one")] + train_lines[1:])
-    assert refused(text_first) == f"{text_first} line 1: unit is 'one', which is not a number."
+    assert refused(path) == (f"{path} has a header that lacks W32 (sensor_21); it must name the 26 columns engine "
+                             "(or unit), cycle, the 3 settings and the 21 sensors, by NASA's names or the C-MAPSS "
+                             "mnemonics.")
+    text_first = write(tmp_path / "train_FD002.txt", [set_field(train_lines[0], 1, "one")] + train_lines[1:])
+    assert refused(text_first) == f"{text_first} line 1: cycle is 'one', which is not a number."

@@ -58,6 +58,6 @@ def test_setup_without_network_or_folder_still_lets_the_dashboard_start(pm_home:
     result = _setup(capsys)
     assert result["data"].startswith("No data loaded: Could not download")
     assert "Data page" in result["data"]
-    assert result["model"].startswith("No model trained yet: No training data is loaded")
+    assert result["model"].startswith("No model trained yet: No history data is loaded")
     with store.connect(read_only=True) as con:
         assert queries.list_datasets(con).empty

@@ -45,7 +45,7 @@ def sim_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Iter
             mp.delenv(var, raising=False)
         with store.connect() as con:
             for subset in ("FD001", "FD002", "FD003", "FD004"):
-                writes.create_dataset(con, f"train_{subset}", subset, "train", "test slice",
+                writes.create_dataset(con, f"train_{subset}", subset, "history", "test slice",
                                      _slice(cmapss_dir, f"train_{subset}"))
         snap = retrain.export_snapshot(["train_FD001"])
         result = run_training(snap.path, TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY}))
@@ -152,7 +152,7 @@ def test_simulation_crosses_thresholds_and_retrains_in_its_sandbox(
         assert queries.find_dataset(con, stream_plan.STREAM_NAME) is None, "the fleet store holds no stream"
     with simulate.scratch_store(read_only=True) as con:
         stream = queries.get_dataset(con, stream_plan.STREAM_NAME)
-    assert stream["split"] == "stream" and stream["rows"] == steps[-1]["stream_rows"] and stream["engines"] == 12
+    assert stream["role"] == "sandbox" and stream["rows"] == steps[-1]["stream_rows"] and stream["engines"] == 12
 
 
 def test_models_command_lists_the_served_model_or_the_sandbox(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,14 +39,14 @@ def test_schema_is_created_and_read_only_needs_a_file(pm_home: Path) -> None:
 def test_reads_after_fd001_load(fd001_store: Path) -> None:
     with store.connect(read_only=True) as con:
         assert queries.dataset_names(con) == ["train_FD001", "test_FD001"]
-        assert queries.dataset_names(con, split="test") == ["test_FD001"]
+        assert queries.dataset_names(con, role="evaluation") == ["test_FD001"]
         listing = queries.list_datasets(con)
         train = queries.readings(con, "train_FD001")
         both = queries.readings_many(con, ["test_FD001", "train_FD001"])
         truth = queries.rul_truth(con, "test_FD001")
         no_truth = queries.rul_truth(con, "train_FD001")
-    assert list(listing.columns) == ["id", "name", "subset", "split", "source", "sha256", "rows", "engines",
-                                     "loaded_at", "has_truth"]
+    assert list(listing.columns) == ["id", "name", "subset", "role", "source", "sha256", "rows", "engines",
+                                     "loaded_at", "last_loaded_at", "closed", "has_truth"]
     assert listing["has_truth"].tolist() == [False, True]
     assert len(train) == 20_631 and train["unit"].nunique() == 100
     assert train[["unit", "cycle"]].equals(train[["unit", "cycle"]].sort_values(["unit", "cycle"]))
@@ -61,24 +61,24 @@ def test_stream_append_validates_and_is_atomic(pm_home: Path, cmapss_slice) -> N
     frame = frame_of(lines)
     first, rest = frame[frame.cycle <= 5], frame[frame.cycle > 5]
     with store.connect() as con:
-        assert writes.append_readings(con, "live", "FD001", "stream", "simulation", first) == len(first)
-        assert writes.append_readings(con, "live", "FD001", "stream", "simulation", rest) == len(rest)
+        assert writes.append_readings(con, "live", "FD001", "sandbox", "simulation", first).added == len(first)
+        assert writes.append_readings(con, "live", "FD001", "sandbox", "simulation", rest).added == len(rest)
         assert queries.get_dataset(con, "live")["rows"] == len(frame)
-        with pytest.raises(UserError, match="already holds unit 1 up to cycle .*cycle 3 cannot be appended"):
-            writes.append_readings(con, "live", "FD001", "stream", "simulation", frame.iloc[2:3])
+        with pytest.raises(UserError, match="already holds engine 1 up to cycle .*cycle 3 cannot be appended"):
+            writes.append_readings(con, "live", "FD001", "sandbox", "simulation", frame.iloc[2:3])
         bad = frame.iloc[:1].assign(cycle=10_000, sensor_2=float("nan"))
-        with pytest.raises(UserError, match="Dataset 'live' row 1: sensor_2 is missing"):
-            writes.append_readings(con, "live", "FD001", "stream", "simulation", bad)
+        with pytest.raises(UserError, match=r"Dataset 'live' row 1: T24 \(sensor_2\) is missing"):
+            writes.append_readings(con, "live", "FD001", "sandbox", "simulation", bad)
         assert len(queries.readings(con, "live")) == len(frame)
 
 
-def test_create_dataset_refuses_taken_name_and_bad_split(pm_home: Path, cmapss_slice) -> None:
+def test_create_dataset_refuses_taken_name_and_bad_role(pm_home: Path, cmapss_slice) -> None:
     frame = frame_of(cmapss_slice("train_FD001", 1))
     with store.connect() as con:
-        writes.create_dataset(con, "mine", "user", "train", "test", frame)
+        writes.create_dataset(con, "mine", "user", "history", "test", frame)
         with pytest.raises(UserError, match="already loaded; delete it first"):
-            writes.create_dataset(con, "mine", "user", "train", "test", frame)
-        with pytest.raises(UserError, match="Split 'weird' is not one of train, test, stream"):
+            writes.create_dataset(con, "mine", "user", "history", "test", frame)
+        with pytest.raises(UserError, match="Role 'weird' is not one of history, fleet, evaluation"):
             writes.create_dataset(con, "other", "user", "weird", "test", frame)
         assert queries.dataset_names(con) == ["mine"]
 
@@ -88,11 +88,13 @@ def test_predictions_and_delete(fd001_store: Path) -> None:
                           "rul_high": [120.0, 110.0], "p_fail_30": [0.01, 0.02], "risk": ["low", "low"]})
     with store.connect() as con:
         assert writes.insert_predictions(con, "test_FD001", preds, "3") == 2
-        writes.insert_feedback(con, "test_FD001", 1, 31, "inspected_ok", "borescope fine")
+        con.execute("INSERT INTO feedback VALUES (now(), (SELECT id FROM datasets WHERE name = 'test_FD001'), 1, 31, "
+                    "'inspection', 'borescope fine', '3')")
         writes.delete_dataset(con, "test_FD001")
         counts = con.execute("SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM feedback), "
-                             "(SELECT count(*) FROM rul_truth), (SELECT count(*) FROM truth_files)").fetchall()[0]
-        assert counts == (0, 0, 0, 0)
+                             "(SELECT count(*) FROM rul_truth), (SELECT count(*) FROM truth_files), "
+                             "(SELECT count(*) FROM engines e JOIN datasets d ON d.id = e.dataset_id)").fetchall()[0]
+        assert counts == (0, 0, 0, 0, 100)
         assert queries.dataset_names(con) == ["train_FD001"]
 
 

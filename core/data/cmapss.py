@@ -16,7 +16,7 @@ RUL_CAP = 125
 FAIL_HORIZON = 30
 """The failure label is 'fails within this many cycles'."""
 
-Split = Literal["train", "test", "stream", "rul"]
+FileRole = Literal["history", "evaluation", "fleet", "truth"]
 
 _NAME_RE = re.compile(r"(?i)^(train|test|rul)_(FD00[1-4])$")
 
@@ -25,21 +25,22 @@ _NAME_RE = re.compile(r"(?i)^(train|test|rul)_(FD00[1-4])$")
 class FileName:
     """What a file's name says about its content.
 
-    `name` is the dataset name (e.g. ``train_FD001``); `split` is ``rul`` for the
-    ``RUL_FD00x`` truth files, whose `target` names the test dataset they belong to.
+    `name` is the dataset name (e.g. ``train_FD001``); `role` is the dataset role the name implies
+    (``train_*`` history, ``test_*`` evaluation, anything else fleet), or ``truth`` for the
+    ``RUL_FD00x`` files, whose `target` names the test dataset they belong to.
     """
 
     name: str
     subset: str
-    split: Split
+    role: FileRole
     target: str | None = None
 
 
 def parse_file_name(filename: str) -> FileName:
-    """Derive dataset name, subset and split from a file name like ``train_FD001.txt.gz``.
+    """Derive dataset name, subset and role from a file name like ``train_FD001.txt.gz``.
 
-    Names that do not follow NASA's convention become a user dataset: the stem is the
-    name, the subset is ``user`` and the split is ``train``.
+    Names that do not follow NASA's convention become an in-service dataset: the stem is the
+    name, the subset is ``user`` and the role is ``fleet``, so nothing becomes training data by accident.
     """
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
     stem = base
@@ -48,8 +49,8 @@ def parse_file_name(filename: str) -> FileName:
             stem = stem[: -len(suffix)]
     match = _NAME_RE.match(stem)
     if not match:
-        return FileName(name=stem, subset="user", split="train")
+        return FileName(name=stem, subset="user", role="fleet")
     kind, subset = match.group(1).lower(), match.group(2).upper()
     if kind == "rul":
-        return FileName(name=f"RUL_{subset}", subset=subset, split="rul", target=f"test_{subset}")
-    return FileName(name=f"{kind}_{subset}", subset=subset, split=kind)  # type: ignore[arg-type]
+        return FileName(name=f"RUL_{subset}", subset=subset, role="truth", target=f"test_{subset}")
+    return FileName(name=f"{kind}_{subset}", subset=subset, role="history" if kind == "train" else "evaluation")

@@ -59,14 +59,15 @@ class FileReport:
 
     `status` is ``ok``, ``duplicate`` (the same content is already loaded or appears
     earlier in the batch) or ``error``; `message` is one sentence for the latter two.
-    For ``RUL_`` files `split` is ``rul``, `target` names the test dataset, and `rows` is
-    the number of RUL values.
+    `role` is the dataset role (history, fleet or evaluation) or ``truth`` for ``RUL_`` files, whose
+    `target` names the evaluation dataset and whose `rows` is the number of RUL values. `action` says
+    what loading does: ``create`` a dataset or ``append`` to the in-service dataset `name`.
     """
 
     file: str
     name: str
     subset: str
-    split: str
+    role: str
     source: str
     rows: int = 0
     engines: int = 0
@@ -74,6 +75,7 @@ class FileReport:
     status: str = "ok"
     message: str = ""
     target: str | None = None
+    action: str = "create"
 
     def to_dict(self) -> dict:
         """A JSON-serialisable copy."""
@@ -88,6 +90,7 @@ class LoadSummary:
     datasets_added: list[str] = field(default_factory=list)
     readings_added: int = 0
     truth_rows_added: int = 0
+    appended: list[dict] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -100,6 +103,7 @@ class LoadSummary:
             "datasets_added": self.datasets_added,
             "readings_added": self.readings_added,
             "truth_rows_added": self.truth_rows_added,
+            "appended": self.appended,
             "skipped": self.skipped,
             "files": [f.to_dict() for f in self.files],
         }
@@ -116,6 +120,8 @@ class _Parsed:
 class _Context:
     limit: int
     known: dict[str, str]
+    role: str | None = None
+    dataset: str | None = None
 
 
 @dataclass
@@ -175,7 +181,7 @@ def _items(sources: Iterable[Source], limit: int) -> Iterator[_Item | FileReport
 
 def _error_report(label: str, filename: str, source: str, message: str) -> FileReport:
     fn = parse_file_name(filename)
-    return FileReport(file=label, name=fn.name, subset=fn.subset, split=fn.split, source=source,
+    return FileReport(file=label, name=fn.name, subset=fn.subset, role=fn.role, source=source,
                       status="error", message=message, target=fn.target)
 
 
@@ -241,8 +247,11 @@ def _parse_item(item: _Item, ctx: _Context) -> list[_Parsed]:
     """
     limit = ctx.limit
     fn = parse_file_name(item.filename)
-    report = FileReport(file=item.label, name=fn.name, subset=fn.subset, split=fn.split,
+    report = FileReport(file=item.label, name=fn.name, subset=fn.subset, role=fn.role,
                         source=item.source, target=fn.target)
+    if fn.role != "truth":
+        report.role = ctx.role or fn.role
+        report.name = ctx.dataset or fn.name
     try:
         data = item.read()
         if len(data) > limit:
@@ -262,13 +271,13 @@ def _parse_item(item: _Item, ctx: _Context) -> list[_Parsed]:
             _skip_report(report, f"{item.label} has the same content as {ctx.known[report.sha256]}, which is "
                                  "already loaded; skipped.")
             return [_Parsed(report)]
-        if fn.split == "rul":
+        if fn.role == "truth":
             ruls = parse_rul(data, item.label)
             report.rows = report.engines = len(ruls)
             return [_Parsed(report, ruls=ruls)]
         arrays = parse_readings(data, item.label)
         report.rows = len(arrays["unit"])
-        report.engines = int(np.unique(arrays["unit"]).size)
+        report.engines = int(np.unique(arrays["engine"]).size)
         return [_Parsed(report, arrays=arrays)]
     except UserError as err:
         report.status, report.message = "error", str(err)
@@ -306,29 +315,42 @@ def _cross_check(con: duckdb.DuckDBPyConnection | None, batch: list[_Parsed]) ->
             _skip(parsed, f"{rep.file} has the same content as {seen_sha[rep.sha256]} in this batch; skipped.")
             continue
         seen_sha[rep.sha256] = rep.file
-        what = f"RUL truth for {rep.target}" if rep.split == "rul" else f"dataset {rep.name}"
-        if what in seen_key:
+        what = f"RUL truth for {rep.target}" if rep.role == "truth" else f"dataset {rep.name}"
+        if what in seen_key and rep.role in store.IN_SERVICE_ROLES:
+            rep.action = "append"
+        elif what in seen_key:
             _fail(parsed, f"{rep.file} gives {what} a second time, with content different from {seen_key[what]}.")
             continue
         seen_key[what] = rep.file
         if con is None:
             continue
-        if rep.split == "rul" and queries.truth_file_sha(con, rep.target or "") is not None:
-            _fail(parsed, f"{rep.file} differs from the RUL truth already loaded for {rep.target}; delete "
-                          f"{rep.target} first to replace it.")
-        elif rep.split != "rul" and queries.find_dataset(con, rep.name) is not None:
-            _fail(parsed, f"{rep.file} differs from the dataset {rep.name} already loaded; delete {rep.name} "
-                          "first to replace it, or rename the file.")
+        if rep.role == "truth":
+            if queries.truth_file_sha(con, rep.target or "") is not None:
+                _fail(parsed, f"{rep.file} differs from the RUL truth already loaded for {rep.target}; delete "
+                              f"{rep.target} first to replace it.")
+            continue
+        existing = queries.find_dataset(con, rep.name)
+        if existing is None:
+            continue
+        if existing["role"] != rep.role:
+            _fail(parsed, f"{rep.file} is meant for a {rep.role} dataset, but {rep.name} is a {existing['role']} "
+                          "dataset; choose another dataset name or the matching role.")
+        elif rep.role in store.IN_SERVICE_ROLES:
+            rep.action = "append"
+        else:
+            _fail(parsed, f"{rep.file} differs from the {rep.role} dataset {rep.name} already loaded; history "
+                          f"datasets are not appended to: delete {rep.name} first to replace it, or load the "
+                          "file under another dataset name.")
     _check_truth_counts(con, batch)
 
 
 def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Parsed]) -> None:
-    tests = {p.report.name: p for p in batch if p.report.status == "ok" and p.report.split == "test"}
+    tests = {p.report.name: p for p in batch if p.report.status == "ok" and p.report.role == "evaluation"}
     for parsed in batch:
         rep = parsed.report
         if rep.status != "ok":
             continue
-        if rep.split == "rul":
+        if rep.role == "truth":
             if rep.target in tests:
                 engines = tests[rep.target].report.engines
             elif con is not None and (found := queries.find_dataset(con, rep.target)) is not None:
@@ -338,7 +360,7 @@ def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Pars
             if engines != rep.rows:
                 _fail(parsed, f"{rep.file} has {rep.rows} RUL values but {rep.target} has {engines} engines; "
                               "they must match.")
-        elif rep.split == "test" and con is not None:
+        elif rep.role == "evaluation" and rep.action == "create" and con is not None:
             pending = queries.pending_truth_count(con, rep.name)
             if pending is not None and pending != rep.engines:
                 _fail(parsed, f"{rep.file} has {rep.engines} engines but the RUL file loaded earlier for "
@@ -346,7 +368,7 @@ def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Pars
 
 
 def _parse_all(sources: Sequence[Source] | Source, known: dict[str, str], progress: Progress | None,
-               share: float) -> list[_Parsed]:
+               share: float, role: str | None = None, dataset: str | None = None) -> list[_Parsed]:
     if isinstance(sources, str | os.PathLike) or (isinstance(sources, tuple) and len(sources) == 2
                                                    and isinstance(sources[1], bytes)):
         sources = [sources]  # type: ignore[list-item]
@@ -354,7 +376,7 @@ def _parse_all(sources: Sequence[Source] | Source, known: dict[str, str], progre
     items = list(_items(sources, limit))
     if not items:
         raise UserError("No files were given to load.")
-    ctx = _Context(limit=limit, known=known)
+    ctx = _Context(limit=limit, known=known, role=role, dataset=dataset)
 
     def parse(item: _Item | FileReport) -> list[_Parsed]:
         return [_Parsed(item)] if isinstance(item, FileReport) else _parse_item(item, ctx)
@@ -375,9 +397,14 @@ def _known() -> dict[str, str]:
         return queries.known_sha256(con)
 
 
-def inspect(sources: Sequence[Source] | Source) -> list[FileReport]:
-    """Parse and validate sources without writing; one report per file (zip members each get one)."""
-    batch = _parse_all(sources, _known(), None, 1.0)
+def inspect(sources: Sequence[Source] | Source, role: str | None = None,
+            dataset: str | None = None) -> list[FileReport]:
+    """Parse and validate sources without writing; one report per file (zip members each get one).
+
+    `role` and `dataset` are as in :func:`load`: each report says the dataset, role and action loading
+    would take.
+    """
+    batch = _parse_all(sources, _known(), None, 1.0, role, dataset.strip() if dataset else None)
     if config.paths().duckdb.exists():
         with store.connect(read_only=True) as con:
             _cross_check(con, batch)
@@ -390,21 +417,33 @@ def _truth_rows(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT count(*) FROM rul_truth").fetchall()[0][0])
 
 
-def load(sources: Sequence[Source] | Source, progress: Progress | None = None) -> LoadSummary:
+def load(sources: Sequence[Source] | Source, progress: Progress | None = None, role: str | None = None,
+         dataset: str | None = None) -> LoadSummary:
     """Validate every source, then write all new content in one transaction.
 
-    Raises :class:`UserError` with the first bad file's sentence, leaving the store
-    unchanged. Files whose content is already loaded are skipped (status ``duplicate``).
-    Test datasets are written before RUL files, so their order in `sources` does not matter.
+    Each readings file becomes the dataset its name gives (``train_FD001``) or `dataset` when given, with
+    the role its name implies (``train_*`` history, ``test_*`` evaluation, anything else fleet) or `role`
+    when given. A file for an existing fleet or evaluation dataset appends to it (identical rows are a
+    no-op; a changed value, or a cycle before an engine's last stored one, is refused). Raises
+    :class:`UserError` with the first bad file's sentence, leaving the store unchanged. Files whose content
+    is already loaded are skipped (status ``duplicate``). Datasets are written before RUL files, so their
+    order in `sources` does not matter.
     """
-    batch = _parse_all(sources, _known(), progress, 0.6)
+    if role is not None:
+        writes.check_role(role)
+        if role == "sandbox":
+            raise UserError("The sandbox role belongs to the production simulation; choose history, fleet or "
+                            "evaluation.")
+    if dataset is not None and not dataset.strip():
+        raise UserError("The dataset name must not be empty.")
+    batch = _parse_all(sources, _known(), progress, 0.6, role, dataset.strip() if dataset else None)
     summary = LoadSummary(files=[p.report for p in batch])
     with store.connect() as con:
         _cross_check(con, batch)
         failed = next((p.report for p in batch if p.report.status == "error"), None)
         if failed is not None:
             raise UserError(failed.message)
-        todo = sorted((p for p in batch if p.report.status == "ok"), key=lambda p: p.report.split == "rul")
+        todo = sorted((p for p in batch if p.report.status == "ok"), key=lambda p: p.report.role == "truth")
         before = _truth_rows(con)
         with store.transaction(con):
             for n, parsed in enumerate(todo):
@@ -413,11 +452,15 @@ def load(sources: Sequence[Source] | Source, progress: Progress | None = None) -
                     progress(0.6 + 0.4 * n / max(len(todo), 1), f"Storing {rep.file}")
                 if parsed.ruls is not None:
                     writes.add_truth_file(con, rep.target or rep.name, rep.source, rep.sha256, parsed.ruls)
-                else:
-                    writes.add_dataset(con, rep.name, rep.subset, rep.split, rep.source, parsed.arrays or {},
-                                      rep.sha256)
+                elif queries.find_dataset(con, rep.name) is None:
+                    writes.add_dataset(con, rep.name, rep.subset, rep.role, rep.source, parsed.arrays or {},
+                                       rep.sha256)
                     summary.datasets_added.append(rep.name)
                     summary.readings_added += rep.rows
+                else:
+                    merged = writes.merge_readings(con, rep.name, parsed.arrays or {}, rep.source, rep.sha256)
+                    summary.appended.append({"file": rep.file, **merged.to_dict()})
+                    summary.readings_added += merged.added
             summary.truth_rows_added = _truth_rows(con) - before
     if progress is not None:
         progress(1.0, "Done")

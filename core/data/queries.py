@@ -1,5 +1,4 @@
-"""Typed reads of the fleet store: datasets, readings, RUL truth.
-"""
+"""Typed reads of the fleet store: datasets, engines, readings, RUL truth."""
 
 from __future__ import annotations
 
@@ -16,27 +15,34 @@ from core.errors import UserError
 
 
 def list_datasets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """All datasets, oldest first, with a ``has_truth`` flag for those with RUL truth."""
+    """All datasets but the simulation's sandbox, oldest first.
+
+    Columns: id, name, subset, role, source, sha256, rows, engines, loaded_at (first load), last_loaded_at,
+    closed (engines closed by an outcome) and has_truth (RUL truth is stored).
+    """
     return con.execute(
-        "SELECT d.id, d.name, d.subset, d.split, d.source, d.sha256, d.rows, d.engines, d.loaded_at, "
+        "SELECT d.id, d.name, d.subset, d.role, d.source, d.sha256, d.rows, d.engines, d.loaded_at, "
+        "coalesce((SELECT max(f.loaded_at) FROM loaded_files f WHERE f.dataset_id = d.id), d.loaded_at) "
+        "AS last_loaded_at, "
+        "(SELECT count(*) FROM engines e WHERE e.dataset_id = d.id AND e.closed_event IS NOT NULL) AS closed, "
         "EXISTS (SELECT 1 FROM rul_truth t WHERE t.dataset_id = d.id) AS has_truth "
-        "FROM datasets d ORDER BY d.id"
+        "FROM datasets d WHERE d.role <> 'sandbox' ORDER BY d.id"
     ).df()
 
 
-def dataset_names(con: duckdb.DuckDBPyConnection, split: str | None = None) -> list[str]:
-    """Names of loaded datasets (optionally of one split), in load order."""
-    if split is None:
-        rows = con.execute("SELECT name FROM datasets ORDER BY id").fetchall()
+def dataset_names(con: duckdb.DuckDBPyConnection, role: str | None = None) -> list[str]:
+    """Names of loaded datasets (optionally of one role), in load order; the sandbox only when asked for."""
+    if role is None:
+        rows = con.execute("SELECT name FROM datasets WHERE role <> 'sandbox' ORDER BY id").fetchall()
     else:
-        rows = con.execute("SELECT name FROM datasets WHERE split = ? ORDER BY id", [split]).fetchall()
+        rows = con.execute("SELECT name FROM datasets WHERE role = ? ORDER BY id", [role]).fetchall()
     return [r[0] for r in rows]
 
 
 def find_dataset(con: duckdb.DuckDBPyConnection, name: str) -> dict | None:
     """The dataset row as a dict, or None when no dataset has that name."""
     cur = con.execute(
-        "SELECT id, name, subset, split, source, sha256, rows, engines, loaded_at FROM datasets WHERE name = ?",
+        "SELECT id, name, subset, role, source, sha256, rows, engines, loaded_at FROM datasets WHERE name = ?",
         [name],
     )
     rows = cur.fetchall()
@@ -55,7 +61,8 @@ def get_dataset(con: duckdb.DuckDBPyConnection, name: str) -> dict:
 
 def find_by_sha256(con: duckdb.DuckDBPyConnection, sha256: str) -> str | None:
     """Name of the dataset (or ``RUL_`` truth file) already loaded with this content, if any."""
-    row = first_row(con, "SELECT name FROM datasets WHERE sha256 = ? ORDER BY id LIMIT 1", [sha256])
+    row = first_row(con, "SELECT d.name FROM loaded_files f JOIN datasets d ON d.id = f.dataset_id "
+                         "WHERE f.sha256 = ? ORDER BY d.id LIMIT 1", [sha256])
     if row:
         return row[0]
     row = first_row(con, "SELECT target FROM truth_files WHERE sha256 = ? LIMIT 1", [sha256])
@@ -65,7 +72,7 @@ def find_by_sha256(con: duckdb.DuckDBPyConnection, sha256: str) -> str | None:
 def known_sha256(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """sha256 -> name of every loaded content (datasets, and RUL files as ``RUL for <test>``)."""
     rows = con.execute(
-        "SELECT sha256, name FROM datasets WHERE sha256 IS NOT NULL "
+        "SELECT f.sha256, d.name FROM loaded_files f JOIN datasets d ON d.id = f.dataset_id "
         "UNION ALL SELECT sha256, 'RUL for ' || target FROM truth_files"
     ).fetchall()
     return {sha: name for sha, name in rows}
@@ -110,3 +117,46 @@ def pending_truth_count(con: duckdb.DuckDBPyConnection, target: str) -> int | No
     """Number of RUL values waiting for test dataset `target` to be loaded, or None if none wait."""
     (count,) = first_row(con, "SELECT count(*) FROM pending_truth WHERE target = ?", [target]) or (0,)
     return int(count) or None
+
+
+def engines(con: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    """The engines of a dataset: unit, engine (id as the operator writes it), first and last cycle, readings,
+    and closed_cycle / closed_event / closed_at when an outcome closed it; in unit order."""
+    dataset_id = get_dataset(con, name)["id"]
+    return con.execute(
+        "SELECT e.unit, e.engine, min(r.cycle) AS first_cycle, max(r.cycle) AS last_cycle, count(r.cycle) AS readings, "
+        "e.closed_cycle, e.closed_event, e.closed_at FROM engines e LEFT JOIN readings r "
+        "ON r.dataset_id = e.dataset_id AND r.unit = e.unit WHERE e.dataset_id = ? "
+        "GROUP BY e.unit, e.engine, e.closed_cycle, e.closed_event, e.closed_at ORDER BY e.unit",
+        [dataset_id],
+    ).df()
+
+
+def engine_ids(con: duckdb.DuckDBPyConnection, name: str) -> dict[int, str]:
+    """unit -> engine id of a dataset."""
+    dataset_id = get_dataset(con, name)["id"]
+    return {int(u): str(e) for u, e in con.execute(
+        "SELECT unit, engine FROM engines WHERE dataset_id = ?", [dataset_id]).fetchall()}
+
+
+def find_engine(con: duckdb.DuckDBPyConnection, name: str, engine: str) -> dict | None:
+    """One engine of dataset `name` by its id (a dict like a row of :func:`engines`), or None."""
+    dataset_id = get_dataset(con, name)["id"]
+    cur = con.execute(
+        "SELECT e.unit, e.engine, min(r.cycle) AS first_cycle, max(r.cycle) AS last_cycle, e.closed_cycle, "
+        "e.closed_event, e.closed_at FROM engines e LEFT JOIN readings r ON r.dataset_id = e.dataset_id "
+        "AND r.unit = e.unit WHERE e.dataset_id = ? AND e.engine = ? "
+        "GROUP BY e.unit, e.engine, e.closed_cycle, e.closed_event, e.closed_at",
+        [dataset_id, str(engine).strip()],
+    )
+    rows = cur.fetchall()
+    return dict(zip([d[0] for d in cur.description], rows[0], strict=True)) if rows else None
+
+
+def engine_readings(con: duckdb.DuckDBPyConnection, name: str, unit: int) -> pd.DataFrame:
+    """The readings of one engine (:data:`COLUMNS`) in cycle order."""
+    dataset_id = get_dataset(con, name)["id"]
+    return con.execute(
+        f"SELECT {READING_COLUMNS_SQL} FROM readings WHERE dataset_id = ? AND unit = ? ORDER BY cycle",
+        [dataset_id, int(unit)],
+    ).df()

@@ -90,6 +90,14 @@ def label(name: str) -> str:
     return column.label if column else name
 
 
+def display_name(name: str) -> str:
+    """How messages name a storage column: ``T30 (sensor_3)``, ``altitude (setting_1)``, ``engine``, ``cycle``."""
+    if name == "unit":
+        return "engine"
+    short = mnemonic(name)
+    return name if short == name else f"{short} ({name})"
+
+
 def unit_of(name: str) -> str:
     """The physical unit of a storage column, '' when dimensionless or unknown."""
     column = BY_NAME.get(name)

@@ -55,7 +55,7 @@ def matching_test_sets(con: duckdb.DuckDBPyConnection, train_names: list[str]) -
     """Test datasets of the same subsets as ``train_names`` that have true RUL, for reporting."""
     listing = queries.list_datasets(con)
     subsets = set(listing.loc[listing["name"].isin(train_names), "subset"])
-    tests = listing[(listing["split"] == "test") & listing["subset"].isin(subsets) & listing["has_truth"]]
+    tests = listing[(listing["role"] == "evaluation") & listing["subset"].isin(subsets) & listing["has_truth"]]
     return sorted(tests["name"])
 
 
@@ -64,8 +64,10 @@ def export(con: duckdb.DuckDBPyConnection, train_names: list[str], test_names: l
     if not train_names:
         raise UserError("Choose at least one training dataset to train on.")
     for name in train_names:
-        if queries.get_dataset(con, name)["split"] == "test":
-            raise UserError(f"'{name}' is a test set: test sets are for reporting only, never for training.")
+        role = queries.get_dataset(con, name)["role"]
+        if role not in ("history", "sandbox"):
+            raise UserError(f"'{name}' is a {role} dataset: only history datasets are training data; evaluation "
+                            "sets are for reporting only.")
     tests = matching_test_sets(con, train_names) if test_names is None else list(test_names)
     train = queries.readings_many(con, train_names)
     test = queries.readings_many(con, tests) if tests else pd.DataFrame(columns=train.columns)

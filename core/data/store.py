@@ -20,8 +20,13 @@ from core import config
 from core.data.cmapss import COLUMNS, SENSORS, SETTINGS
 from core.errors import UserError
 
-SPLITS = ("train", "test", "stream")
-"""Splits a dataset may have (RUL files fill ``rul_truth`` and are not datasets)."""
+ROLES = ("history", "fleet", "evaluation", "sandbox")
+"""What a dataset is for. ``history``: engines run to failure or removal, the only training data;
+``fleet``: engines in service, scored and never trained on; ``evaluation``: in service with known RUL
+(``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
+listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
+IN_SERVICE_ROLES = ("fleet", "evaluation")
+SCHEMA_VERSION = 2
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 
@@ -44,7 +49,7 @@ _SCHEMA = [
         id INTEGER PRIMARY KEY DEFAULT nextval('datasets_id_seq'),
         name VARCHAR NOT NULL UNIQUE,
         subset VARCHAR NOT NULL,
-        split VARCHAR NOT NULL,
+        role VARCHAR NOT NULL,
         source VARCHAR NOT NULL,
         sha256 VARCHAR,
         rows BIGINT NOT NULL DEFAULT 0,
@@ -69,13 +74,36 @@ _SCHEMA = [
         rul_high DOUBLE, p_fail_30 DOUBLE, risk VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS feedback (
         created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL,
-        cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR)""",
+        cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR, model_version VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS engines (
+        dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL, engine VARCHAR NOT NULL,
+        closed_cycle INTEGER, closed_event VARCHAR, closed_at TIMESTAMP,
+        PRIMARY KEY (dataset_id, unit), UNIQUE (dataset_id, engine))""",
+    """CREATE TABLE IF NOT EXISTS loaded_files (
+        dataset_id INTEGER NOT NULL, sha256 VARCHAR NOT NULL, source VARCHAR NOT NULL,
+        rows BIGINT NOT NULL, loaded_at TIMESTAMP NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
     """CREATE TABLE IF NOT EXISTS alerts (
         key VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL,
         dataset VARCHAR, engine VARCHAR, value DOUBLE)""",
 ]
-"""Tables. ``truth_files`` records each RUL file loaded (for de-duplication);
-``pending_truth`` holds RUL values that arrived before their test dataset."""
+"""Tables. ``engines`` maps each engine's id as the operator writes it to the integer ``unit`` the
+readings use, and records when an outcome closed it; ``loaded_files`` holds the sha256 of every file
+loaded into a dataset (for de-duplication); ``truth_files`` records each RUL file loaded;
+``pending_truth`` holds RUL values that arrived before their test dataset; ``feedback`` holds the
+outcomes engineers record, with the model version serving at the time."""
+
+_MIGRATE_V1 = [
+    "ALTER TABLE datasets RENAME COLUMN split TO role",
+    "UPDATE datasets SET role = CASE role WHEN 'train' THEN 'history' WHEN 'test' THEN 'evaluation' "
+    "WHEN 'stream' THEN 'sandbox' ELSE role END",
+    "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS model_version VARCHAR",
+    "INSERT INTO engines (dataset_id, unit, engine) SELECT DISTINCT dataset_id, unit, CAST(unit AS VARCHAR) "
+    "FROM readings",
+    "INSERT INTO loaded_files SELECT id, sha256, source, rows, loaded_at FROM datasets WHERE sha256 IS NOT NULL",
+]
+"""A store written before dataset roles and engine ids (schema 1): ``split`` train/test/stream becomes
+role history/evaluation/sandbox, and each engine's id is its unit number."""
 
 
 def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> tuple | None:
@@ -133,11 +161,30 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
             time.sleep(0.2)
     try:
         if not read_only:
-            for statement in _SCHEMA:
-                con.execute(statement)
+            _ensure_schema(con)
         yield con
     finally:
         con.close()
+
+
+def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables, or bring a schema-1 store (datasets with a ``split``) up to date, in one transaction.
+
+    A store already at :data:`SCHEMA_VERSION` is only read, so concurrent connections do not write here.
+    """
+    current = first_row(con, "SELECT value FROM store_meta WHERE key = 'schema_version'") if first_row(
+        con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'store_meta'") else None
+    if current and current[0] == str(SCHEMA_VERSION):
+        return
+    (old,) = first_row(con, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'datasets' "
+                            "AND column_name = 'split'") or (0,)
+    with transaction(con):
+        for statement in _SCHEMA:
+            con.execute(statement)
+        if old:
+            for statement in _MIGRATE_V1:
+                con.execute(statement)
+        con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from core.data import sensors
 from core.data.cmapss import COLUMNS, SENSORS, SETTINGS
 from core.errors import UserError
 
@@ -34,33 +35,77 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
 
 
+ENGINE_ID_MAX_CHARS = 64
+
+
+def engine_ids(values: object, label: str, where: Callable[[int], str] = _default_where) -> np.ndarray:
+    """Engine ids as the operator writes them (text; whole numbers such as 7 or 7.0 become '7').
+
+    Refuses an empty or missing id, a number that is not whole, and ids longer than
+    :data:`ENGINE_ID_MAX_CHARS` characters.
+    """
+    raw = pd.Series(np.asarray(values))
+    if raw.dtype.kind == "b":
+        raise UserError(f"{label} {where(0)}: the engine id is {raw.iloc[0]}, which is not an id.")
+    if raw.dtype.kind in "iuf":
+        number = raw.to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(number) | (number != np.floor(number)))
+        if bad.size:
+            i = int(bad[0])
+            raise UserError(f"{label} {where(i)}: the engine id is {_fmt(float(number[i]))}, which is not an id; "
+                            "use text or whole numbers.")
+        return number.astype(np.int64).astype(str).astype(object)
+    missing = raw.isna().to_numpy().copy()
+    text = raw.astype(str).str.strip()
+    missing |= (text == "").to_numpy()
+    if missing.any():
+        raise UserError(f"{label} {where(int(np.flatnonzero(missing)[0]))}: the engine id is missing.")
+    long = np.flatnonzero((text.str.len() > ENGINE_ID_MAX_CHARS).to_numpy())
+    if long.size:
+        i = int(long[0])
+        raise UserError(f"{label} {where(i)}: the engine id '{text.iloc[i][:20]}...' is longer than "
+                        f"{ENGINE_ID_MAX_CHARS} characters.")
+    return text.to_numpy(dtype=object)
+
+
 def validate_readings(
     columns: Mapping[str, object],
     label: str,
     where: Callable[[int], str] = _default_where,
 ) -> dict[str, np.ndarray]:
-    """Check readings and return them as float64 arrays keyed by :data:`COLUMNS`.
+    """Check readings and return them as float64 arrays keyed by :data:`COLUMNS`, plus ``engine``.
 
-    `columns` maps column names to array-likes (a DataFrame works). `label` names the
-    file or dataset in messages and `where(i)` names row ``i`` (e.g. ``"line 12"``).
+    `columns` maps column names to array-likes (a DataFrame works); the engine is given either as
+    ``engine`` (ids as text, as the operator writes them) or as ``unit`` (whole numbers). In the
+    result ``engine`` holds each row's id as text and ``unit`` numbers the engines 1..n in order of
+    first appearance (or keeps the given whole numbers). `label` names the file or dataset in messages
+    and `where(i)` names row ``i`` (e.g. ``"line 12"``).
     Raises :class:`UserError` with one sentence for: a missing column, non-numeric or
-    missing values, NaN/inf, values outside the plausibility bounds, a unit or cycle that
-    is not a positive whole number, a repeated (unit, cycle), cycles that do not increase
-    within a unit, or no rows at all.
+    missing values, NaN/inf, values outside the plausibility bounds, a cycle that is not a positive
+    whole number, a missing or over-long engine id, a repeated (engine, cycle), cycles that do not
+    increase within an engine, or no rows at all.
     """
-    missing = [c for c in COLUMNS if c not in columns]
+    given = dict(columns.items()) if not isinstance(columns, pd.DataFrame) else {c: columns[c] for c in columns}
+    if "engine" in given and "unit" not in given:
+        ids = engine_ids(given["engine"], label, where)
+        codes, _ = pd.factorize(pd.Series(ids), sort=False)
+        given["unit"] = (codes + 1).astype(np.float64)
+    else:
+        ids = None
+    missing = [c for c in COLUMNS if c not in given]
     if missing:
-        raise UserError(f"{label} lacks the column(s) {', '.join(missing)}; a C-MAPSS reading needs "
-                        f"the 26 columns {COLUMNS[0]}, {COLUMNS[1]}, setting_1..3 and sensor_1..21.")
+        names = ", ".join(sensors.mnemonic(c) if c != "unit" else "engine" for c in missing)
+        raise UserError(f"{label} lacks the column(s) {names}; a C-MAPSS reading needs "
+                        "the 26 columns engine, cycle, the 3 settings and the 21 sensors.")
     arrays: dict[str, np.ndarray] = {}
     for name in COLUMNS:
-        raw = np.asarray(columns[name])
+        raw = np.asarray(given[name])
         if raw.dtype.kind not in "biuf":
             converted = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
             bad = np.flatnonzero(np.isnan(converted) & ~pd.isna(pd.Series(raw)).to_numpy())
             if bad.size:
                 i = int(bad[0])
-                raise UserError(f"{label} {where(i)}: {name} is '{raw[i]}', which is not a number.")
+                raise UserError(f"{label} {where(i)}: {sensors.display_name(name)} is '{raw[i]}', which is not a number.")
             raw = converted
         arrays[name] = raw.astype(np.float64, copy=False)
     rows = len(arrays["unit"])
@@ -72,13 +117,13 @@ def validate_readings(
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])
             shown = "missing" if np.isnan(values[i]) else _fmt(float(values[i]))
-            raise UserError(f"{label} {where(i)}: {name} is {shown}, but readings must be finite numbers.")
+            raise UserError(f"{label} {where(i)}: {sensors.display_name(name)} is {shown}, but readings must be finite numbers.")
     for name in ("unit", "cycle"):
         values = arrays[name]
         bad = np.flatnonzero((values < 1) | (values > UNIT_CYCLE_MAX) | (values != np.floor(values)))
         if bad.size:
             i = int(bad[0])
-            raise UserError(f"{label} {where(i)}: {name} is {_fmt(float(values[i]))}, but it must be a "
+            raise UserError(f"{label} {where(i)}: {sensors.display_name(name)} is {_fmt(float(values[i]))}, but it must be a "
                             f"positive whole number no larger than {UNIT_CYCLE_MAX:,}.")
     for names, (low, high), kind in ((SETTINGS, SETTING_BOUNDS, "setting"), (SENSORS, SENSOR_BOUNDS, "sensor")):
         for name in names:
@@ -86,20 +131,24 @@ def validate_readings(
             bad = np.flatnonzero((values < low) | (values > high))
             if bad.size:
                 i = int(bad[0])
-                raise UserError(f"{label} {where(i)}: {name} is {_fmt(float(values[i]))}, outside the "
+                raise UserError(f"{label} {where(i)}: {sensors.display_name(name)} is {_fmt(float(values[i]))}, outside the "
                                 f"plausible range {low:g} to {high:g} for a {kind}.")
-    _check_order(arrays["unit"], arrays["cycle"], label, where)
+    if ids is None:
+        ids = engine_ids(arrays["unit"], label, where)
+    arrays["engine"] = ids
+    _check_order(arrays["unit"], arrays["cycle"], ids, label, where)
     return arrays
 
 
-def _check_order(unit: np.ndarray, cycle: np.ndarray, label: str, where: Callable[[int], str]) -> None:
-    """Refuse repeated (unit, cycle) pairs and cycles that do not increase within a unit."""
+def _check_order(unit: np.ndarray, cycle: np.ndarray, ids: np.ndarray, label: str,
+                 where: Callable[[int], str]) -> None:
+    """Refuse repeated (engine, cycle) pairs and cycles that do not increase within an engine."""
     order = np.lexsort((np.arange(len(unit)), cycle, unit))
     su, sc = unit[order], cycle[order]
     dup = np.flatnonzero((su[1:] == su[:-1]) & (sc[1:] == sc[:-1]))
     if dup.size:
         first, again = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
-        raise UserError(f"{label} {where(again)} repeats unit {int(unit[again])} cycle {int(cycle[again])}, "
+        raise UserError(f"{label} {where(again)} repeats engine {ids[again]} cycle {int(cycle[again])}, "
                         f"already given on {where(first)}.")
     by_unit = np.lexsort((np.arange(len(unit)), unit))
     u, c = unit[by_unit], cycle[by_unit]
@@ -107,8 +156,8 @@ def _check_order(unit: np.ndarray, cycle: np.ndarray, label: str, where: Callabl
     if back.size:
         i = int(by_unit[back[0] + 1])
         prev = int(c[back[0]])
-        raise UserError(f"{label} {where(i)}: unit {int(unit[i])} goes from cycle {prev} to cycle "
-                        f"{int(cycle[i])}, but cycles must increase within each unit.")
+        raise UserError(f"{label} {where(i)}: engine {ids[i]} goes from cycle {prev} to cycle "
+                        f"{int(cycle[i])}, but cycles must increase within each engine.")
 
 
 # ----------------------------------------------------------------------------- reads

@@ -7,18 +7,21 @@ Each function writes inside the caller's connection; callers wrap several writes
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.data import sensors
 from core.data.cmapss import COLUMNS
 from core.data.queries import find_dataset, get_dataset, pending_truth_count, truth_file_sha
 from core.data.store import (
+    IN_SERVICE_ROLES,
     PREDICTION_COLUMNS,
     READING_COLUMNS_SQL,
-    SPLITS,
+    ROLES,
     VALUE_COLUMNS,
     first_row,
     transaction,
@@ -26,8 +29,6 @@ from core.data.store import (
 )
 from core.data.validation import validate_readings
 from core.errors import UserError
-
-# ----------------------------------------------------------------------------- writes
 
 
 def _arrow_readings(arrays: Mapping[str, np.ndarray]) -> pa.Table:
@@ -49,6 +50,24 @@ def _insert_readings(con: duckdb.DuckDBPyConnection, dataset_id: int, arrays: Ma
     return table.num_rows
 
 
+def _insert_engines(con: duckdb.DuckDBPyConnection, dataset_id: int, units: np.ndarray, ids: np.ndarray) -> int:
+    """Record the id of each new engine (unit numbers not yet known for the dataset)."""
+    first = pd.DataFrame({"unit": units.astype(np.int64), "engine": ids}).drop_duplicates("unit")
+    table = pa.Table.from_pandas(first, preserve_index=False)
+    con.register("incoming_engines", table)
+    try:
+        con.execute("INSERT INTO engines (dataset_id, unit, engine) SELECT ?, CAST(unit AS INTEGER), engine "
+                    "FROM incoming_engines", [dataset_id])
+    finally:
+        con.unregister("incoming_engines")
+    return len(first)
+
+
+def _record_file(con: duckdb.DuckDBPyConnection, dataset_id: int, sha256: str | None, source: str, rows: int) -> None:
+    if sha256:
+        con.execute("INSERT INTO loaded_files VALUES (?, ?, ?, ?, ?)", [dataset_id, sha256, source, rows, utc_now()])
+
+
 def _refresh_counts(con: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
     con.execute(
         "UPDATE datasets SET rows = (SELECT count(*) FROM readings WHERE dataset_id = ?), "
@@ -57,33 +76,38 @@ def _refresh_counts(con: duckdb.DuckDBPyConnection, dataset_id: int) -> None:
     )
 
 
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise UserError(f"Split '{split}' is not one of {', '.join(SPLITS)}.")
+def check_role(role: str) -> None:
+    """UserError unless `role` is one of :data:`ROLES`."""
+    if role not in ROLES:
+        raise UserError(f"Role '{role}' is not one of {', '.join(r for r in ROLES if r != 'sandbox')}.")
 
 
 def add_dataset(
     con: duckdb.DuckDBPyConnection,
     name: str,
     subset: str,
-    split: str,
+    role: str,
     source: str,
     arrays: Mapping[str, np.ndarray],
     sha256: str | None = None,
 ) -> int:
-    """Insert a new dataset and its already validated readings, inside the caller's transaction.
+    """Insert a new dataset, its already validated readings and its engine ids, inside the caller's transaction.
 
-    Pending RUL values for this (test) dataset are moved into ``rul_truth``. Returns its id.
+    Pending RUL values for this (evaluation) dataset are moved into ``rul_truth``. Returns its id.
     """
-    _check_split(split)
+    check_role(role)
+    if not name.strip():
+        raise UserError("A dataset needs a name.")
     if find_dataset(con, name) is not None:
         raise UserError(f"A dataset named '{name}' is already loaded; delete it first to replace it.")
     (dataset_id,) = con.execute(
-        "INSERT INTO datasets (name, subset, split, source, sha256, loaded_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "INSERT INTO datasets (name, subset, role, source, sha256, loaded_at) VALUES (?, ?, ?, ?, ?, ?) "
         "RETURNING id",
-        [name, subset, split, source, sha256, utc_now()],
+        [name, subset, role, source, sha256, utc_now()],
     ).fetchall()[0]
     _insert_readings(con, dataset_id, arrays)
+    _insert_engines(con, dataset_id, np.asarray(arrays["unit"]), _ids(arrays))
+    _record_file(con, dataset_id, sha256, source, len(arrays["unit"]))
     _refresh_counts(con, dataset_id)
     pending = pending_truth_count(con, name)
     if pending is not None:
@@ -95,6 +119,13 @@ def add_dataset(
         set_truth(con, dataset_id, units.astype(int).tolist(), [v[0] for v in values])
         con.execute("DELETE FROM pending_truth WHERE target = ?", [name])
     return int(dataset_id)
+
+
+def _ids(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each row's engine id as text (the unit number when the arrays carry no ``engine``)."""
+    if "engine" in arrays:
+        return np.asarray(arrays["engine"], dtype=object)
+    return np.asarray(arrays["unit"]).astype(np.int64).astype(str).astype(object)
 
 
 def set_truth(con: duckdb.DuckDBPyConnection, dataset_id: int, units: Sequence[int], ruls: Sequence[int]) -> int:
@@ -143,67 +174,199 @@ def create_dataset(
     con: duckdb.DuckDBPyConnection,
     name: str,
     subset: str,
-    split: str,
+    role: str,
     source: str,
     frame: pd.DataFrame,
     sha256: str | None = None,
 ) -> int:
-    """Validate `frame` (the 26 :data:`COLUMNS`) and store it as a new dataset in one transaction.
+    """Validate `frame` (``engine`` or ``unit``, ``cycle`` and the value columns) and store it as a new dataset.
 
-    Returns the new dataset id; :class:`UserError` if the name is taken or a row is bad.
+    One transaction; returns the new dataset id; :class:`UserError` if the name is taken or a row is bad.
     """
     arrays = validate_readings(frame, f"Dataset '{name}'")
     with transaction(con):
-        return add_dataset(con, name, subset, split, source, arrays, sha256)
+        return add_dataset(con, name, subset, role, source, arrays, sha256)
+
+
+@dataclass(frozen=True)
+class Merge:
+    """What appending readings to a dataset did: rows added, identical rows already stored, engines touched."""
+
+    dataset: str
+    added: int
+    unchanged: int
+    new_engines: list[str]
+    changed_engines: list[str]
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable copy."""
+        return {"dataset": self.dataset, "readings_added": self.added, "readings_unchanged": self.unchanged,
+                "new_engines": self.new_engines, "changed_engines": self.changed_engines}
+
+
+def _map_units(con: duckdb.DuckDBPyConnection, dataset_id: int, label: str,
+               ids: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Unit number of each row's engine id: stored engines keep theirs, new ones follow the largest."""
+    stored = con.execute("SELECT engine, unit, closed_cycle, closed_event FROM engines WHERE dataset_id = ?",
+                         [dataset_id]).fetchall()
+    known = {engine: int(unit) for engine, unit, _, _ in stored}
+    closed = {engine: (cycle, event) for engine, _, cycle, event in stored if event is not None}
+    touched = set(pd.unique(pd.Series(ids)))
+    for engine in sorted(touched & closed.keys()):
+        cycle, event = closed[engine]
+        raise UserError(f"{label}: engine {engine} was closed by a {event} at cycle {cycle}, so no readings can "
+                        "be added to it.")
+    new: dict[str, int] = {}
+    next_unit = max(known.values(), default=0) + 1
+    for engine in pd.unique(pd.Series(ids)):
+        if engine not in known:
+            new[engine] = next_unit
+            next_unit += 1
+    lookup = {**known, **new}
+    return np.fromiter((lookup[e] for e in ids), dtype=np.int64, count=len(ids)), new
+
+
+def merge_readings(
+    con: duckdb.DuckDBPyConnection, name: str, arrays: Mapping[str, np.ndarray], source: str,
+    sha256: str | None = None,
+) -> Merge:
+    """Append validated readings to the in-service dataset `name`, inside the caller's transaction.
+
+    Rows identical to stored ones are a no-op; a different value for a stored (engine, cycle) is refused
+    naming both values; an engine's new cycles must come after its last stored one; new engines are added.
+    """
+    found = find_dataset(con, name)
+    if found is None:
+        raise UserError(f"No dataset named '{name}' is loaded.")
+    label = f"Dataset '{name}'"
+    if found["role"] not in IN_SERVICE_ROLES:
+        raise UserError(f"{label} is a {found['role']} dataset; readings are appended only to fleet or evaluation "
+                        "datasets. Load new engines as a dataset of their own.")
+    dataset_id = int(found["id"])
+    ids = _ids(arrays)
+    units, new = _map_units(con, dataset_id, label, ids)
+    incoming = {**{c: np.asarray(arrays[c], dtype=np.float64) for c in COLUMNS}, "unit": units.astype(np.float64)}
+    table = _arrow_readings(incoming).append_column("row_no", pa.array(np.arange(len(units), dtype=np.int64)))
+    con.register("incoming_merge", table)
+    try:
+        differs = " OR ".join(f"i.{c} <> r.{c}" for c in VALUE_COLUMNS)
+        conflict = first_row(
+            con,
+            "SELECT i.row_no, i.cycle, " + ", ".join(f"i.{c}, r.{c}" for c in VALUE_COLUMNS) +
+            " FROM incoming_merge i JOIN readings r ON r.dataset_id = ? AND r.unit = CAST(i.unit AS INTEGER) "
+            f"AND r.cycle = CAST(i.cycle AS INTEGER) WHERE {differs} ORDER BY i.row_no LIMIT 1",
+            [dataset_id],
+        )
+        if conflict:
+            row, cycle, values = int(conflict[0]), int(conflict[1]), conflict[2:]
+            for k, column in enumerate(VALUE_COLUMNS):
+                new_value, stored_value = values[2 * k], values[2 * k + 1]
+                if new_value != stored_value:
+                    raise UserError(
+                        f"{label} already holds engine {ids[row]} cycle {cycle} with {sensors.mnemonic(column)} "
+                        f"{stored_value:g}, but the new readings give {new_value:g}; nothing was changed. "
+                        "Delete the dataset to replace its readings.")
+        fresh = con.execute(
+            "SELECT i.row_no FROM incoming_merge i WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.dataset_id = ? "
+            "AND r.unit = CAST(i.unit AS INTEGER) AND r.cycle = CAST(i.cycle AS INTEGER)) ORDER BY i.row_no",
+            [dataset_id],
+        ).fetchnumpy()["row_no"]
+        late = first_row(
+            con,
+            "SELECT i.row_no, i.cycle, m.last FROM incoming_merge i JOIN (SELECT unit, max(cycle) AS last FROM "
+            "readings WHERE dataset_id = ? GROUP BY unit) m ON m.unit = CAST(i.unit AS INTEGER) "
+            "WHERE i.cycle <= m.last AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.dataset_id = ? "
+            "AND r.unit = m.unit AND r.cycle = CAST(i.cycle AS INTEGER)) ORDER BY i.row_no LIMIT 1",
+            [dataset_id, dataset_id],
+        )
+    finally:
+        con.unregister("incoming_merge")
+    if late:
+        row, cycle, last = int(late[0]), int(late[1]), int(late[2])
+        raise UserError(f"{label} holds engine {ids[row]} up to cycle {last}, so cycle {cycle} cannot be added: "
+                        "an engine's new cycles must come after its last stored one.")
+    fresh = np.asarray(fresh, dtype=np.int64)
+    if fresh.size:
+        _insert_readings(con, dataset_id, {c: incoming[c][fresh] for c in COLUMNS})
+    if new:
+        new_rows = np.flatnonzero(np.isin(ids, list(new)))
+        _insert_engines(con, dataset_id, units[new_rows], ids[new_rows])
+    _record_file(con, dataset_id, sha256, source, len(units))
+    _refresh_counts(con, dataset_id)
+    changed = sorted(set(ids[fresh]) - set(new)) if fresh.size else []
+    return Merge(dataset=name, added=int(fresh.size), unchanged=int(len(units) - fresh.size),
+                 new_engines=list(new), changed_engines=changed)
 
 
 def append_readings(
     con: duckdb.DuckDBPyConnection,
     name: str,
     subset: str,
-    split: str,
+    role: str,
     source: str,
     frame: pd.DataFrame,
-) -> int:
-    """Append validated rows to dataset `name` (created if missing) in one transaction.
-
-    New cycles of a unit must come after the cycles already stored for it. Used by the
-    production simulation (``split="stream"``). Returns the number of rows added.
-    """
-    label = f"Dataset '{name}'"
-    arrays = validate_readings(frame, label)
+) -> Merge:
+    """Validate `frame` and append it to dataset `name` (created with `role` if missing) in one transaction."""
+    check_role(role)
+    arrays = validate_readings(frame, f"Dataset '{name}'")
     with transaction(con):
         found = find_dataset(con, name)
         if found is None:
-            add_dataset(con, name, subset, split, source, arrays)
-            return len(arrays["unit"])
-        if (found["subset"], found["split"]) != (subset, split):
-            raise UserError(f"{label} is a {found['split']} dataset of {found['subset']}, not {split} of {subset}.")
-        incoming = pa.table({"unit": arrays["unit"], "cycle": arrays["cycle"]})
-        con.register("incoming_keys", incoming)
-        try:
-            clash = first_row(
-                con,
-                "SELECT i.unit, i.cycle, m.last FROM incoming_keys i JOIN (SELECT unit, max(cycle) AS last "
-                "FROM readings WHERE dataset_id = ? GROUP BY unit) m ON m.unit = i.unit "
-                "WHERE i.cycle <= m.last LIMIT 1",
-                [found["id"]],
-            )
-        finally:
-            con.unregister("incoming_keys")
-        if clash:
-            raise UserError(f"{label} already holds unit {int(clash[0])} up to cycle {int(clash[2])}, so cycle "
-                            f"{int(clash[1])} cannot be appended; cycles must increase within each unit.")
-        added = _insert_readings(con, found["id"], arrays)
-        _refresh_counts(con, found["id"])
-        return added
+            add_dataset(con, name, subset, role, source, arrays)
+            ids = _ids(arrays)
+            return Merge(dataset=name, added=len(ids), unchanged=0, new_engines=list(pd.unique(pd.Series(ids))),
+                         changed_engines=[])
+        if found["role"] != role:
+            raise UserError(f"Dataset '{name}' is a {found['role']} dataset, not {role}.")
+        if role == "sandbox":
+            return _append_sandbox(con, found, arrays, source)
+        return merge_readings(con, name, arrays, source)
+
+
+def insert_history_engine(con: duckdb.DuckDBPyConnection, dataset_id: int, arrays: Mapping[str, np.ndarray]) -> None:
+    """Add one closed engine's validated readings (a unit number new to the dataset) to a history dataset."""
+    _insert_readings(con, dataset_id, arrays)
+    _insert_engines(con, dataset_id, np.asarray(arrays["unit"]), _ids(arrays))
+    _refresh_counts(con, dataset_id)
+
+
+def _append_sandbox(con: duckdb.DuckDBPyConnection, found: dict, arrays: Mapping[str, np.ndarray],
+                    source: str) -> Merge:
+    """The simulation's stream: whole new engines or later cycles of known ones, by unit number."""
+    dataset_id = int(found["id"])
+    incoming = pa.table({"unit": np.asarray(arrays["unit"]), "cycle": np.asarray(arrays["cycle"])})
+    con.register("incoming_keys", incoming)
+    try:
+        clash = first_row(
+            con,
+            "SELECT i.unit, i.cycle, m.last FROM incoming_keys i JOIN (SELECT unit, max(cycle) AS last "
+            "FROM readings WHERE dataset_id = ? GROUP BY unit) m ON m.unit = i.unit "
+            "WHERE i.cycle <= m.last LIMIT 1",
+            [dataset_id],
+        )
+    finally:
+        con.unregister("incoming_keys")
+    if clash:
+        raise UserError(f"Dataset '{found['name']}' already holds engine {int(clash[0])} up to cycle "
+                        f"{int(clash[2])}, so cycle {int(clash[1])} cannot be appended; cycles must increase "
+                        "within each engine.")
+    units = np.asarray(arrays["unit"]).astype(np.int64)
+    known = {int(u) for (u,) in con.execute("SELECT unit FROM engines WHERE dataset_id = ?", [dataset_id]).fetchall()}
+    new_rows = np.flatnonzero(~np.isin(units, list(known)))
+    _insert_readings(con, dataset_id, arrays)
+    if new_rows.size:
+        _insert_engines(con, dataset_id, units[new_rows], _ids(arrays)[new_rows])
+    _refresh_counts(con, dataset_id)
+    ids = _ids(arrays)
+    return Merge(dataset=found["name"], added=len(units), unchanged=0,
+                 new_engines=sorted(set(ids[new_rows])), changed_engines=sorted(set(ids) - set(ids[new_rows])))
 
 
 def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Delete a dataset with its readings, truth, predictions and feedback, in one transaction."""
     dataset_id = get_dataset(con, name)["id"]
     with transaction(con):
-        for table in ("readings", "rul_truth", "predictions", "feedback"):
+        for table in ("readings", "rul_truth", "predictions", "feedback", "engines", "loaded_files"):
             con.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
         con.execute("DELETE FROM truth_files WHERE target = ?", [name])
         con.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
@@ -232,14 +395,3 @@ def insert_predictions(
     finally:
         con.unregister("incoming_predictions")
     return table.num_rows
-
-
-def insert_feedback(
-    con: duckdb.DuckDBPyConnection, name: str, unit: int, cycle: int, outcome: str, note: str | None = None
-) -> None:
-    """Record an engineer's observed outcome (e.g. ``failed``, ``inspected_ok``) for one engine at a cycle."""
-    dataset_id = get_dataset(con, name)["id"]
-    if not outcome.strip():
-        raise UserError("A feedback outcome must not be empty.")
-    con.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?)", [utc_now(), dataset_id, int(unit), int(cycle),
-                                                                   outcome, note])

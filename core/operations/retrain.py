@@ -15,24 +15,34 @@ from models.training import TrainConfig
 
 
 def training_datasets(subsets: list[str] | None = None, datasets: list[str] | None = None) -> list[str]:
-    """Names to train on: the named datasets, ``train_FD00x`` of the subsets, or every loaded training set."""
+    """Names to train on: the named history datasets, ``train_FD00x`` of the subsets, or every history dataset.
+
+    Only ``history`` datasets (engines run to failure or removal, closed-out engines included) are
+    training data; naming a fleet or evaluation dataset, or having none, is a UserError.
+    """
     with store.connect(read_only=True) as con:
         loaded = queries.list_datasets(con)
-    train_names = sorted(loaded.loc[loaded["split"] == "train", "name"])
+    roles = dict(zip(loaded["name"], loaded["role"], strict=True))
+    history = sorted(name for name, role in roles.items() if role == "history")
     if datasets:
-        missing = [n for n in datasets if n not in set(loaded["name"])]
+        missing = [n for n in datasets if n not in roles]
         if missing:
             raise UserError(f"No dataset named {', '.join(repr(n) for n in missing)} is loaded.")
+        other = [n for n in datasets if roles[n] != "history"]
+        if other:
+            raise UserError(f"'{other[0]}' is a {roles[other[0]]} dataset; only history datasets (engines run to "
+                            "failure or removal) are training data.")
         return list(datasets)
     if subsets:
         wanted = [f"train_{s}" for s in subsets]
-        missing = [n for n in wanted if n not in train_names]
+        missing = [n for n in wanted if n not in history]
         if missing:
             raise UserError(f"Load {', '.join(missing)} first (Data page or `python -m core ingest`).")
         return wanted
-    if not train_names:
-        raise UserError("No training data is loaded: load train_FD00x files on the Data page first.")
-    return train_names
+    if not history:
+        raise UserError("No history data is loaded: load engines run to failure (e.g. train_FD00x) on the Data "
+                        "page, or record failures of fleet engines, first.")
+    return history
 
 
 def make_config(
