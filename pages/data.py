@@ -13,7 +13,16 @@ from pages import ui
 st.title("Fleet data")
 st.caption(
     "C-MAPSS files as NASA ships them (train_FD00x, test_FD00x, RUL_FD00x as .txt or .txt.gz, or NASA's zip), "
-    "or CSV/Parquet with the 26 columns and a header. Files are checked before anything is written."
+    "or CSV/Parquet with a header naming the 26 columns: engine (or unit), cycle, the settings and the sensors, "
+    "by NASA's names (setting_1, sensor_11) or the C-MAPSS mnemonics (altitude, Ps30), in any order. "
+    "Files are checked before anything is written."
+)
+
+ROLE_FROM_NAME = "from the file names"
+ROLE_HELP = (
+    "history: engines run to failure or removal, the only training data. fleet: engines in service, scored "
+    "and never trained on. evaluation: in service with known RUL (a RUL_FD00x file), scored and evaluated. "
+    "From the file names: train_* is history, test_* evaluation, anything else fleet."
 )
 
 REPORT_COLUMNS = ["file", "name", "role", "action", "subset", "rows", "engines", "status", "message"]
@@ -28,10 +37,10 @@ def _origin(source: str) -> str:
     return source.split("!", 1)[0]
 
 
-def _check_and_load(sources: list, key: str) -> None:
+def _check_and_load(sources: list, key: str, role: str | None, dataset: str | None) -> None:
     """Show the validation report of ``sources`` and a button that loads the files that passed."""
     try:
-        reports = ingest.inspect(sources)
+        reports = ingest.inspect(sources, role=role, dataset=dataset)
     except UserError as err:
         ui.show_error(err)
         return
@@ -54,19 +63,32 @@ def _check_and_load(sources: list, key: str) -> None:
     if st.button(label, type="primary", key=f"load_{key}"):
         bar = st.progress(0.0, text="Starting…")
         try:
-            summary = ingest.load(keep, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))
+            summary = ingest.load(keep, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg),
+                                  role=role, dataset=dataset)
         except UserError as err:
             ui.show_error(err)
             return
+        appended = ", ".join(f"{a['readings_added']:,} readings to {a['dataset']}" for a in summary.appended)
         st.session_state["last_load"] = (
             f"Loaded {len(summary.datasets_added)} datasets, {summary.readings_added:,} readings and "
             f"{summary.truth_rows_added:,} true-RUL rows; {summary.skipped} files were already loaded."
+            + (f" Appended {appended}." if appended else "")
         )
         st.rerun()
 
 
 if "last_load" in st.session_state:
     st.success(st.session_state.pop("last_load"))
+
+role_col, name_col = st.columns(2)
+role_choice = role_col.selectbox("Role", [ROLE_FROM_NAME, "fleet", "history", "evaluation"], key="load_role",
+                                 help=ROLE_HELP)
+dataset_name = name_col.text_input(
+    "Dataset name", key="load_dataset", placeholder="from the file name",
+    help="Load every file into this dataset. Readings for an existing fleet or evaluation dataset are appended: "
+         "rows already stored are skipped, a changed value is refused.",
+).strip() or None
+chosen_role = None if role_choice == ROLE_FROM_NAME else role_choice
 
 upload_tab, folder_tab = st.tabs(["Upload files", "From a folder"])
 with upload_tab:
@@ -77,7 +99,7 @@ with upload_tab:
         key="uploads",
     )
     if files:
-        _check_and_load([(f.name, f.getvalue()) for f in files], "upload")
+        _check_and_load([(f.name, f.getvalue()) for f in files], "upload", chosen_role, dataset_name)
 with folder_tab:
     default_dir = config.data_dir()
     folder = st.text_input(
@@ -85,7 +107,7 @@ with folder_tab:
         placeholder="/path/to/CMAPSSData",
     )
     if folder and st.toggle("Check this folder", key="check_folder"):
-        _check_and_load([folder], "folder")
+        _check_and_load([folder], "folder", chosen_role, dataset_name)
 
 st.subheader("Loaded datasets")
 try:
@@ -98,10 +120,14 @@ if listing.empty:
     st.stop()
 
 st.dataframe(
-    listing[["name", "role", "subset", "engines", "closed", "rows", "has_truth", "source", "loaded_at", "last_loaded_at"]],
+    listing[["name", "role", "subset", "engines", "closed", "rows", "has_truth", "source", "loaded_at",
+             "last_loaded_at"]],
     hide_index=True,
     width="stretch",
-    column_config={"has_truth": st.column_config.CheckboxColumn("true RUL")},
+    column_config={"has_truth": st.column_config.CheckboxColumn("true RUL"),
+                   "closed": st.column_config.NumberColumn("closed engines"),
+                   "loaded_at": st.column_config.DatetimeColumn("first loaded"),
+                   "last_loaded_at": st.column_config.DatetimeColumn("last loaded")},
 )
 
 

@@ -91,3 +91,40 @@ def test_data_page_deletes_after_confirmation(pm_home: Path, folder: Path) -> No
     assert not at.exception
     with store.connect(read_only=True) as con:
         assert sorted(queries.list_datasets(con)["name"]) == ["test_FD001"]
+
+
+def test_data_page_loads_a_fleet_file_under_a_name_and_appends_the_next(pm_home: Path, tmp_path: Path,
+                                                                         cmapss_slice: Callable[..., list[str]]) -> None:
+    from core.data import sensors
+    from core.data.cmapss import COLUMNS
+
+    lines = [line.split() for line in cmapss_slice("test_FD001", units=2)]
+    header = ",".join(sensors.mnemonic(c) for c in COLUMNS)
+    rows = [",".join([f"ESN-{int(f[0]) + 7000}", *f[1:]]) for f in lines]
+    incoming = tmp_path / "in_service"
+    incoming.mkdir()
+    (incoming / "week1.csv").write_text("\n".join([header, *rows[:20]]) + "\n")
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    at.selectbox(key="load_role").set_value("fleet").run()
+    at.text_input(key="load_dataset").set_value("line-ops").run()
+    at.text_input(key="folder").set_value(str(incoming)).run()
+    at.toggle(key="check_folder").set_value(True).run()
+    report = at.dataframe[0].value
+    assert report[["name", "role", "action", "status"]].values.tolist() == [["line-ops", "fleet", "create", "ok"]]
+    at.button(key="load_folder").click().run()
+    assert not at.exception and not at.error
+
+    (incoming / "week2.csv").write_text("\n".join([header, *rows[10:]]) + "\n")
+    at.toggle(key="check_folder").set_value(False).run()
+    at.toggle(key="check_folder").set_value(True).run()
+    report = at.dataframe[0].value.set_index("file")
+    assert report.loc[str(incoming / "week2.csv"), "action"] == "append"
+    at.button(key="load_folder").click().run()
+    assert not at.exception and not at.error
+    assert any("Appended" in s.value and "line-ops" in s.value for s in at.success)
+    with store.connect(read_only=True) as con:
+        info = queries.get_dataset(con, "line-ops")
+        engines = queries.engines(con, "line-ops")
+    assert (info["role"], info["rows"]) == ("fleet", len(rows))
+    assert engines["engine"].tolist() == ["ESN-7001", "ESN-7002"]
