@@ -28,6 +28,7 @@ import xgboost
 from core import metrics as m
 from core.data.cmapss import FAIL_HORIZON, RUL_CAP
 from core.data.features import FeaturePipeline, Prepared, check_frame
+from core.data.snapshot import END_OF_LIFE_COLUMN
 from core.errors import UserError
 from models.calibration import Calibrator, Conformal, fit_blend_weight, fit_thresholds
 from models.device import default_threads, resolve_device, seed_everything
@@ -65,10 +66,10 @@ class TrainConfig:
     lr: float = 1e-3
     patience: int = 8
     fail_weight: float = 0.5
-    conv: int = 0
+    conv: int = 32
     """Filters of the LSTM's 1-D convolution front end (0: none)."""
     lr_patience: int = 3
-    samples_per_epoch: int = 8192
+    samples_per_epoch: int = 16384
     max_bin: int = 64
     medium_ratio: float = 0.5
     threads: int = 0
@@ -156,10 +157,30 @@ def split_engines(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[
     return ~val, val
 
 
-def prepared_targets(prep: Prepared, cap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(capped RUL, uncapped RUL, fails-within-horizon label) of every row of run-to-failure engines."""
+def end_of_life_offsets(frame: pd.DataFrame) -> dict[tuple[str, int], float]:
+    """(dataset, unit) -> cycles from the last reading to the end of life, for engines where it is not 0.
+
+    Read from the optional column :data:`core.data.snapshot.END_OF_LIFE_COLUMN` (absent: every engine ran to
+    failure at its last reading, as NASA's training engines do).
+    """
+    if END_OF_LIFE_COLUMN not in frame.columns:
+        return {}
+    after = frame.groupby(["dataset", "unit"], sort=False)[END_OF_LIFE_COLUMN].max()
+    return {(str(d), int(u)): float(v) for (d, u), v in after.items() if v}
+
+
+def prepared_targets(prep: Prepared, cap: float,
+                     offsets: dict[tuple[str, int], float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(capped RUL, uncapped RUL, fails-within-horizon label) of every row of engines whose end of life is known.
+
+    An engine ends at its last reading unless `offsets` (see :func:`end_of_life_offsets`) gives the cycles after it.
+    """
     cycle = prep.cycle.astype(float)
     rul_true = cycle[prep.last][prep.engine] - cycle
+    if offsets:
+        last = prep.last[prep.engine]
+        rul_true = rul_true + np.array([offsets.get((str(d), int(u)), 0.0)
+                                        for d, u in zip(prep.dataset[last], prep.unit[last], strict=True)])
     return np.minimum(rul_true, cap), rul_true, (rul_true <= FAIL_HORIZON).astype(np.float32)
 
 
@@ -226,8 +247,9 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
     train_mask, val_mask = split_engines(frame, config.val_fraction, config.seed)
     pipeline = FeaturePipeline(lstm_window=config.window).fit(frame[train_mask])
     prep_tr, prep_val = pipeline.prepare(frame[train_mask]), pipeline.prepare(frame[val_mask])
-    rul_tr, _, fail_tr = prepared_targets(prep_tr, cap)
-    rul_val, true_val, fail_val = prepared_targets(prep_val, cap)
+    offsets = end_of_life_offsets(frame)
+    rul_tr, _, fail_tr = prepared_targets(prep_tr, cap, offsets)
+    rul_val, true_val, fail_val = prepared_targets(prep_val, cap, offsets)
     rows_tr, rows_val = prep_tr.rows("all"), prep_val.rows("all")
     x_tr, x_val = pipeline.tree_features(prep_tr, rows_tr), pipeline.tree_features(prep_val, rows_val)
 

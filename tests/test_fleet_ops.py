@@ -208,3 +208,26 @@ def test_a_schema_1_store_is_migrated(pm_home):
         listing = queries.list_datasets(con)
         shas = queries.known_sha256(con)
     assert listing["role"].tolist() == ["history"] and shas == {"abc": "train_FD001"}
+
+
+def test_a_closed_engine_trains_with_its_realised_end_of_life(fd001_store, fleet_files):
+    from core.data import snapshot
+    from core.data.features import FeaturePipeline
+    from models.training import end_of_life_offsets, prepared_targets
+
+    first, second, _ = fleet_files
+    ingest.load([first, second], role="fleet", dataset="ops")
+    with store.connect(read_only=True) as con:
+        last = int(queries.engines(con, "ops").set_index("engine").at["ESN-7004", "last_cycle"])
+    fleet_ops.record_outcome("ops", "ESN-7004", last + 7, "failure")
+    with store.connect(read_only=True) as con:
+        snap = snapshot.export(con, retrain.training_datasets())
+    _, rows, _, _ = snapshot.read(snap.path)
+    closed = rows[rows["dataset"] == "ops-closed"]
+    assert len(closed) == last and set(closed[snapshot.END_OF_LIFE_COLUMN]) == {7.0}
+    assert set(rows.loc[rows["dataset"] == "train_FD001", snapshot.END_OF_LIFE_COLUMN]) == {0.0}
+    offsets = end_of_life_offsets(rows)
+    assert offsets == {("ops-closed", 1): 7.0}
+    prep = FeaturePipeline().fit(rows).prepare(closed)
+    _, rul_true, _ = prepared_targets(prep, 125.0, offsets)
+    assert rul_true[-1] == 7.0 and rul_true[0] == last - 1 + 7

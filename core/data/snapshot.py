@@ -59,6 +59,21 @@ def matching_test_sets(con: duckdb.DuckDBPyConnection, train_names: list[str]) -
     return sorted(tests["name"])
 
 
+END_OF_LIFE_COLUMN = "rul_after_last"
+"""Per training row: cycles from the engine's last reading to its end of life (a closed engine's outcome may come
+after its last reading; see :mod:`core.data.fleet_ops`)."""
+
+
+def _with_end_of_life(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    parts = [queries.rul_truth(con, name).assign(dataset=name) for name in names]
+    truth = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["unit", "rul", "dataset"])
+    if truth.empty:
+        return rows
+    keyed = truth.set_index(["dataset", "unit"])["rul"]
+    index = pd.MultiIndex.from_arrays([rows["dataset"], rows["unit"]])
+    return rows.assign(**{END_OF_LIFE_COLUMN: keyed.reindex(index).fillna(0).to_numpy(dtype=float)})
+
+
 def export(con: duckdb.DuckDBPyConnection, train_names: list[str], test_names: list[str] | None = None) -> Snapshot:
     """Write (or reuse) the snapshot of ``train_names`` plus test sets with truth; return it."""
     if not train_names:
@@ -69,7 +84,7 @@ def export(con: duckdb.DuckDBPyConnection, train_names: list[str], test_names: l
             raise UserError(f"'{name}' is a {role} dataset: only history datasets are training data; evaluation "
                             "sets are for reporting only.")
     tests = matching_test_sets(con, train_names) if test_names is None else list(test_names)
-    train = queries.readings_many(con, train_names)
+    train = _with_end_of_life(con, queries.readings_many(con, train_names), train_names)
     test = queries.readings_many(con, tests) if tests else pd.DataFrame(columns=train.columns)
     truth_parts = [queries.rul_truth(con, name).assign(dataset=name) for name in tests]
     truth = pd.concat(truth_parts, ignore_index=True) if truth_parts else pd.DataFrame(columns=["unit", "rul", "dataset"])
