@@ -6,7 +6,9 @@ then one model trained on all four training sets is reported on each test set. T
 are used for reporting only.
 
 RMSE, MAE, PHM08 and interval coverage compare with the true RUL capped at 125 (the target
-definition); ``rmse_raw`` with the uncapped truth. F2/precision/recall score risk HIGH as
+definition); ``rmse_raw`` with the uncapped truth. ``rmse_xgb`` / ``rmse_lstm`` score each member
+alone; ``val_*`` are the validation (held-out training engines, every cycle) RMSEs and
+``val_gain`` is how much lower the blend's validation RMSE is than its better member's, in %. F2/precision/recall score risk HIGH as
 the prediction of "fails within 30 cycles"; AUCs score the calibrated probability.
 
 Run ``python -m core bench accuracy [--json]``.
@@ -30,6 +32,9 @@ from core.errors import UserError
 from models.training import TrainConfig, evaluate, train
 
 COLUMNS_SHOWN = [("model", "model", "{}"), ("test", "test set", "{}"), ("rmse", "RMSE", "{:.2f}"),
+                 ("rmse_xgb", "XGB", "{:.2f}"), ("rmse_lstm", "LSTM", "{:.2f}"), ("val_rmse", "val", "{:.2f}"),
+                 ("val_rmse_xgb", "val XGB", "{:.2f}"), ("val_rmse_lstm", "val LSTM", "{:.2f}"),
+                 ("val_gain", "val gain %", "{:.1f}"),
                  ("rmse_uncapped", "RMSE raw", "{:.2f}"), ("phm08", "PHM08", "{:.0f}"), ("f2", "F2", "{:.3f}"),
                  ("recall", "recall", "{:.3f}"), ("precision", "precision", "{:.3f}"), ("roc_auc", "ROC-AUC", "{:.3f}"),
                  ("coverage", "cover@90", "{:.3f}"), ("interval_width", "width", "{:.1f}"),
@@ -92,11 +97,13 @@ def _train_and_report(name: str, train_sets: list[str], test_subsets: list[str],
     started = time.perf_counter()
     result = train(frame, cfg)
     seconds = time.perf_counter() - started
+    val = {k: result.metrics[k] for k in ("val_rmse", "val_rmse_xgb", "val_rmse_lstm")}
+    val["val_gain"] = 100.0 * (1.0 - val["val_rmse"] / min(val["val_rmse_xgb"], val["val_rmse_lstm"]))
     rows = []
     for subset in test_subsets:
         scores = evaluate(result.ensemble, read_readings(folder, f"test_{subset}"), read_truth(folder, subset))
-        rows.append({"model": name, "test": f"test_{subset}", **scores, "train_seconds": seconds,
-                     "val_rmse": result.metrics["val_rmse"], "weights": result.ensemble.weights,
+        rows.append({"model": name, "test": f"test_{subset}", **scores, "train_seconds": seconds, **val,
+                     "weights": result.ensemble.weights,
                      "thresholds": result.ensemble.thresholds, "device": result.ensemble.info["device"]["name"]})
     return rows
 

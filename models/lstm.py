@@ -1,4 +1,9 @@
-"""PyTorch LSTM on fixed-length windows with an RUL head and a failure-probability head."""
+"""PyTorch LSTM on fixed-length windows with an RUL head and a failure-probability head.
+
+Each window step carries the regime-normalised sensors, their summary channels (e.g. the mean
+and slope over the engine's whole history so far, see ``FeaturePipeline.lstm_stats``) and the
+engine's age; an optional 1-D convolution (kernel 3) mixes neighbouring steps before the LSTM.
+"""
 
 from __future__ import annotations
 
@@ -177,7 +182,8 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
         val_rmse = float(np.sqrt(val_mse)) * cap
         schedule.step(val_rmse)
         record = {"phase": "lstm", "epoch": epoch, "epochs": params.epochs, "train_loss": total / max(len(pick), 1),
-                  "val_loss": val_loss, "val_rmse": val_rmse, "seconds": time.perf_counter() - started,
+                  "val_loss": val_loss, "val_rmse": val_rmse, "lr": opt.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - started,
                   "message": f"LSTM epoch {epoch} of {params.epochs}: validation RMSE {val_rmse:.2f} cycles"}
         history.append(record)
         if progress:
