@@ -10,7 +10,6 @@ import pandas as pd
 import streamlit as st
 
 from core import config
-from core.data import queries, store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
 from core.monitoring import prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
@@ -50,9 +49,10 @@ except UserError as err:
 
 
 def _frame(names: tuple[str, ...], window: int | None) -> pd.DataFrame:
-    """Readings of one dataset or several together, or of the latest ``window`` engines of a stream."""
-    with store.connect(read_only=True) as con:
-        frame = queries.readings(con, names[0]) if len(names) == 1 else queries.readings_many(con, list(names))
+    """Readings of one dataset or several together (shared read-only, cached per dataset and content), or
+    of the latest ``window`` engines of a stream."""
+    parts = [ui.dataset_readings(name, ui.data_fingerprint([name])) for name in names]
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
     return stream_plan.latest_window(frame, window) if window else frame
 
 

@@ -1,6 +1,14 @@
-"""Shared UI pieces for the pages: session defaults, cached resources, sidebar status."""
+"""Shared UI pieces for the pages: session defaults, cached resources, sidebar status.
+
+The model stack (torch, XGBoost, SHAP through ``core.serving``) is imported where it is used and
+warmed up in a background thread at start (:func:`init_session`), so the first page draws at once.
+"""
 
 from __future__ import annotations
+
+import importlib
+import threading
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
@@ -9,10 +17,13 @@ from core import config
 from core.data import queries, store
 from core.errors import UserError
 from core.operations import job_progress, jobs, registry
-from core.serving import fleet, whatif
-from models.bundle import load_bundle
-from models.ensemble import Ensemble
-from models.explain import Explainer
+
+if TYPE_CHECKING:
+    from models.ensemble import Ensemble
+    from models.explain import Explainer
+
+HEAVY_MODULES = ("mlflow", "core.serving.whatif", "core.serving.fleet", "models.bundle")
+"""Imported in the background at start: they take seconds (torch above all) and no first page needs them."""
 
 SESSION_DEFAULTS: dict[str, object] = {
     "fleet_datasets": None,
@@ -25,6 +36,7 @@ SESSION_DEFAULTS: dict[str, object] = {
 def init_session() -> None:
     """Create the fleet store if needed and put the session defaults every page relies on in place."""
     _store_ready(str(config.paths().duckdb))
+    _warm_up()
     for key, value in SESSION_DEFAULTS.items():
         st.session_state.setdefault(key, value)
 
@@ -34,6 +46,18 @@ def _store_ready(path: str) -> str:
     """Create the DuckDB file and its schema once per path, so read-only opens find it."""
     with store.connect():
         return path
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up() -> threading.Thread:
+    """Start importing :data:`HEAVY_MODULES` in a daemon thread, once per server process."""
+    def load() -> None:
+        for name in HEAVY_MODULES:
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="warm-up-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,6 +76,8 @@ def champion_version() -> int | None:
 @st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def load_model(version: int, uri: str) -> Ensemble:
     """The ensemble of a registry version, loaded once per (version, tracking URI)."""
+    from models.bundle import load_bundle
+
     return load_bundle(registry.bundle_dir(version))
 
 
@@ -118,6 +144,8 @@ def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:
 def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tuple) -> tuple[pd.DataFrame, str]:
     """(fleet table of `names` scored by model `version`, scoring time UTC), cached by (datasets, version,
     data fingerprint); each scoring stores its predictions in the audit trail."""
+    from core.serving import fleet, whatif
+
     table = fleet.score_fleet(whatif.serving_setup(load_model(version, uri)), names, version=version)
     return table, pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -125,6 +153,8 @@ def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tu
 @st.cache_resource(show_spinner="Preparing the SHAP explainer…", max_entries=4)
 def explainer(version: int, uri: str) -> Explainer:
     """The SHAP explainer of a registry version (its LSTM background drawn from the training data), built once."""
+    from core.serving import whatif
+
     return whatif.build_explainer(whatif.serving_setup(load_model(version, uri)))
 
 
@@ -146,6 +176,8 @@ def engine_truth(name: str, fingerprint: tuple) -> dict[int, float]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def engine_trajectory(name: str, unit: int, version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
     """Predictions at every cycle of one engine (the RUL trajectory), cached per engine and model version."""
+    from core.serving import whatif
+
     engine = whatif.engine_rows(dataset_readings(name, fingerprint), name, unit)
     return whatif.serving_setup(load_model(version, uri)).predict_cycles(engine)
 
@@ -182,5 +214,7 @@ def model_and_data() -> tuple[int, Ensemble, pd.DataFrame]:
 
 def serving() -> tuple[int, Ensemble] | None:
     """:func:`serving_model` set up for serving one request per thread (``core.serving.whatif.serving_setup``)."""
+    from core.serving import whatif
+
     served = serving_model()
     return None if served is None else (served[0], whatif.serving_setup(served[1]))

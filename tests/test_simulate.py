@@ -177,3 +177,10 @@ def test_simulation_job_runs_in_the_background_without_retraining(home: Path) ->
     assert all(s["retrain"] is None for s in timeline["steps"])
     assert final.result["summary"]["retrains"] == 0 and len(registry.list_versions(registry.SIM_MODEL_NAME)) == versions
     assert timelines.latest_timeline()[1]["job_id"] == record.id
+
+
+def test_a_second_simulation_on_the_same_store_is_refused(home: Path) -> None:
+    settings = stream_plan.Settings(steps=4, engines_per_step=2, mix=1, auto_retrain=False)
+    with simulate._one_run(), pytest.raises(UserError, match="already running on this store"):
+        simulate.run(settings, home / "refused.json")
+    assert not (home / "refused.json").exists()

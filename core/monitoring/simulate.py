@@ -29,6 +29,7 @@ written atomically to a JSON file after every step, so a page can draw it while 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -307,8 +308,25 @@ def run(settings: Settings, timeline_path: Path, progress: Progress | None = Non
     """Run the whole simulation in its sandbox, writing the timeline to ``timeline_path`` after every step."""
     settings.validate()
     ensure_idle(job_id)
-    with registry.sandbox():
+    with _one_run(), registry.sandbox():
         return _run(settings, timeline_path, progress, created_by, job_id)
+
+
+@contextmanager
+def _one_run() -> Iterator[None]:
+    """Hold the sandbox's run lock (a foreground CLI run has no job record to check); UserError if it is held."""
+    lock = scratch_path().with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise UserError("A simulation is already running on this store (from the CLI or the dashboard); "
+                            "wait for it or stop it.") from err
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(settings: Settings, timeline_path: Path, progress: Progress | None, created_by: str,

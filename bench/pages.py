@@ -1,0 +1,153 @@
+"""Benchmark: page settle times in headless Chromium, and the CPU an idle Models page costs the server.
+
+- ``first_content_s``: from starting ``python app.py`` until the first page shows its title in the
+  browser (server start, first script run and drawing included);
+- ``settle_s`` per page: from navigating to the page (warm server) until the script has finished and
+  no spinner or skeleton is left, median of ``repeats`` visits (the first visit of each page apart, as
+  ``first_visit_s``);
+- ``idle_cpu_s_per_s``: CPU seconds the server process used per second of wall time while one tab
+  shows the Models page and nothing runs, measured over ``idle_seconds``.
+
+Run ``python -m core bench pages [--json]`` with a ``PM_HOME`` that holds data and a trained champion.
+Chromium is Debian's (``/usr/bin/chromium``, override with ``PM_CHROMIUM``), driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = ("home", "data", "fleet", "engine", "drift", "models")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SETTLED_JS = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.getAttribute('data-test-script-state') === 'running') return false;
+  const busy = document.querySelector('[data-testid="stSpinner"], [data-testid="stSkeleton"]');
+  return !busy && !!document.querySelector('[data-testid="stMain"] h1');
+}"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the page benchmark."""
+    parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=PAGES, help="pages to time")
+    parser.add_argument("--repeats", type=int, default=3, help="warm visits per page (default 3)")
+    parser.add_argument("--idle-seconds", type=float, default=20.0, help="idle Models page window (default 20 s)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one page (default 120)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "app.py", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"The dashboard exited with code {proc.returncode} before answering.")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise UserError(f"The dashboard did not answer within {timeout_s:.0f} s.")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (its threads included) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(page: Any, timeout_s: float) -> None:
+    page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000, polling=100)
+    page.wait_for_timeout(300)
+    page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000, polling=100)
+
+
+def _visit(page: Any, url: str, timeout_s: float) -> float:
+    started = time.perf_counter()
+    page.goto(url, wait_until="commit")
+    _settle(page, timeout_s)
+    return time.perf_counter() - started - 0.3
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the dashboard, time the first page, every page warm, and the idle Models page's CPU."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("PM_CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        raise UserError(f"Chromium is not at {chromium}: install it (apt-get install chromium) or set PM_CHROMIUM.")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = _start_server(port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _wait_healthy(url, proc, args.timeout)
+            healthy_s = time.perf_counter() - started
+            page.goto(url, wait_until="commit")
+            page.wait_for_selector('[data-testid="stMain"] h1', timeout=args.timeout * 1000)
+            first_content_s = time.perf_counter() - started
+            _settle(page, args.timeout)
+            first_settled_s = time.perf_counter() - started - 0.3
+            first_visit = {name: round(_visit(page, f"{url}/{'' if name == 'home' else name}", args.timeout), 2)
+                           for name in args.pages}
+            settle = {}
+            for name in args.pages:
+                times = [_visit(page, f"{url}/{'' if name == 'home' else name}", args.timeout)
+                         for _ in range(args.repeats)]
+                settle[name] = round(statistics.median(times), 2)
+            _visit(page, f"{url}/models", args.timeout)
+            page.wait_for_timeout(2000)
+            cpu_before, wall_before = _cpu_seconds(proc.pid), time.perf_counter()
+            page.wait_for_timeout(args.idle_seconds * 1000)
+            idle_cpu = (_cpu_seconds(proc.pid) - cpu_before) / (time.perf_counter() - wall_before)
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        "server_healthy_s": round(healthy_s, 2), "first_content_s": round(first_content_s, 2),
+        "first_settled_s": round(first_settled_s, 2), "first_visit_s": first_visit, "settle_s": settle,
+        "repeats": args.repeats, "idle_seconds": args.idle_seconds, "idle_cpu_s_per_s": round(idle_cpu, 4),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """A table of settle times, then the start-up and idle figures."""
+    lines = [f"machine: {result['machine']}", f"{'page':<8} {'first visit s':>13} {'warm median s':>14}"]
+    for name, seconds in result["settle_s"].items():
+        lines.append(f"{name:<8} {result['first_visit_s'][name]:>13.2f} {seconds:>14.2f}")
+    lines.append(f"server healthy after {result['server_healthy_s']:.2f} s; first page content after "
+                 f"{result['first_content_s']:.2f} s, settled after {result['first_settled_s']:.2f} s (from start)")
+    lines.append(f"idle Models page: {result['idle_cpu_s_per_s']:.4f} CPU-s per s over {result['idle_seconds']:.0f} s")
+    return "\n".join(lines)
