@@ -327,7 +327,8 @@ def _show_simulation(record: job_records.JobRecord | None, timeline: dict[str, A
     st.markdown(
         f"**{summary['status']}** · {summary['steps_done']}/{summary['steps_total']} steps · "
         f"{summary['crossings']} threshold crossings · {summary['retrains']} retrains ({summary['promoted']} promoted)"
-        f" · versions served: {served or 'none yet'} · {summary['elapsed_s'] or 0:.0f} s"
+        f" · versions served: {served or 'none yet'} (of the sandbox `{registry.SIM_MODEL_NAME}`)"
+        f" · {summary['elapsed_s'] or 0:.0f} s"
     )
     st.plotly_chart(drift_charts.timeline(timeline), key="sim_timeline", width="stretch")
     if timeline.get("events"):

@@ -122,11 +122,22 @@ def sidebar_status() -> None:
             st.write(f"{len(listing)} datasets · {int(listing['engines'].sum()):,} engines")
         st.caption("Serving model")
         st.write(f"`rul-ensemble` v{version} (champion)" if version is not None else "None yet")
-        job = jobs.running()
-        if job is not None:
-            st.caption("Simulation training (sandbox)" if job.kind == "sim-train" else "Training")
-            overall = job_progress.overall(job)
-            st.progress(overall.fraction, text=f"job {job.id}: {overall.text()}")
+        if jobs.running() is not None:
+            training_progress()
+
+
+@st.fragment(run_every="2s")
+def training_progress() -> None:
+    """The running training's overall progress and ETA (as on the Models page), refreshed every 2 s.
+
+    Declared only while a training runs; when it ends, the app reruns once and the timer is gone.
+    """
+    job = jobs.running()
+    if job is None:
+        st.rerun(scope="app")
+    st.caption("Simulation training (sandbox)" if job.kind == "sim-train" else "Training")
+    overall = job_progress.overall(job)
+    st.progress(overall.fraction, text=f"job {job.id}: {overall.text()}")
 
 
 def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:

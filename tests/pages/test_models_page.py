@@ -156,3 +156,21 @@ def test_rollback_moves_the_champion(fd001_store: Path, tmp_path: Path, monkeypa
     at.button(key="promote_confirm").click().run()
     assert not at.exception
     assert registry.champion_version() == v1
+
+
+def _sidebar_script() -> None:
+    from pages import ui
+
+    ui.sidebar_status()
+
+
+def test_sidebar_shows_the_same_overall_progress(fd001_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = _job("running", phase="lstm", step=3, total=10, progress=0.3)
+    monkeypatch.setattr(jobs, "running", lambda: running)
+    at = AppTest.from_function(_sidebar_script, default_timeout=60).run()
+    assert not at.exception
+    bars = [p.proto.text for p in at.sidebar.get("progress")]
+    assert bars == [f"job {running.id}: {job_progress.overall(running).text()}"]
+    monkeypatch.setattr(jobs, "running", lambda: None)
+    at.run()
+    assert not at.exception and not at.sidebar.get("progress"), "gone once the training ends"
