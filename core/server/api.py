@@ -23,6 +23,7 @@ from core.operations import jobs
 from core.server import auth, errors, metrics, predicting
 from core.server.alert_rules import Watcher
 from core.server.alerts import list_alerts
+from core.server.batcher import Batcher
 from core.server.model_cache import ModelCache
 from core.server.readings_input import InputError, check_engine, model_frame, readings_columns
 from core.server.schemas import (
@@ -45,12 +46,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class Services:
-    """What the endpoints share in one server process: the model cache, the alert watcher, the token."""
+    """What the endpoints share in one server process: the model cache, the alert watcher, the token, and the
+    batcher that coalesces concurrent predictions."""
 
     def __init__(self, cache: ModelCache, watcher: Watcher | None, token: str) -> None:
         self.cache = cache
         self.watcher = watcher
         self.token = token
+        self.batcher = Batcher()
 
     def changed(self) -> None:
         """Tell the alert watcher that data changed."""
@@ -145,7 +148,7 @@ def build_api(services: Services) -> FastAPI:
         s = _services(request)
         frame, ids = _engine_frames([body], "")
         served = _served(s, model)
-        answer = predicting.predict_frame(s.cache, served, frame, ids, factors)[0]
+        answer = predicting.predict_frame(s.cache, served, frame, ids, factors, s.batcher)[0]
         metrics.count_predictions([answer["risk"]])
         return answer
 
@@ -166,7 +169,8 @@ def build_api(services: Services) -> FastAPI:
             _dataset_or_404(body.dataset)
             frame, ids = predicting.stored_frame(body.dataset)
         served = _served(s, model)
-        answers = predicting.predict_frame(s.cache, served, frame, ids, body.factors)
+        answers = predicting.predict_frame(s.cache, served, frame, ids, body.factors,
+                                           s.batcher if body.engines is not None else None)
         if body.dataset is not None:
             with WRITE_LOCK:
                 predicting.record(answers, body.dataset, ids, served.version)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from core.data import queries, sensors, store
 from core.errors import UserError
+from core.server.batcher import Batcher
 from core.server.model_cache import ModelCache, Served
 from core.serving import scoring
 from models.explain import AGE
@@ -38,16 +39,24 @@ def _answers(predictions: pd.DataFrame, ids: dict[int, str], version: int) -> li
     return out
 
 
-def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: dict[int, str],
-                  factors: bool) -> list[dict[str, Any]]:
-    """One answer per engine of `frame` (units ``ids`` keys) at its last cycle, with ``factors`` if asked."""
-    ensemble = served.ensemble
-    fs = ensemble.features(frame, "last")
-    answers = _answers(ensemble.predict_features(fs), ids, served.version)
+def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: dict[int, str], factors: bool,
+                  batcher: Batcher | None = None) -> list[dict[str, Any]]:
+    """One answer per engine of `frame` (units ``ids`` keys, 1..n) at its last cycle, with ``factors`` if asked.
+
+    With a `batcher`, the model call is shared with concurrent requests (:mod:`core.server.batcher`).
+    """
+    if batcher is not None:
+        shared = batcher.predict(served, frame, len(ids))
+        fs, predictions, rows = shared.fs, shared.predictions, shared.rows
+    else:
+        fs = served.ensemble.features(frame, "last")
+        predictions = served.ensemble.predict_features(fs)
+        rows = np.arange(len(predictions))
+    answers = _answers(predictions, ids, served.version)
     if factors:
         explainer = cache.explainer(served)
-        for row, answer in enumerate(answers):
-            top = explainer.explain(fs, row).by_sensor.head(TOP_FACTORS)
+        for answer, row in zip(answers, rows, strict=True):
+            top = explainer.explain(fs, int(row)).by_sensor.head(TOP_FACTORS)
             answer["factors"] = [_factor(str(n), float(c)) for n, c in zip(top["input"], top["combined"], strict=True)]
     return answers
 
