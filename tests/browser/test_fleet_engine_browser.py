@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,11 +43,16 @@ def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashbo
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     assert box is not None
-    row_height = 35  # header row, then one row per engine: click the third engine's selection box
+    row_height = 35  # header row, then one row per engine (triage order): click the third row's selection box
     page.mouse.click(box["x"] + 15, box["y"] + row_height * 3 + row_height / 2)
     page.get_by_role("tab", name="What if").wait_for()
-    assert page.url.endswith("/engine")
-    assert page.get_by_role("combobox", name="Unit").input_value() == "3"
+    opened = urllib.parse.urlparse(page.url)
+    query = urllib.parse.parse_qs(opened.query)
+    assert opened.path == "/engine" and query["dataset"] == ["test_FD001"], "a shareable address of the engine"
+    page.get_by_text(f"Engine {query['engine'][0]} of test_FD001").wait_for()
+
+    page.goto(f"{url}/engine?dataset=test_FD001&engine=3")  # the engine whose what-if response is known to move
+    page.get_by_text("Engine 3 of test_FD001").wait_for()
 
     page.get_by_role("tab", name="What if").click()
     page.get_by_text("Predicted RUL (what-if)").wait_for()
