@@ -308,3 +308,45 @@ def test_metrics_count_requests_by_endpoint_and_status_and_predictions_by_risk(s
     assert "pm_training_job_state" in text
     client.get("/api/v1/engines/test_FD001/77")
     assert 'endpoint="/api/v1/engines/{dataset}/{engine}"' in client.get("/metrics").text
+
+
+def test_concurrent_predictions_share_one_model_call_and_each_gets_its_own_engines(server, home: Path) -> None:
+    import threading
+    import time
+
+    from core.server import predicting
+    from core.server.api import _engine_frames
+    from core.server.batcher import Batcher
+    from core.server.schemas import EngineReadings
+
+    _client, parts = server
+    cache = parts.services.cache
+    served = cache.get(None)
+    requests = [_engine_frames([EngineReadings(**engine_body(home, "test_FD001", unit, engine=f"E{unit}"))], "")
+                for unit in range(1, 7)]
+    alone = [predicting.predict_frame(cache, served, frame, ids, False)[0] for frame, ids in requests]
+    batcher = Batcher()
+    with batcher._cond:  # hold the model busy until all six requests wait, so one call serves them all
+        batcher._busy = True
+    answers: list[Any] = [None] * len(requests)
+
+    def ask(i: int) -> None:
+        frame, ids = requests[i]
+        answers[i] = predicting.predict_frame(cache, served, frame, ids, i == 0, batcher)[0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    while len(batcher._pending) < len(requests):
+        time.sleep(0.01)
+    with batcher._cond:
+        batcher._busy = False
+        batcher._cond.notify_all()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert batcher.calls == 1
+    assert [a["engine"] for a in answers] == [f"E{unit}" for unit in range(1, 7)]
+    for shared, single in zip(answers, alone, strict=True):
+        assert shared["cycle"] == single["cycle"] and shared["risk"] == single["risk"]
+        assert shared["rul"] == pytest.approx(single["rul"], abs=1e-3)
+    assert len(answers[0]["factors"]) == 5 and "factors" not in answers[1]
