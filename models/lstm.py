@@ -150,6 +150,7 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    pipeline.cache_summary(train)
     net = RULNet(pipeline.n_channels, params.hidden, params.layers, params.dropout, params.conv).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=params.lr_patience)

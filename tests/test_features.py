@@ -121,6 +121,9 @@ def test_lstm_summary_channels_carry_each_steps_history_statistics():
     assert win[0, -1, -1] == pytest.approx(0.60)
     summary = pipe.windows(pipe.prepare(frame), np.arange(105))[:, -1, k:-1]
     np.testing.assert_allclose(summary.std(axis=0), 1.0, rtol=1e-3)  # scaled to unit training spread
+    cached = pipe.prepare(frame)
+    pipe.cache_summary(cached)
+    np.testing.assert_array_equal(pipe.windows(cached, cached.last), win)  # training's cache changes nothing
     with pytest.raises(UserError, match="summary channel"):
         FeaturePipeline(lstm_stats=("median5",)).fit(frame)
 

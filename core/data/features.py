@@ -40,7 +40,7 @@ DEFAULT_SLOPE_WINDOWS = (10, 30, 60, 120, 0)
 """Trailing windows (in readings) of the tree features; 0 is the engine's whole history."""
 AGE_SCALE = 100.0
 """The LSTM's age channel is ``cycle / AGE_SCALE``."""
-DEFAULT_LSTM_STATS = ("mean10", "meanall", "slopeall")
+DEFAULT_LSTM_STATS = ("mean10", "mean30", "meanall", "slope60", "slopeall")
 """Per-step summary channels of the LSTM, each one per kept sensor: ``{mean,std,slope}{window|all}``
 over the readings up to that step (``all``: the engine's whole history so far)."""
 _SETTING_COLS = np.array([COLUMNS.index(c) for c in SETTINGS])
@@ -137,6 +137,8 @@ class Prepared:
     """(n,) distance (in setting-grid units) of every row's settings from its nearest training regime."""
     sums: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     """Prefix sums behind the window statistics, computed on first use (see :func:`window_stats`)."""
+    summary: np.ndarray | None = field(default=None, repr=False)
+    """Scaled LSTM summary channels of every row, once :meth:`FeaturePipeline.cache_summary` has run."""
 
     def rows(self, which: Rows) -> np.ndarray:
         """Indices of the last row per engine (``"last"``) or of every row (``"all"``)."""
@@ -362,8 +364,16 @@ class FeaturePipeline:
         offsets = np.arange(-(self.lstm_window - 1), 1)[None, :]
         idx = np.maximum(rows[:, None] + offsets, prep.start[rows][:, None])
         age = prep.cycle[idx].astype(float) / AGE_SCALE
-        summary = (self._summary(prep, idx.ravel()) / self.lstm_scale).reshape(*idx.shape, -1)
+        if prep.summary is not None:
+            summary = prep.summary[idx]
+        else:
+            summary = (self._summary(prep, idx.ravel()) / self.lstm_scale).reshape(*idx.shape, -1)
         return np.concatenate([prep.values[idx], summary, age[:, :, None]], axis=2).astype(np.float32)
+
+    def cache_summary(self, prep: Prepared) -> None:
+        """Compute the scaled summary channels of every row of `prep` once (for training, which gathers
+        windows over all rows again and again); :meth:`windows` then only indexes them."""
+        prep.summary = (self._summary(prep, np.arange(len(prep.cycle))) / self.lstm_scale).astype(np.float32)
 
     @property
     def lstm_inputs(self) -> list[str]:
