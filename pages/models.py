@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core import config
+from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.operations import job_progress, job_records, jobs, registry, retrain, version_table
 from pages import model_charts, ui
@@ -103,6 +104,23 @@ st.caption(
     "(with the project's environment active) and open http://localhost:5000."
 )
 
+st.subheader("Live accuracy")
+try:
+    live = fleet_ops.live_accuracy()
+except UserError as err:
+    ui.show_error(err)
+    live = {"by_version": []}
+if live["by_version"]:
+    st.caption(f"Stored predictions of {live['engines']} engine(s) closed by a failure or removal, against the RUL "
+               "they realised (capped at 125 cycles), by the model version that made them.")
+    st.dataframe(pd.DataFrame(live["by_version"]).rename(columns={
+        "model_version": "Version", "engines": "Engines", "predictions": "Predictions", "rmse": "RMSE (cycles)",
+        "mae": "MAE (cycles)", "coverage": "Interval coverage", "high_recall": "HIGH recall (fails ≤ 30)",
+        "high_precision": "HIGH precision (fails ≤ 30)"}), hide_index=True, width="stretch")
+else:
+    st.caption("No live accuracy yet: it appears once engines that were scored are closed by a recorded failure "
+               "or removal (Engine page or `python -m core outcome`).")
+
 st.subheader("Retrain")
 train_names = sorted(listing.loc[listing["role"] == "history", "name"]) if not listing.empty else []
 with st.expander("Options"):
@@ -113,10 +131,22 @@ with st.expander("Options"):
     trees = c2.number_input("XGBoost trees", 10, 5000, int(defaults.n_trees), step=50, key="retrain_trees")
     device = c3.radio("Device", ["auto", "cpu", "cuda"], horizontal=True, key="retrain_device",
                       help="auto uses CUDA when a GPU is present, the CPU otherwise.")
-if st.button("Retrain", type="primary", disabled=not train_names or busy is not None, key="retrain"):
+champion_created = None
+if champion is not None and not versions.empty and champion in set(versions["version"]):
+    champion_created = versions.set_index("version").at[champion, "created"]
+try:
+    with store.connect(read_only=True) as con:
+        closed_new = queries.closed_since(con, None if champion_created is None else
+                                          pd.Timestamp(champion_created).tz_localize(None).to_pydatetime())
+except UserError:
+    closed_new = 0
+st.caption(f"Training uses history datasets only (engines run to failure or removal), {len(chosen)} of "
+           f"{len(train_names)} selected. " + (f"{closed_new} engine(s) closed by a failure or removal since the "
+                                               "champion was trained are in them." if closed_new else ""))
+if st.button("Retrain", type="primary", disabled=not chosen or busy is not None, key="retrain"):
     try:
         with st.spinner("Exporting the training snapshot…"):
-            snap = retrain.export_snapshot(chosen or train_names)
+            snap = retrain.export_snapshot(chosen)
         job = retrain.start_job(
             snap, retrain.make_config(epochs=int(epochs), trees=int(trees), device=device), created_by="dashboard"
         )
@@ -129,7 +159,10 @@ if busy is not None:
     what = "the production simulation's training" if busy.kind == retrain.SIM_TRAIN_KIND else "a training"
     st.caption(f"Retrain is off while {what} runs (job {busy.id}): one training at a time.")
 elif not train_names:
-    st.caption("Load training data (train_FD00x) on the Data page to enable retraining.")
+    st.caption("Load history data (engines run to failure, e.g. train_FD00x) on the Data page, or record failures "
+               "of fleet engines, to enable retraining.")
+elif not chosen:
+    st.caption("Choose at least one training dataset under Options to retrain.")
 
 
 def _result_table(result: dict, champion_metrics: dict[str, float] | None) -> pd.DataFrame:

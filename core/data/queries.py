@@ -160,3 +160,10 @@ def engine_readings(con: duckdb.DuckDBPyConnection, name: str, unit: int) -> pd.
         f"SELECT {READING_COLUMNS_SQL} FROM readings WHERE dataset_id = ? AND unit = ? ORDER BY cycle",
         [dataset_id, int(unit)],
     ).df()
+
+
+def closed_since(con: duckdb.DuckDBPyConnection, when: object | None) -> int:
+    """Engines closed by a failure or removal after `when` (a timestamp; every closed engine when None)."""
+    sql = "SELECT count(*) FROM engines WHERE closed_event IN ('failure', 'removal')"
+    row = first_row(con, sql + (" AND closed_at > ?" if when is not None else ""), [when] if when is not None else [])
+    return int(row[0]) if row else 0

@@ -174,3 +174,33 @@ def test_sidebar_shows_the_same_overall_progress(fd001_store: Path, monkeypatch:
     monkeypatch.setattr(jobs, "running", lambda: None)
     at.run()
     assert not at.exception and not at.sidebar.get("progress"), "gone once the training ends"
+
+
+def test_retrain_refuses_an_empty_selection_and_live_accuracy_shows_closed_engines(
+        fd001_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from core.data import fleet_ops, queries, store, writes
+
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [])
+    at = _models_page()
+    assert any("No live accuracy yet" in c.value for c in at.caption)
+    at.multiselect(key="retrain_datasets").set_value([]).run()
+    assert at.button(key="retrain").disabled
+    assert any("Choose at least one training dataset" in c.value for c in at.caption)
+
+    with store.connect() as con:
+        rows = queries.engine_readings(con, "test_FD001", 1)
+    fleet_rows = rows.drop(columns="unit").assign(engine="ESN-1")
+    fleet_ops.append_readings("line-ops", fleet_rows)
+    last = int(rows["cycle"].max())
+    with store.connect() as con:
+        writes.insert_predictions(con, "line-ops", pd.DataFrame({
+            "unit": [1], "cycle": [last], "rul": [20.0], "rul_low": [10.0], "rul_high": [30.0], "p_fail_30": [0.8],
+            "risk": ["HIGH"]}), "1")
+    fleet_ops.record_outcome("line-ops", "ESN-1", last + 12, "failure")
+    at = _models_page()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value if "Version" in at.dataframe[0].value.columns else at.dataframe[1].value
+    assert table["Engines"].tolist() == [1] and table["RMSE (cycles)"].tolist() == [pytest.approx(8.0)]
+    assert any("1 engine(s) closed by a failure or removal" in c.value for c in at.caption)
