@@ -56,6 +56,17 @@ def _frame(names: tuple[str, ...], window: int | None) -> pd.DataFrame:
     return stream_plan.latest_window(frame, window) if window else frame
 
 
+@st.cache_data(show_spinner="Predicting RUL for the prediction drift…", max_entries=32)
+def predicted(names: tuple[str, ...], window: int | None, model_version: int, rows: int) -> np.ndarray:
+    """Predicted RUL of ``model_version`` at every cycle of a seeded sample of whole engines of one side.
+
+    Cached per side (``rows`` keys fresh data), so another current dataset, statistic or view does not
+    score the reference again.
+    """
+    ensemble = ui.load_model(model_version, config.paths().mlflow_uri)
+    return prediction_drift.predicted_rul(ensemble, prediction_drift.sample_engines(_frame(names, window)))
+
+
 @st.cache_data(show_spinner="Comparing the datasets…", max_entries=32)
 def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool, method: str,
             limits: tuple[tuple[str, float], ...], model_version: int | None,
@@ -65,10 +76,11 @@ def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | 
     ref, cur = _frame(reference, None), _frame(current, window)
     prediction: dict[str, Any] = {"psi": None, "reason": "no model is trained yet", "reference": [], "current": []}
     if model_version is not None:
-        ensemble = ui.load_model(model_version, config.paths().mlflow_uri)
-        measured = prediction_drift.measure(ensemble, ref, cur, thresholds.prediction_psi, model_version)
-        prediction = {"psi": measured.result.score, "reason": None,
-                      "reference": measured.reference_rul.tolist(), "current": measured.current_rul.tolist()}
+        ref_rul = predicted(reference, None, model_version, stamp[0])
+        cur_rul = predicted(current, window, model_version, stamp[1])
+        measured = statistics.prediction_drift(ref_rul, cur_rul, thresholds.prediction_psi)
+        prediction = {"psi": measured.score, "reason": None,
+                      "reference": ref_rul.tolist(), "current": cur_rul.tolist()}
     report = verdicts.assess(ref, cur, method=method, normalise=normalised, thresholds=thresholds,
                           prediction_psi=prediction["psi"], prediction_psi_reason=prediction["reason"])
     return {"report": report.to_dict(), "prediction": prediction}
