@@ -116,6 +116,9 @@ def test_creator_comes_from_the_job_record_of_a_training_job(home: Path, tmp_pat
     monkeypatch.delenv(registry.CREATED_BY_ENV, raising=False)
     monkeypatch.setenv(job_records.RECORD_ENV, str(record))
     assert registry.current_creator() == "setup"
+    job_records.write_record(record, job_records.JobRecord(id="20261122-120000-abcdef", kind="train",
+                                                           module="core.operations.train_job", created_by="api"))
+    assert registry.current_creator() == "api"
     monkeypatch.delenv(job_records.RECORD_ENV)
     assert registry.current_creator() == "cli"
     assert registry.creator_kind("cli simulate") == "simulation" and registry.creator_kind("someone") == ""

@@ -118,16 +118,18 @@ def creator_kind(created_by: str) -> str:
 
 
 def current_creator() -> str:
-    """Who registers a version from this process: ``PM_CREATED_BY``, else the job record's creator, else cli."""
+    """Who registers a version from this process: ``PM_CREATED_BY``, else the job record's creator (one of
+    :data:`CREATORS` where it names one, else as written, e.g. "api"), else cli."""
     explicit = os.environ.get(CREATED_BY_ENV)
     if explicit:
         return creator_kind(explicit) or explicit
     record = os.environ.get(RECORD_ENV)
     if record:
         try:
-            return creator_kind(read_record(Path(record)).created_by) or "cli"
+            created_by = read_record(Path(record)).created_by
         except UserError:
             return "cli"
+        return creator_kind(created_by) or created_by or "cli"
     return "cli"
 
 
