@@ -26,7 +26,7 @@ ROLES = ("history", "fleet", "evaluation", "sandbox")
 (``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
 listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
 IN_SERVICE_ROLES = ("fleet", "evaluation")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 
@@ -71,7 +71,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS predictions (
         created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL,
         cycle INTEGER NOT NULL, model_version VARCHAR NOT NULL, rul DOUBLE, rul_low DOUBLE,
-        rul_high DOUBLE, p_fail_30 DOUBLE, risk VARCHAR)""",
+        rul_high DOUBLE, p_fail_30 DOUBLE, risk VARCHAR, ood BOOLEAN, ood_reason VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS feedback (
         created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL,
         cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR, model_version VARCHAR)""",
@@ -104,6 +104,12 @@ _MIGRATE_V1 = [
 ]
 """A store written before dataset roles and engine ids (schema 1): ``split`` train/test/stream becomes
 role history/evaluation/sandbox, and each engine's id is its unit number."""
+
+_MIGRATE_V2 = [
+    "ALTER TABLE predictions ADD COLUMN IF NOT EXISTS ood BOOLEAN",
+    "ALTER TABLE predictions ADD COLUMN IF NOT EXISTS ood_reason VARCHAR",
+]
+"""Schema 2 to 3: stored predictions keep the out-of-experience flag and its reason."""
 
 
 def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> tuple | None:
@@ -184,6 +190,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if old:
             for statement in _MIGRATE_V1:
                 con.execute(statement)
+        for statement in _MIGRATE_V2:
+            con.execute(statement)
         con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 

@@ -375,7 +375,8 @@ def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
 def insert_predictions(
     con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, model_version: str
 ) -> int:
-    """Store predictions (columns unit, cycle, rul, rul_low, rul_high, p_fail_30, risk) for dataset `name`.
+    """Store predictions (columns unit, cycle, rul, rul_low, rul_high, p_fail_30, risk, and optionally ood and
+    ood_reason) for dataset `name`.
 
     All rows share one ``created_at`` timestamp; returns the number of rows written.
     """
@@ -383,13 +384,18 @@ def insert_predictions(
     missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
     if missing:
         raise UserError(f"Predictions for '{name}' lack the column(s) {', '.join(missing)}.")
-    table = pa.Table.from_pandas(frame[PREDICTION_COLUMNS].reset_index(drop=True), preserve_index=False)
+    flagged = frame.reset_index(drop=True)
+    if "ood" not in flagged.columns:
+        flagged = flagged.assign(ood=None, ood_reason=None)
+    flagged = flagged.assign(ood=flagged["ood"].astype(object), ood_reason=flagged["ood_reason"].astype(object))
+    table = pa.Table.from_pandas(flagged[[*PREDICTION_COLUMNS, "ood", "ood_reason"]], preserve_index=False)
     con.register("incoming_predictions", table)
     try:
         with transaction(con):
             con.execute(
                 "INSERT INTO predictions SELECT ?, ?, CAST(unit AS INTEGER), CAST(cycle AS INTEGER), ?, rul, "
-                "rul_low, rul_high, p_fail_30, CAST(risk AS VARCHAR) FROM incoming_predictions",
+                "rul_low, rul_high, p_fail_30, CAST(risk AS VARCHAR), CAST(ood AS BOOLEAN), "
+                "CAST(ood_reason AS VARCHAR) FROM incoming_predictions",
                 [utc_now(), dataset_id, str(model_version)],
             )
     finally:

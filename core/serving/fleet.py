@@ -51,22 +51,24 @@ def score_fleet(ensemble: Ensemble, names: Iterable[str], version: int | None = 
     """One row per in-service engine of the datasets `names` at its last cycle, with :data:`TABLE_COLUMNS`,
     in triage order (:func:`triage_order`). Engines closed by an outcome are left out.
 
-    With `version` (the scoring model's registry version) the predictions are also stored in the audit
-    trail, as every scoring's are.
+    With `version` (the scoring model's registry version) stored predictions of that version at an engine's
+    last cycle are reused, and only engines with newer readings are scored and stored
+    (:func:`core.serving.scoring.current_scores`).
     """
     names = list(names)
     if not names:
         raise UserError("Choose at least one dataset to score.")
-    rows, truth = scoring.fleet_frame(names)
     with store.connect(read_only=True) as con:
         engines = pd.concat([queries.engines(con, name).assign(dataset=name) for name in names], ignore_index=True)
     open_engines = engines.loc[engines["closed_event"].isna(), ["dataset", "unit", "engine"]]
-    rows = rows.merge(open_engines[["dataset", "unit"]], on=["dataset", "unit"])
-    if rows.empty:
-        raise UserError(f"The dataset(s) {', '.join(names)} hold no engine in service.")
-    table = scoring.score(ensemble, rows, truth)
     if version is not None:
-        scoring.record(table, version)
+        table, _ = scoring.current_scores(ensemble, names, version)
+    else:
+        rows, truth = scoring.fleet_frame(names)
+        rows = rows.merge(open_engines[["dataset", "unit"]], on=["dataset", "unit"])
+        table = scoring.score(ensemble, rows, truth) if not rows.empty else pd.DataFrame()
+    if table.empty:
+        raise UserError(f"The dataset(s) {', '.join(names)} hold no engine in service.")
     table["true_rul"] = pd.to_numeric(table["true_rul"], errors="coerce").astype(float)
     table = table.merge(open_engines, on=["dataset", "unit"], how="left")
     table["engine"] = table["engine"].astype(str)
