@@ -5,7 +5,7 @@
 - batch-predict of 100 engines (test_FD001) and of 707 engines (the four test sets), readings in the body;
 - a bounded mixed load for ``--load-s`` seconds (predict, small batches, health, alerts, metrics and
   deliberately bad requests, which must get 422): unexpected answers counted as errors, and the server's
-  resident memory before and after.
+  resident memory after warm-up (one request of each kind), before the mixed load and after it.
 
 Run ``python -m core bench api [--json]`` with a ``PM_HOME`` that holds the four test sets and a champion.
 The benchmark starts and stops its own server (with a random ``PM_API_TOKEN``) and runs its clients in
@@ -144,7 +144,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         client = Client(server.url, token)
         for payload in single[:20]:
             client.call("POST", "/api/v1/predict", payload)
+            client.call("POST", "/api/v1/predict?factors=false", payload)
         client.call("POST", "/api/v1/batch-predict", json.dumps({"engines": fd001}).encode())
+        for method, path in (("GET", "/api/v1/health"), ("GET", "/api/v1/alerts"), ("GET", "/metrics")):
+            client.call(method, path)
         rss_start = server.rss_mb()
         result: dict[str, Any] = {
             "single_predict": _sequential(client, single, "/api/v1/predict", args.repeats),
@@ -191,9 +194,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return c.call("GET", "/metrics")[0] == 200, 0
             return c.call("POST", "/api/v1/predict", rng.choice(missing_t30))[0] == 422, 0
 
+        rss_before_load = server.rss_mb()
         result["mixed_load"] = _concurrent(server.url, token, args.clients, args.load_s, mixed)
         rss_end = server.rss_mb()
-        result["rss_mb"] = {"before": rss_start, "after": rss_end, "growth": rss_end - rss_start}
+        result["rss_mb"] = {"after_warmup": rss_start, "before_load": rss_before_load, "after_load": rss_end,
+                            "load_growth": rss_end - rss_before_load}
     finally:
         server.stop()
     result.update({
@@ -221,5 +226,6 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{key:<28} {r['median_s']:.3f} s median ({r['engines']} engines, {r['body_mb']:.1f} MB body, "
                      f"{r['errors']} errors)")
     rss = result["rss_mb"]
-    lines.append(f"{'server RSS':<28} {rss['before']:.0f} -> {rss['after']:.0f} MiB ({rss['growth']:+.1f})")
+    lines.append(f"{'server RSS (MiB)':<28} {rss['after_warmup']:.0f} after warm-up, {rss['before_load']:.0f} before "
+                 f"the mixed load, {rss['after_load']:.0f} after it ({rss['load_growth']:+.1f})")
     return "\n".join(lines)

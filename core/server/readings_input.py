@@ -10,8 +10,10 @@ finite number; cycles must increase within an engine; then the ingest bounds app
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -84,10 +86,12 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     if len(readings) > max_readings():
         raise InputError("readings", f"The request holds {len(readings):,} readings, more than the "
                                      f"{max_readings():,} one request may carry; send them in parts.")
-    for i, reading in enumerate(readings):
-        if not isinstance(reading, dict):
-            raise InputError(paths[i], f"{paths[i]} is not an object of column: value pairs.")
-    keys = set().union(*(r.keys() for r in readings))
+    if set(map(type, readings)) != {dict}:
+        i = next(j for j, r in enumerate(readings) if not isinstance(r, dict))
+        raise InputError(paths[i], f"{paths[i]} is not an object of column: value pairs.")
+    first = readings[0].keys()
+    uniform = all(map(first.__eq__, map(dict.keys, readings)))
+    keys = set(first) if uniform else set().union(*map(dict.keys, readings))
     names: dict[str, str] = {}
     for key in sorted(keys):
         name = "engine" if id_key and key.strip().lower() in ("engine", "unit") else canonical_column(key)
@@ -105,9 +109,9 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     by_name = {v: k for k, v in names.items()}
     if id_key:
         _require(readings, paths, by_name, "engine", "engine")
-    columns: dict[str, Any] = {}
-    for name in NEEDED:
-        columns[name] = _numbers(readings, paths, by_name, name)
+    columns = _all_numbers(readings, [by_name.get(name) for name in NEEDED]) if uniform else None
+    if columns is None:  # something is missing or not a finite number: find the first such field
+        columns = {name: _numbers(readings, paths, by_name, name) for name in NEEDED}
     cycles = columns["cycle"]
     bad = np.flatnonzero((cycles < 1) | (cycles != np.floor(cycles)))
     if bad.size:
@@ -118,6 +122,20 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     if not id_key:
         return columns
     return {"engine": _engine_ids(readings, paths, by_name["engine"]), **columns}
+
+
+def _all_numbers(readings: Sequence[dict], keys: list[str | None]) -> dict[str, Any] | None:
+    """Every needed column as float64 in one pass (readings with the same keys), or None when a key is
+    missing or a value is not a finite number."""
+    if None in keys:
+        return None
+    rows = list(map(operator.itemgetter(*keys), readings))
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= {int, float}:
+        return None
+    array = np.array(rows, dtype=np.float64)
+    if not np.isfinite(array).all():
+        return None
+    return {name: np.ascontiguousarray(array[:, j]) for j, name in enumerate(NEEDED)}
 
 
 def _require(readings: Sequence[dict], paths: Sequence[str], by_name: dict[str, str], name: str, what: str) -> str:
