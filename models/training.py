@@ -44,7 +44,7 @@ ProgressFn = Callable[[dict], None]
 class TrainConfig:
     """Everything that decides a training run (the defaults are the benchmarked recipe)."""
 
-    epochs: int = 40
+    epochs: int = 25
     n_trees: int = 600
     device: str = "auto"
     seed: int = 42
