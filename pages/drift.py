@@ -12,7 +12,7 @@ import streamlit as st
 from core import config
 from core.data.cmapss import SENSORS
 from core.errors import UserError
-from core.monitoring import prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
+from core.monitoring import drift, prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
 from core.operations import job_records, jobs, registry
 from pages import drift_charts, ui
 
@@ -56,27 +56,37 @@ def _frame(names: tuple[str, ...], window: int | None) -> pd.DataFrame:
     return stream_plan.latest_window(frame, window) if window else frame
 
 
+def _reference(reference: tuple[str, ...], current: tuple[str, ...], window: int | None,
+               matched: bool) -> pd.DataFrame:
+    """The reference readings; with ``matched``, each engine cut at an age of the current engines
+    (:func:`core.monitoring.drift.match_life_stage`)."""
+    ref = _frame(reference, None)
+    return drift.match_life_stage(ref, _frame(current, window)) if matched else ref
+
+
 @st.cache_data(show_spinner="Predicting RUL for the prediction drift…", max_entries=32)
-def predicted(names: tuple[str, ...], window: int | None, model_version: int, rows: int) -> np.ndarray:
+def predicted(names: tuple[str, ...], window: int | None, model_version: int, rows: int,
+              cut_to: tuple[tuple[str, ...], int | None, int] | None = None) -> np.ndarray:
     """Predicted RUL of ``model_version`` at every cycle of a seeded sample of whole engines of one side.
 
-    Cached per side (``rows`` keys fresh data), so another current dataset, statistic or view does not
-    score the reference again.
+    Cached per side (``rows`` keys fresh data), so another statistic or view does not score it again;
+    ``cut_to`` (current names, window, rows) cuts a reference at the current engines' ages first.
     """
+    frame = _frame(names, window) if cut_to is None else _reference(names, cut_to[0], cut_to[1], True)
     ensemble = ui.load_model(model_version, config.paths().mlflow_uri)
-    return prediction_drift.predicted_rul(ensemble, prediction_drift.sample_engines(_frame(names, window)))
+    return prediction_drift.predicted_rul(ensemble, prediction_drift.sample_engines(frame))
 
 
 @st.cache_data(show_spinner="Comparing the datasets…", max_entries=32)
 def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool, method: str,
             limits: tuple[tuple[str, float], ...], model_version: int | None,
-            stamp: tuple[int, int]) -> dict[str, Any]:
+            stamp: tuple[int, int], matched: bool) -> dict[str, Any]:
     """The drift report (as a dict) plus predicted-RUL samples; ``stamp`` (row counts) keys fresh data."""
     thresholds = statistics.Thresholds(**dict(limits))
-    ref, cur = _frame(reference, None), _frame(current, window)
+    ref, cur = _reference(reference, current, window, matched), _frame(current, window)
     prediction: dict[str, Any] = {"psi": None, "reason": "no model is trained yet", "reference": [], "current": []}
     if model_version is not None:
-        ref_rul = predicted(reference, None, model_version, stamp[0])
+        ref_rul = predicted(reference, None, model_version, stamp[0], (current, window, stamp[1]) if matched else None)
         cur_rul = predicted(current, window, model_version, stamp[1])
         measured = statistics.prediction_drift(ref_rul, cur_rul, thresholds.prediction_psi)
         prediction = {"psi": measured.score, "reason": None,
@@ -88,19 +98,20 @@ def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | 
 
 @st.cache_data(show_spinner="Finding the nearest part of the training data…", max_entries=64)
 def feature_share(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool,
-                  method: str, limits: tuple[tuple[str, float], ...], stamp: tuple[int, int]) -> float:
+                  method: str, limits: tuple[tuple[str, float], ...], stamp: tuple[int, int], matched: bool) -> float:
     """The drift share of ``current`` against ``reference`` (sensors only, no model)."""
     thresholds = statistics.Thresholds(**dict(limits))
-    report = verdicts.assess(_frame(reference, None), _frame(current, window), method=method, normalise=normalised,
+    ref = _reference(reference, current, window, matched)
+    report = verdicts.assess(ref, _frame(current, window), method=method, normalise=normalised,
                              thresholds=thresholds, prediction_psi_reason="not needed to pick the reference")
     return float(report.drift_share)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def feature_values(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool,
-                   stamp: tuple[int, int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   stamp: tuple[int, int], matched: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sensor columns of both sides, raw or regime-normalised (the values the statistics saw)."""
-    ref, cur = _frame(reference, None), _frame(current, window)
+    ref, cur = _reference(reference, current, window, matched), _frame(current, window)
     if normalised:
         ref_norm, cur_norm, _ = regimes.normalise_by_regime(ref, cur, list(SENSORS))
         return ref_norm, cur_norm
@@ -194,6 +205,12 @@ else:
         st.caption(f"The serving model's training data ({missing}) is not loaded, so every comparison here is "
                    "exploratory.")
     against_model = reference_choice == model_option
+    roles = dict(zip(listing["name"], listing["role"], strict=True))
+    matched = against_model and roles.get(current_choice.removesuffix(WINDOW_SUFFIX)) != "history"
+    if matched:
+        st.caption("The current engines are in service, the training engines ran to failure: each training engine "
+                   "is cut at the age of a randomly drawn current engine, so engines are compared at comparable "
+                   "ages and a younger fleet does not read as drift.")
     reference_label = "training data" if against_model else reference_choice
     window: int | None = None
     current = current_choice
@@ -219,7 +236,7 @@ else:
             # Data like any one part of a mixed training set is within the model's experience, so the
             # verdict is judged against the nearest part: all of it pooled, or one of its datasets.
             candidates = [reference_names, *((name,) for name in reference_names)]
-            shares = {c: feature_share(c, (current,), window, normalised, method, limits, stamp_of(c))
+            shares = {c: feature_share(c, (current,), window, normalised, method, limits, stamp_of(c), matched)
                       for c in candidates}
             nearest = min(candidates, key=lambda c: shares[c])
             if nearest != reference_names:
@@ -229,7 +246,7 @@ else:
                 reference_names, reference_label = nearest, f"training data ({nearest[0]})"
         comparison = (reference_names, current, window, normalised, method)
         result = compare(reference_names, (current,), window, normalised, method, limits, version,
-                         stamp_of(reference_names))
+                         stamp_of(reference_names), matched)
     except UserError as err:
         ui.show_error(err)
     else:
@@ -256,7 +273,7 @@ else:
         feature = st.selectbox("Sensor", ranked, key="drift_feature",
                                help="Opens on the sensor that drifts most; or click a bar above.")
         ref_values, cur_values = feature_values(reference_names, (current,), window, normalised,
-                                                stamp_of(reference_names))
+                                                stamp_of(reference_names), matched)
         row = table.set_index("feature").loc[feature]
         st.plotly_chart(
             drift_charts.distributions(

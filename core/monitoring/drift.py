@@ -154,3 +154,22 @@ def live_error(
 
 
 # Verdict -------------------------------------------------------------------------------------
+
+
+def match_life_stage(reference: pd.DataFrame, current: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``reference`` with each engine cut at an age drawn from the current engines' ages (seeded).
+
+    In-service engines are observed only up to their present age, while training engines run to
+    failure, so their late, degraded cycles would read as drift that is only a difference in life
+    stage. Cutting every reference engine at the last cycle of a randomly drawn current engine (never
+    beyond its own end) compares engines at comparable ages. Engines are (dataset, unit) where a
+    ``dataset`` column is present, else units.
+    """
+    keys = ["dataset", "unit"] if "dataset" in reference.columns else ["unit"]
+    current_keys = ["dataset", "unit"] if "dataset" in current.columns else ["unit"]
+    ages = current.groupby(current_keys, sort=False)["cycle"].max().to_numpy()
+    if reference.empty or ages.size == 0:
+        return reference
+    engines = reference.groupby(keys, sort=False).ngroup().to_numpy()
+    cuts = np.random.default_rng(seed).choice(ages, size=int(engines.max()) + 1)
+    return reference[reference["cycle"].to_numpy() <= cuts[engines]]

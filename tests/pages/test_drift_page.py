@@ -98,3 +98,14 @@ def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> No
     assert "step 1: retrained v2 promoted" in text
     assert at.button(key="sim_start") is not None and at.toggle(key="sim_auto_retrain").value is True
     assert any("A sandbox" in box.value and "rul-ensemble-sim" in box.value for box in at.info)
+
+
+def test_an_in_service_fleet_is_compared_at_comparable_ages(trained_home_factory: Callable[..., Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PM_HOME", str(trained_home_factory()))
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=180).run()
+    at.selectbox(key="drift_current").set_value("test_FD001").run()
+    assert not at.exception and not at.error, "a younger fleet of the same engines is no reason to retrain"
+    assert any("comparable ages" in c.value for c in at.caption)
