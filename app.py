@@ -81,14 +81,23 @@ if get_script_run_ctx(suppress_warning=True) is not None:
 else:
     from streamlit.runtime.pages_manager import PagesManager
 
+    from core.errors import UserError
     from core.server import asgi
 
     # Streamlit would run a deep link such as /fleet in its legacy pages/ mode (the page alone, no
     # navigation) until this script has called st.navigation once, st.App included; the app never
     # uses that mode.
     PagesManager.uses_pages_directory = False
-    server = asgi.build()
+    try:
+        server = asgi.build()
+    except UserError as err:
+        raise SystemExit(f"The server cannot start: {err}") from err
     app = st.App(__file__, routes=server.routes, middleware=server.middleware, lifespan=server.lifespan)
     if __name__ == "__main__":
+        from streamlit.errors import StreamlitAPIException
+
         bind_without_nagle()
-        app.run(config=run_config(sys.argv[1:]))
+        try:
+            app.run(config=run_config(sys.argv[1:]))
+        except StreamlitAPIException as err:
+            raise SystemExit(f"app.py: {err}") from err
