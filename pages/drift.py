@@ -99,12 +99,10 @@ def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | 
 @st.cache_data(show_spinner="Finding the nearest part of the training data…", max_entries=64)
 def feature_share(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool,
                   method: str, limits: tuple[tuple[str, float], ...], stamp: tuple[int, int], matched: bool) -> float:
-    """The drift share of ``current`` against ``reference`` (sensors only, no model)."""
-    thresholds = statistics.Thresholds(**dict(limits))
-    ref = _reference(reference, current, window, matched)
-    report = verdicts.assess(ref, _frame(current, window), method=method, normalise=normalised,
-                             thresholds=thresholds, prediction_psi_reason="not needed to pick the reference")
-    return float(report.drift_share)
+    """The drift share of ``current`` against ``reference`` in the chosen view (sensors only, no model)."""
+    table = drift.compare_frames(_reference(reference, current, window, matched), _frame(current, window),
+                                 method=method, normalise=normalised, thresholds=statistics.Thresholds(**dict(limits)))
+    return drift.drift_share(table)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -235,14 +233,17 @@ else:
         if against_model and len(reference_names) > 1:
             # Data like any one part of a mixed training set is within the model's experience, so the
             # verdict is judged against the nearest part: all of it pooled, or one of its datasets.
-            candidates = [reference_names, *((name,) for name in reference_names)]
-            shares = {c: feature_share(c, (current,), window, normalised, method, limits, stamp_of(c), matched)
-                      for c in candidates}
-            nearest = min(candidates, key=lambda c: shares[c])
+            # The pooled data (the largest comparison) is tried only when every single part drifts.
+            shares = {(name,): feature_share((name,), (current,), window, normalised, method, limits,
+                                             stamp_of((name,)), matched) for name in reference_names}
+            if min(shares.values()) > thresholds.share:
+                shares[reference_names] = feature_share(reference_names, (current,), window, normalised, method,
+                                                        limits, stamp_of(reference_names), matched)
+            nearest = min(shares, key=lambda c: (shares[c], c != reference_names))
             if nearest != reference_names:
                 st.caption(f"Judged against {nearest[0]}, the part of v{version}'s training data nearest to "
-                           f"{current} (drift share {shares[nearest]:.2f}; against all of it pooled "
-                           f"{shares[reference_names]:.2f}, as the operating-condition mix differs).")
+                           f"{current} (drift share {shares[nearest]:.2f}); data like any one part of the "
+                           "training data is within the model's experience.")
                 reference_names, reference_label = nearest, f"training data ({nearest[0]})"
         comparison = (reference_names, current, window, normalised, method)
         result = compare(reference_names, (current,), window, normalised, method, limits, version,
