@@ -74,6 +74,28 @@ def test_readings_append_to_a_fleet_dataset_identical_rows_are_a_no_op_conflicts
     assert next(d for d in client.get("/api/v1/health").json()["datasets"] if d["name"] == "line-A")["rows"] == 45
 
 
+def test_a_write_waits_for_a_read_only_connection_held_by_another_thread(server, home) -> None:
+    import time
+
+    from core.data import store
+
+    client, _ = server
+    opened = threading.Event()
+
+    def read_slowly() -> None:
+        with store.connect(read_only=True) as con:
+            opened.set()
+            con.execute("SELECT count(*) FROM readings").fetchall()
+            time.sleep(0.5)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    assert opened.wait(timeout=30)
+    response = client.post("/api/v1/readings", json={"dataset": "line-A", "readings": _fleet_rows(home, (1,), last=5)})
+    reader.join()
+    assert response.status_code == 200, response.text
+
+
 def test_readings_refusals_name_the_field(server, home) -> None:
     client, _ = server
     rows = _fleet_rows(home, (1,), last=3)

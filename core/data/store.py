@@ -165,6 +165,11 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
                 raise UserError(f"The fleet database {path} is in use by another process; "
                                 "close it (or stop the dashboard) and try again.") from err
             time.sleep(0.2)
+        except duckdb.ConnectionException as err:
+            # A read-only connection of this process (another thread) is open: they are short, wait for it.
+            if "different configuration" not in str(err) or time.monotonic() >= deadline:
+                raise UserError(f"The fleet database {path} could not be opened: {err}.") from err
+            time.sleep(0.02)
     try:
         if not read_only:
             _ensure_schema(con)

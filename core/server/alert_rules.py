@@ -29,7 +29,6 @@ from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.monitoring import drift
 from core.operations import jobs, registry
-from core.operations.retrain import TRAIN_KIND
 from core.server import metrics
 from core.server.alerts import Alert, Notifier, save_new
 from core.server.model_cache import ModelCache
@@ -39,6 +38,9 @@ DRIFT_SHARE_LIMIT = 0.3
 LIVE_RMSE_RATIO = 1.3
 POLL_S = 10.0
 RECENT_JOBS = 20
+TRAIN_KIND = "train"
+"""The kind of training jobs (``core.operations.retrain.TRAIN_KIND``; not imported, as it brings in the
+whole training stack)."""
 
 
 def risk_alerts(con: Any) -> list[Alert]:

@@ -2,12 +2,14 @@
 
 - ``/api/v1``: the REST API (:mod:`core.server.api`); ``/metrics``: Prometheus text (:mod:`core.server.metrics`);
 - middleware: request count and latency of those two;
-- lifespan: create the store and the registry database once, start the alert watcher, stop it at shutdown.
+- lifespan: create the store and the registry database once, load the champion in the background, start the
+  alert watcher, stop it at shutdown.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +22,8 @@ from starlette.routing import BaseRoute, Mount, Route
 from core.data import store
 from core.errors import UserError
 from core.operations import jobs, registry
-from core.operations.retrain import TRAIN_KIND
 from core.server import auth, metrics
-from core.server.alert_rules import Watcher
+from core.server.alert_rules import TRAIN_KIND, Watcher
 from core.server.alerts import Notifier
 from core.server.api import Services, build_api
 from core.server.model_cache import ModelCache
@@ -55,6 +56,15 @@ def _prepare_state() -> None:
     registry.init()
 
 
+def _warm_up(cache: ModelCache) -> None:
+    """Load the champion and its explainer in the background, so the first prediction does not wait for them."""
+    try:
+        if cache.champion_version() is not None:
+            cache.explainer(cache.get(None))
+    except UserError as err:
+        LOG.warning("The champion could not be loaded ahead of the first prediction: %s", err)
+
+
 def build(watch: bool = True) -> ServerParts:
     """Routes, middleware and lifespan of the server; the API token is read (or generated) now."""
     cache = ModelCache()
@@ -73,6 +83,7 @@ def build(watch: bool = True) -> ServerParts:
             await run_in_threadpool(_prepare_state)
         except UserError as err:
             LOG.warning("The store or registry is not ready yet: %s", err)
+        threading.Thread(target=_warm_up, args=(cache,), name="model-warm-up", daemon=True).start()
         if watcher is not None:
             watcher.start()
         try:

@@ -3,6 +3,7 @@
 The champion alias is resolved at most every ``ALIAS_TTL_S`` seconds, so a promotion is served within
 that time without a registry read on every request. Loaded versions are kept by version number (the
 last ``KEEP`` used); loading is serialised by one lock so concurrent first requests load a model once.
+The model stack (torch, XGBoost, SHAP) is imported on the first load, so the server answers before it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.operations import registry
-from core.serving import whatif
-from models.bundle import load_bundle
-from models.ensemble import Ensemble
-from models.explain import Explainer
+
+if TYPE_CHECKING:
+    from models.ensemble import Ensemble
+    from models.explain import Explainer
 
 ALIAS_TTL_S = 5.0
 KEEP = 3
@@ -69,6 +71,9 @@ class ModelCache:
         with self._lock:
             served = self._loaded.get(version)
             if served is None:
+                from core.serving import whatif
+                from models.bundle import load_bundle
+
                 ensemble = whatif.serving_setup(load_bundle(registry.bundle_dir(version)))
                 served = Served(version=version, ensemble=ensemble)
                 self._loaded[version] = served
@@ -81,5 +86,7 @@ class ModelCache:
         """The SHAP explainer of a loaded model, built on first use from its training data."""
         with self._lock:
             if served.explainer is None:
+                from core.serving import whatif
+
                 served.explainer = whatif.build_explainer(served.ensemble)
             return served.explainer

@@ -17,8 +17,10 @@ from core.data import queries, sensors, store
 from core.errors import UserError
 from core.server.batcher import Batcher
 from core.server.model_cache import ModelCache, Served
-from core.serving import scoring
-from models.explain import AGE
+
+AGE = "age"
+"""The explanation's name for engine age (``models.explain.AGE``; not imported, to keep torch off the server's
+start)."""
 
 TOP_FACTORS = 5
 ANSWER_COLUMNS = ("cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk")
@@ -63,6 +65,8 @@ def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: d
 
 def stored_frame(dataset: str) -> tuple[pd.DataFrame, dict[int, str]]:
     """The readings of a stored dataset (with ``dataset``) and its unit -> engine id map."""
+    from core.serving import scoring
+
     rows, _truth = scoring.fleet_frame([dataset])
     if rows.empty:
         raise UserError(f"Dataset {dataset} holds no readings.")
@@ -79,6 +83,8 @@ def engine_ids(con: Any, dataset: str, units: np.ndarray) -> dict[int, str]:
 
 def record(predictions: list[dict[str, Any]], dataset: str, ids: dict[int, str], version: int) -> None:
     """Store a dataset's predictions in the audit trail (``predictions``), as ``core score`` does."""
+    from core.serving import scoring
+
     unit_of = {engine: unit for unit, engine in ids.items()}
     frame = pd.DataFrame([{**{k: p[k] for k in ANSWER_COLUMNS}, "unit": unit_of[p["engine"]], "dataset": dataset}
                           for p in predictions])
