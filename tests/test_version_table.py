@@ -14,8 +14,10 @@ def test_metric_labels_read_as_words_including_per_member_keys() -> None:
 
 
 def test_validation_keys_put_the_headline_first_and_skip_other_metrics() -> None:
-    columns = ["lstm_val_loss", "val_rmse_lstm", "val_f2", "test_FD001_rmse", "val_rmse", "train_seconds"]
-    assert version_table.validation_keys(columns) == ["val_rmse", "val_f2", "val_rmse_lstm"]
+    columns = ["lstm_val_loss", "val_rmse_lstm", "val_f2", "test_FD001_rmse", "val_rmse", "train_seconds",
+               "val_rmse_xgb", "val_blend_weight"]
+    assert version_table.validation_keys(columns) == ["val_rmse", "val_rmse_lstm", "val_rmse_xgb", "val_f2",
+                                                      "val_blend_weight"]
     assert version_table.test_keys(columns) == ["test_FD001_rmse"]
 
 

@@ -76,7 +76,7 @@ def render(result: dict[str, Any]) -> str:
     s = result["summary"]
     lines.append(
         f"{s['status']}: {s['steps_done']}/{s['steps_total']} steps, {s['crossings']} crossings, "
-        f"{s['retrains']} retrains ({s['promoted']} promoted), versions served "
+        f"{s['retrains']} retrains ({s['promoted']} promoted), versions of {result['registered_model']} served "
         f"{', '.join('v' + str(v) for v in s['versions_served'])}, {s['elapsed_s']:.0f} s; "
         f"timeline in {result['timeline_path']}"
     )

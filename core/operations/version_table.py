@@ -54,9 +54,15 @@ def metric_label(key: str) -> str:
 
 
 def validation_keys(columns: list[str] | pd.Index) -> list[str]:
-    """The validation metric keys among ``columns``: the headline ones first, then the rest alphabetically."""
-    present = [str(c) for c in columns if str(c).startswith("val_")]
-    return [k for k in HEADLINE if k in present] + sorted(k for k in present if k not in HEADLINE)
+    """The validation metric keys among ``columns``: the headline ones first, each followed by its
+    per-member variants (``val_rmse`` then ``val_rmse_lstm``, ``val_rmse_xgb``), then the rest alphabetically."""
+    present = sorted(str(c) for c in columns if str(c).startswith("val_"))
+    ordered: list[str] = []
+    for key in HEADLINE:
+        if key in present:
+            ordered.append(key)
+        ordered.extend(k for k in present if k.startswith(f"{key}_") and k.rpartition("_")[2] in MEMBER_LABELS)
+    return ordered + [k for k in present if k not in ordered]
 
 
 def test_keys(columns: list[str] | pd.Index) -> list[str]:
