@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -21,10 +22,16 @@ from tests.api_support import build_trained_home, stored_readings
 TOKEN = "fleet-token-0123456789abcdef"
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
+    return build_trained_home(tmp_path_factory.mktemp("fleet_template"), cmapss_dir)
+
+
 @pytest.fixture
-def home(tmp_path: Path, cmapss_dir: Path) -> Path:
-    """A fresh trained home per test: these tests write to the store."""
-    return build_trained_home(tmp_path / "home", cmapss_dir)
+def home(trained: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the trained home per test, as these tests write to the store (the registry's
+    artifacts stay in the module's template)."""
+    return Path(shutil.copytree(trained, tmp_path / "home"))
 
 
 @pytest.fixture
