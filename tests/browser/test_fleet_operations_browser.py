@@ -4,6 +4,7 @@ address, see sensor names with units and no claimed true RUL, record its failure
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,8 +68,8 @@ def test_load_a_fleet_csv_open_an_engine_by_link_and_record_its_failure(
     assert "True RUL after the last cycle" not in page.inner_text("body")
     page.get_by_role("tab", name="What if").click()
     page.get_by_text("Predicted RUL (what-if)").wait_for()
-    body = page.inner_text("body")
-    assert "(psia)" in body or "(°R)" in body or "(rpm)" in body, "sensors are named with their units"
+    unit_label = re.compile(r"(T24|T30|T50|P30|Ps30|Nf|Nc|NRf|NRc) .*\((psia|°R|rpm)\)")
+    page.get_by_text(unit_label).first.wait_for(state="attached")  # sensors named with their units
 
     page.get_by_role("tab", name="Outcomes").click()
     page.get_by_role("combobox", name="Event").click()
