@@ -5,7 +5,9 @@ Rules (each alert stored once, see :mod:`core.server.alerts`):
 - ``risk``: an in-service engine (fleet or evaluation dataset, not closed) whose latest stored prediction
   is HIGH; once per engine;
 - ``drift``: a fleet dataset whose readings drift against the champion's training data (regime-normalised
-  PSI over the model's sensors) with a drift share above ``DRIFT_SHARE_LIMIT``; once per dataset and champion;
+  PSI over the model's sensors, training engines cut at the fleet engines' ages as the Drift page does:
+  :func:`core.monitoring.drift.match_life_stage`) with a drift share above ``DRIFT_SHARE_LIMIT``; once per
+  dataset and champion;
 - ``live_rmse``: the champion's live RMSE on closed engines more than ``LIVE_RMSE_RATIO`` times its
   validation RMSE; once per champion version;
 - ``job``: a training job that failed; once per job.
@@ -78,7 +80,8 @@ def drift_alerts(cache: ModelCache, datasets: list[str], seen: dict[str, tuple])
                 continue
             reference = reference if reference is not None else queries.readings_many(con, reference_names)
             current = queries.readings(con, name)
-            table = drift.compare_frames(reference, current, list(ensemble.pipeline.sensors), normalise=True)
+            matched = drift.match_life_stage(reference, current)
+            table = drift.compare_frames(matched, current, list(ensemble.pipeline.sensors), normalise=True)
             share = drift.drift_share(table)
             seen[name] = stamp
             metrics.DRIFT_SHARE.labels(dataset=name).set(share)
