@@ -15,6 +15,10 @@ and any row is assigned to the nearest regime centre. Sensors are z-scored per r
 
 Near-constant sensors: a sensor is dropped when, within regimes, its most common value
 covers at least ``constant_share`` of the training rows (constants and two-level flags).
+
+LSTM windows: per step, the normalised sensors, their summary channels (``lstm_stats``: the
+same window statistics as the trees', taken at that step, e.g. the mean and slope over the
+whole history so far, scaled by their training spread) and the engine's age.
 """
 
 from __future__ import annotations
