@@ -27,7 +27,7 @@ import xgboost
 
 from core import metrics as m
 from core.data.cmapss import FAIL_HORIZON, RUL_CAP
-from core.data.features import FeaturePipeline, Prepared, check_frame
+from core.data.features import DEFAULT_LSTM_STATS, FeaturePipeline, Prepared, check_frame
 from core.data.snapshot import END_OF_LIFE_COLUMN
 from core.errors import UserError
 from models.calibration import Calibrator, Conformal, fit_blend_weight, fit_thresholds
@@ -68,6 +68,8 @@ class TrainConfig:
     fail_weight: float = 0.5
     conv: int = 32
     """Filters of the LSTM's 1-D convolution front end (0: none)."""
+    lstm_stats: str = ",".join(DEFAULT_LSTM_STATS)
+    """The LSTM's summary channels, comma-separated (see ``FeaturePipeline.lstm_stats``; '' for none)."""
     lr_patience: int = 3
     samples_per_epoch: int = 16384
     max_bin: int = 64
@@ -114,6 +116,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(f"Invalid training setting: {message}.")
+
+    def summary_channels(self) -> tuple[str, ...]:
+        """:attr:`lstm_stats` as the tuple the feature pipeline takes."""
+        return tuple(spec.strip() for spec in self.lstm_stats.split(",") if spec.strip())
 
     def xgb_params(self) -> XGBParams:
         """The XGBoost part of the config."""
@@ -245,7 +251,8 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
 
     emit({"phase": "features", "message": f"Preparing features on {device.name}"})
     train_mask, val_mask = split_engines(frame, config.val_fraction, config.seed)
-    pipeline = FeaturePipeline(lstm_window=config.window).fit(frame[train_mask])
+    pipeline = FeaturePipeline(lstm_window=config.window, lstm_stats=config.summary_channels())
+    pipeline.fit(frame[train_mask])
     prep_tr, prep_val = pipeline.prepare(frame[train_mask]), pipeline.prepare(frame[val_mask])
     offsets = end_of_life_offsets(frame)
     rul_tr, _, fail_tr = prepared_targets(prep_tr, cap, offsets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -81,6 +82,15 @@ def test_metrics_report_each_member_and_the_fitted_weights(trained):
     assert np.isfinite(result.metrics["val_rmse_xgb"]) and np.isfinite(result.metrics["val_rmse_lstm"])
     assert result.metrics["weight_rul_xgb"] == result.ensemble.weights["rul_xgb"]
     assert result.metrics["weight_p_xgb"] == result.ensemble.weights["p_xgb"]
+
+
+def test_the_summary_channels_are_a_training_setting(train_frame, tmp_path):
+    ensemble = train(train_frame, dataclasses.replace(TINY, lstm_stats="meanall, slope30")).ensemble
+    assert ensemble.pipeline.lstm_stats == ("meanall", "slope30")
+    assert ensemble.lstm.arch["n_channels"] == 3 * len(ensemble.pipeline.sensors) + 1
+    assert load_bundle(save_bundle(ensemble, tmp_path / "b")).pipeline.lstm_stats == ("meanall", "slope30")
+    with pytest.raises(UserError, match="summary channel 'median5'"):
+        train(train_frame, dataclasses.replace(TINY, lstm_stats="median5"))
 
 
 def test_an_older_bundle_asks_for_a_retrain(trained, tmp_path):

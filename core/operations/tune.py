@@ -26,7 +26,9 @@ from models.training import TrainConfig, train
 
 Progress = Callable[[dict[str, Any]], None]
 TUNED = ("max_depth", "learning_rate", "subsample", "colsample", "min_child_weight",
-         "hidden", "layers", "dropout", "lr", "conv", "fail_weight")
+         "hidden", "layers", "dropout", "lr", "conv", "fail_weight", "lstm_stats")
+SUMMARY_SETS = ("mean10,mean30,meanall,slope60,slopeall", "mean10,meanall,slopeall")
+"""The LSTM summary-channel sets tried (the best differed between subsets, see BENCHMARKS.md)."""
 """The settings a tuning run searches; everything else (budgets, device, seed) stays as given."""
 
 
@@ -71,6 +73,7 @@ def _suggest(trial: Any) -> dict[str, Any]:
         "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
         "conv": trial.suggest_categorical("conv", [0, 32, 64]),
         "fail_weight": trial.suggest_float("fail_weight", 0.1, 1.0),
+        "lstm_stats": trial.suggest_categorical("lstm_stats", list(SUMMARY_SETS)),
     }
 
 
