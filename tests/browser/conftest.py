@@ -2,13 +2,15 @@
 
 - ``browser_page``: a Playwright page in Debian's Chromium;
 - ``dashboard``: ``start(env) -> url`` runs ``python app.py`` (stopped at teardown);
-- ``dashboard_env``: an environment whose ``PM_HOME`` is an empty folder under tmp_path.
+- ``dashboard_env``: an environment whose ``PM_HOME`` is an empty folder under tmp_path;
+- ``model_home``: FD001 loaded and a tiny champion (per test module), built by the page tests' builder.
 
 Without Chromium these tests skip, unless ``PM_REQUIRE_BROWSER=1`` (set by CI), where they fail.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -17,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,17 @@ def dashboard_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PM_HOME"] = str(tmp_path / "home")
     return env
+
+
+PAGE_FIXTURES = Path(__file__).resolve().parents[1] / "pages" / "conftest.py"
+
+
+@pytest.fixture(scope="module")
+def model_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
+    """FD001 loaded and a tiny champion, built by the page tests' builder (one definition of the recipe)."""
+    spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    builder: Callable[..., Path] = module.build_home
+    return builder(tmp_path_factory.mktemp("browser_home"), cmapss_dir, module.DEFAULT_FILES, ("train_FD001",))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import urllib.parse
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
-PAGE_FIXTURES = Path(__file__).resolve().parents[1] / "pages" / "conftest.py"
 
 
-@pytest.fixture(scope="module")
-def model_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
-    """FD001 loaded and a tiny champion, built by the page tests' builder (one definition of the recipe)."""
-    spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    builder: Callable[..., Path] = module.build_home
-    return builder(tmp_path_factory.mktemp("browser_home"), cmapss_dir, module.DEFAULT_FILES, ("train_FD001",))
 
 
 def _metric(page, label: str) -> str:

@@ -3,7 +3,6 @@ address, see sensor names with units and no claimed true RUL, record its failure
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,18 +14,8 @@ from core.data.cmapss import COLUMNS
 
 pytestmark = pytest.mark.browser
 
-PAGE_FIXTURES = Path(__file__).resolve().parents[1] / "pages" / "conftest.py"
 
 
-@pytest.fixture(scope="module")
-def model_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
-    """FD001 loaded and a tiny champion, built by the page tests' builder."""
-    spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    builder: Callable[..., Path] = module.build_home
-    return builder(tmp_path_factory.mktemp("ops_home"), cmapss_dir, module.DEFAULT_FILES, ("train_FD001",))
 
 
 def _fleet_folder(tmp_path: Path, cmapss_slice: Callable[..., list[str]]) -> tuple[Path, int]:
