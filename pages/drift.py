@@ -33,6 +33,7 @@ st.caption(
     "stream) can be compared as an exploration. Per sensor, raw or after operating-regime normalisation."
 )
 
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def model_training_data(version: int, uri: str) -> list[str]:
     """The datasets the serving model ``version`` was trained on, from its snapshot lineage."""

@@ -25,6 +25,7 @@ def open_engine(dataset: str, engine: str) -> None:
     st.session_state["engine"] = (dataset, engine)
     st.switch_page("pages/engine.py", query_params={"dataset": dataset, "engine": engine})
 
+
 ui.init_session()  # idempotent; keeps the page whole even when run outside app.py
 st.title("Fleet")
 st.caption(

@@ -3,15 +3,21 @@
 - ``build_trained_home(home, cmapss_dir)``: FD001 train/test/RUL loaded and a tiny champion, built by
   ``tests/pages/conftest.py``'s ``build_home`` (one definition of the recipe);
 - ``engine_body(home, "test_FD001", 1, engine="ESN-1")``: the predict body for a stored engine's readings,
-  columns named by mnemonic (T30, Ps30...) as an operator would send them.
+  columns named by mnemonic (T30, Ps30...) as an operator would send them;
+- ``api_client(home, token, monkeypatch)``: a TestClient of the API on `home`, authorised with `token`,
+  with every API limit at its default and the alert watcher not started.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 PAGE_FIXTURES = Path(__file__).resolve().parent / "pages" / "conftest.py"
 
@@ -48,3 +54,23 @@ def stored_readings(home: Path, dataset: str, unit: int) -> list[dict[str, Any]]
 def engine_body(home: Path, dataset: str, unit: int, engine: str) -> dict[str, Any]:
     """``{"engine", "readings"}`` for a stored engine."""
     return {"engine": engine, "readings": stored_readings(home, dataset, unit)}
+
+
+@contextmanager
+def api_client(home: Path, token: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    """(TestClient, the app's parts) of the API on `home` with bearer `token`; the alert watcher is not started."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from core.server import asgi
+
+    monkeypatch.setenv("PM_HOME", str(home))
+    monkeypatch.setenv("PM_API_TOKEN", token)
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI", "PM_ALERT_WEBHOOK", "PM_API_MAX_BODY_MB",
+                "PM_API_MAX_READINGS", "PM_API_MAX_ENGINE_READINGS"):
+        monkeypatch.delenv(var, raising=False)
+    parts = asgi.build(watch=False)
+    app = Starlette(routes=parts.routes, middleware=parts.middleware, lifespan=parts.lifespan)
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, parts

@@ -6,6 +6,7 @@
 - ``cmapss_text``: ``cmapss_text("train_FD001")`` -> the uncompressed file text (cached).
 - ``cmapss_slice``: ``cmapss_slice("train_FD001", units=3)`` -> the lines of the first units.
 - ``fd001_store``: ``pm_home`` with train_FD001, test_FD001 and RUL_FD001 loaded.
+- ``small_fd001``: ``pm_home`` with the first 12 training and 6 test engines of FD001 (and their RUL).
 """
 
 from __future__ import annotations
@@ -90,4 +91,19 @@ def fd001_store(pm_home: Path, cmapss_dir: Path) -> Path:
     from core.data import ingest
 
     ingest.load([cmapss_file(cmapss_dir, f"{n}_FD001") for n in ("train", "test", "RUL")])
+    return pm_home
+
+
+@pytest.fixture
+def small_fd001(pm_home: Path, tmp_path: Path, cmapss_slice: Callable[..., list[str]],
+                cmapss_text: Callable[[str], str]) -> Path:
+    """``pm_home`` with the first 12 training and 6 test engines of FD001 (and their true RUL) loaded."""
+    from core.data import ingest
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    (folder / "train_FD001.txt").write_text("\n".join(cmapss_slice("train_FD001", units=12)) + "\n")
+    (folder / "test_FD001.txt").write_text("\n".join(cmapss_slice("test_FD001", units=6)) + "\n")
+    (folder / "RUL_FD001.txt").write_text("\n".join(cmapss_text("RUL_FD001").splitlines()[:6]) + "\n")
+    ingest.load([folder])
     return pm_home

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from core.data import sensors
-from tests.api_support import build_trained_home, engine_body
+from tests.api_support import api_client, build_trained_home, engine_body
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -30,18 +29,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
 @pytest.fixture
 def server(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any]]:
     """A client of the API on the trained home (token from PM_API_TOKEN); the alert watcher is not started."""
-    from core.server import asgi
-
-    monkeypatch.setenv("PM_HOME", str(home))
-    monkeypatch.setenv("PM_API_TOKEN", TOKEN)
-    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI", "PM_ALERT_WEBHOOK", "PM_API_MAX_BODY_MB",
-                "PM_API_MAX_READINGS", "PM_API_MAX_ENGINE_READINGS"):
-        monkeypatch.delenv(var, raising=False)
-    parts = asgi.build(watch=False)
-    app = Starlette(routes=parts.routes, middleware=parts.middleware, lifespan=parts.lifespan)
-    with TestClient(app) as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield client, parts
+    with api_client(home, TOKEN, monkeypatch) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from tests.api_support import build_trained_home, stored_readings
+from tests.api_support import api_client, build_trained_home, stored_readings
 
 TOKEN = "fleet-token-0123456789abcdef"
 
@@ -36,17 +35,8 @@ def home(trained: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Any]]:
-    from core.server import asgi
-
-    monkeypatch.setenv("PM_HOME", str(home))
-    monkeypatch.setenv("PM_API_TOKEN", TOKEN)
-    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI", "PM_ALERT_WEBHOOK"):
-        monkeypatch.delenv(var, raising=False)
-    parts = asgi.build(watch=False)
-    app = Starlette(routes=parts.routes, middleware=parts.middleware, lifespan=parts.lifespan)
-    with TestClient(app) as client:
-        client.headers["Authorization"] = f"Bearer {TOKEN}"
-        yield client, parts
+    with api_client(home, TOKEN, monkeypatch) as pair:
+        yield pair
 
 
 def _fleet_rows(home: Path, units: tuple[int, ...], last: int | None = None) -> list[dict[str, Any]]:

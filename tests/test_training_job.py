@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,6 @@ from models.training import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu", "seed": 3}
-
-
-@pytest.fixture
-def small_fd001(pm_home: Path, tmp_path: Path, cmapss_slice: Callable[..., list[str]],
-                cmapss_text: Callable[[str], str]) -> Path:
-    """``pm_home`` with the first 12 training and 6 test engines of FD001 (and their true RUL) loaded."""
-    from core.data import ingest
-
-    folder = tmp_path / "small"
-    folder.mkdir()
-    (folder / "train_FD001.txt").write_text("\n".join(cmapss_slice("train_FD001", units=12)) + "\n")
-    (folder / "test_FD001.txt").write_text("\n".join(cmapss_slice("test_FD001", units=6)) + "\n")
-    (folder / "RUL_FD001.txt").write_text("\n".join(cmapss_text("RUL_FD001").splitlines()[:6]) + "\n")
-    ingest.load([folder])
-    return pm_home
 
 
 def _config() -> TrainConfig:

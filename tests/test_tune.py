@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,13 @@ TINY = TrainConfig(epochs=1, n_trees=10, early_stopping=4, samples_per_epoch=256
 
 
 @pytest.fixture
-def small_fd001(pm_home: Path, tmp_path: Path, cmapss_slice: Callable[..., list[str]],
-                cmapss_text: Callable[[str], str]) -> Path:
-    """``pm_home`` with the first 12 training and 6 test engines of FD001 (and their true RUL) loaded."""
-    from core.data import ingest
-
-    folder = tmp_path / "small"
-    folder.mkdir()
-    (folder / "train_FD001.txt").write_text("\n".join(cmapss_slice("train_FD001", units=12)) + "\n")
-    (folder / "test_FD001.txt").write_text("\n".join(cmapss_slice("test_FD001", units=6)) + "\n")
-    (folder / "RUL_FD001.txt").write_text("\n".join(cmapss_text("RUL_FD001").splitlines()[:6]) + "\n")
-    ingest.load([folder])
+def registered_fd001(small_fd001: Path) -> Path:
+    """The small FD001 home with the MLflow store initialised (tuning logs child runs)."""
     registry.init()
-    return pm_home
+    return small_fd001
 
 
-def test_two_trials_log_child_runs_and_keep_only_a_better_recipe(small_fd001: Path) -> None:
+def test_two_trials_log_child_runs_and_keep_only_a_better_recipe(registered_fd001: Path) -> None:
     snap = retrain.export_snapshot(["train_FD001"])
     result = tune(snap.path, TINY, trials=2)
     assert result["trials"] == 2 and result["data"] == ["train_FD001"]
@@ -66,7 +56,7 @@ def test_a_recipe_is_applied_and_a_broken_one_is_one_sentence(pm_home: Path) -> 
         apply_recipe(TINY)
 
 
-def test_tuning_runs_as_a_background_job(small_fd001: Path) -> None:
+def test_tuning_runs_as_a_background_job(registered_fd001: Path) -> None:
     snap = retrain.export_snapshot(["train_FD001"])
     job = tune_job.start_job(snap, TINY, trials=1, created_by="test")
     done = jobs.wait(job.id, timeout_s=600)

@@ -43,6 +43,7 @@ _PARSE_WORKERS = 2
 overlaps; progress is still reported from the calling thread only."""
 _KNOWN_SUFFIXES = (".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".zip", ".gz")
 
+
 def max_file_bytes() -> int:
     """The size limit for one file, from ``PM_MAX_FILE_MB`` (default 200 MB)."""
     raw = os.environ.get("PM_MAX_FILE_MB", str(_DEFAULT_MAX_MB))

@@ -11,8 +11,6 @@ from core.data.cmapss import COLUMNS
 from core.data.store import READING_COLUMNS_SQL, first_row
 from core.errors import UserError
 
-# ----------------------------------------------------------------------------- reads
-
 
 def list_datasets(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """All datasets but the simulation's sandbox, oldest first.

@@ -39,6 +39,7 @@ def lock_wait_s() -> float:
     except ValueError as err:
         raise UserError(f"PM_DB_LOCK_WAIT_S is '{raw}', which is not a number of seconds.") from err
 
+
 VALUE_COLUMNS = [*SETTINGS, *SENSORS]
 READING_COLUMNS_SQL = ", ".join(COLUMNS)
 PREDICTION_COLUMNS = ["unit", "cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk"]

@@ -24,9 +24,6 @@ SETTING_BOUNDS = (-1_000.0, 1_000.0)
 SENSOR_BOUNDS = (0.0, 100_000.0)
 
 
-# ----------------------------------------------------------------------------- validation
-
-
 def _default_where(index: int) -> str:
     return f"row {index + 1}"
 
@@ -158,6 +155,3 @@ def _check_order(unit: np.ndarray, cycle: np.ndarray, ids: np.ndarray, label: st
         prev = int(c[back[0]])
         raise UserError(f"{label} {where(i)}: engine {ids[i]} goes from cycle {prev} to cycle "
                         f"{int(cycle[i])}, but cycles must increase within each engine.")
-
-
-# ----------------------------------------------------------------------------- reads

@@ -222,8 +222,7 @@ def _map_units(con: duckdb.DuckDBPyConnection, dataset_id: int, label: str,
         if engine not in known:
             new[engine] = next_unit
             next_unit += 1
-    lookup = {**known, **new}
-    return np.fromiter((lookup[e] for e in ids), dtype=np.int64, count=len(ids)), new
+    return pd.Series(ids).map({**known, **new}).to_numpy(dtype=np.int64), new
 
 
 def merge_readings(

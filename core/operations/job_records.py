@@ -167,6 +167,3 @@ def locked_record(path: Path) -> Iterator[JobRecord]:
         record = read_record(path)
         yield record
         write_record(path, record)
-
-
-# ---------------------------------------------------------------- processes

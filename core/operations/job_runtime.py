@@ -28,8 +28,6 @@ from core.operations.job_records import (
     write_record,
 )
 
-# ---------------------------------------------------------------- child side
-
 
 class JobCancelled(BaseException):
     """Raised in the job's main thread when it receives SIGTERM (a BaseException so ``except Exception`` lets it through)."""

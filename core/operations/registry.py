@@ -171,6 +171,15 @@ def client() -> Any:
     return _mlflow().MlflowClient()
 
 
+def _model_version(name: str, version: int) -> Any:
+    """The registered ``ModelVersion`` ``version`` of ``name``; UserError when there is no such version."""
+    mlflow = _mlflow()
+    try:
+        return mlflow.MlflowClient().get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException as err:
+        raise UserError(f"Model version {version} of {name} does not exist.") from err
+
+
 def _finite(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
 
@@ -228,12 +237,7 @@ def _new_version(source: str, run_id: str, tags: dict[str, str]) -> int:
 
 def copy_version(source_name: str, version: int) -> int:
     """Register the bundle of ``source_name`` v``version`` as a new version of :func:`model_name` (same run)."""
-    mlflow = _mlflow()
-    c = mlflow.MlflowClient()
-    try:
-        mv = c.get_model_version(source_name, str(version))
-    except mlflow.exceptions.MlflowException as err:
-        raise UserError(f"Model version {version} of {source_name} does not exist.") from err
+    mv = _model_version(source_name, version)
     tags = {**mv.tags, "created_by": current_creator(), "copied_from": f"{source_name} v{version}"}
     tags.pop("gate", None)
     return _new_version(mv.source, mv.run_id, tags)
@@ -255,27 +259,20 @@ def champion_version(name: str | None = None) -> int | None:
 
 def version_metrics(version: int, name: str | None = None) -> dict[str, float]:
     """The metrics logged by the run behind a registered version (of ``name``, default :func:`model_name`)."""
-    c = client()
-    mv = c.get_model_version(name or model_name(), str(version))
-    return dict(c.get_run(mv.run_id).data.metrics)
+    mv = _model_version(name or model_name(), version)
+    return dict(client().get_run(mv.run_id).data.metrics)
 
 
 def training_datasets(version: int, name: str | None = None) -> list[str]:
     """The datasets ``version`` was trained on (its snapshot lineage), in the order logged."""
-    c = client()
-    mv = c.get_model_version(name or model_name(), str(version))
-    return [d for d in c.get_run(mv.run_id).data.params.get("data_datasets", "").split(",") if d]
+    mv = _model_version(name or model_name(), version)
+    return [d for d in client().get_run(mv.run_id).data.params.get("data_datasets", "").split(",") if d]
 
 
 def set_alias(alias: str, version: int) -> None:
     """Point ``alias`` at ``version`` (promotion, rollback); raises UserError for an unknown version."""
-    mlflow = _mlflow()
-    c = mlflow.MlflowClient()
-    try:
-        c.get_model_version(model_name(), str(version))
-    except mlflow.exceptions.MlflowException as err:
-        raise UserError(f"Model version {version} of {model_name()} does not exist.") from err
-    c.set_registered_model_alias(model_name(), alias, str(version))
+    _model_version(model_name(), version)
+    client().set_registered_model_alias(model_name(), alias, str(version))
 
 
 def clear_alias(alias: str) -> None:
@@ -343,12 +340,8 @@ def bundle_dir(version: int) -> Path:
     target = paths().models_cache / (f"v{version}" if name == MODEL_NAME else f"{name}-v{version}")
     if target.is_dir():
         return target
+    mv = _model_version(name, version)
     mlflow = _mlflow()
-    c = mlflow.MlflowClient()
-    try:
-        mv = c.get_model_version(name, str(version))
-    except mlflow.exceptions.MlflowException as err:
-        raise UserError(f"Model version {version} of {name} does not exist.") from err
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=target.parent))
     try:

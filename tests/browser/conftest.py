@@ -10,7 +10,6 @@ Without Chromium these tests skip, unless ``PM_REQUIRE_BROWSER=1`` (set by CI), 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -19,10 +18,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.api_support import build_trained_home
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_FLAGS = [
@@ -131,15 +132,7 @@ def dashboard_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-PAGE_FIXTURES = Path(__file__).resolve().parents[1] / "pages" / "conftest.py"
-
-
 @pytest.fixture(scope="module")
 def model_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
-    """FD001 loaded and a tiny champion, built by the page tests' builder (one definition of the recipe)."""
-    spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    builder: Callable[..., Path] = module.build_home
-    return builder(tmp_path_factory.mktemp("browser_home"), cmapss_dir, module.DEFAULT_FILES, ("train_FD001",))
+    """FD001 loaded and a tiny champion, built by the page tests' recipe."""
+    return build_trained_home(tmp_path_factory.mktemp("browser_home"), cmapss_dir)

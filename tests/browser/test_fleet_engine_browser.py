@@ -11,9 +11,6 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 pytestmark = pytest.mark.browser
 
 
-
-
-
 def _metric(page, label: str) -> str:
     card = page.locator("[data-testid=stMetric]").filter(has_text=label).first
     return card.locator("[data-testid=stMetricValue]").inner_text()

@@ -15,9 +15,6 @@ from core.data.cmapss import COLUMNS
 pytestmark = pytest.mark.browser
 
 
-
-
-
 def _fleet_folder(tmp_path: Path, cmapss_slice: Callable[..., list[str]]) -> tuple[Path, int]:
     lines = [line.split() for line in cmapss_slice("test_FD001", units=2)]
     header = ",".join(reversed([sensors.mnemonic(c) for c in COLUMNS]))
