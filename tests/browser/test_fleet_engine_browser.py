@@ -36,29 +36,38 @@ def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashbo
     assert opened.path == "/engine" and query["dataset"] == ["test_FD001"], "a shareable address of the engine"
     page.get_by_text(f"Engine {query['engine'][0]} of test_FD001").wait_for()
 
-    page.goto(f"{url}/engine?dataset=test_FD001&engine=3")  # the engine whose what-if response is known to move
+    page.goto(f"{url}/engine?dataset=test_FD001&engine=3")  # a fixed engine: the page opened from its address
     page.get_by_text("Engine 3 of test_FD001").wait_for()
 
     page.get_by_role("tab", name="What if").click()
     page.get_by_text("Predicted RUL (what-if)").wait_for()
     before = _metric(page, "Predicted RUL (what-if)")
     thumbs = page.get_by_role("slider")  # 0 is "Shift the last N cycles", then the sensors by influence
-    changed = """([label, before]) => {
+    thumbs.nth(0).focus()
+    thumbs.nth(0).press("End")  # shift the engine's whole history: the largest what-if a slider can make
+    page.get_by_text("Move a slider to see a what-if.").wait_for()
+    moved = """([label, before]) => {
         const card = [...document.querySelectorAll('[data-testid=stMetric]')].find(c => c.innerText.includes(label));
         const value = card && card.querySelector('[data-testid=stMetricValue]');
-        return value && value.innerText.trim() !== before;
+        const delta = card && card.querySelector('[data-testid=stMetricDelta]');
+        const deltaMoved = delta && !/^[+-]?0\\.0 cycles$/.test(delta.innerText.trim());
+        return Boolean(value && (value.innerText.trim() !== before || deltaMoved));
     }"""
-    after = before
-    for i in range(1, thumbs.count()):  # push sensors to the top of their range until the prediction moves
-        thumbs.nth(i).focus()
-        thumbs.nth(i).press("End")
-        try:
-            page.wait_for_function(changed, arg=["Predicted RUL (what-if)", before], timeout=20_000)
-        except PlaywrightTimeout:
-            continue
-        after = _metric(page, "Predicted RUL (what-if)")
-        break
-    assert after != before
+    delta = ""
+    for i in range(1, thumbs.count()):  # push each sensor to either end of its range until the prediction moves
+        for key in ("End", "Home"):
+            thumbs.nth(i).focus()
+            thumbs.nth(i).press(key)
+            try:
+                page.wait_for_function(moved, arg=["Predicted RUL (what-if)", before], timeout=20_000)
+            except PlaywrightTimeout:
+                continue
+            card = page.locator("[data-testid=stMetric]").filter(has_text="Predicted RUL (what-if)").first
+            delta = card.locator("[data-testid=stMetricDelta]").inner_text()
+            break
+        if delta:
+            break
+    assert delta and float(delta.split()[0]) != 0.0, "some sensor shift moves the prediction"
     assert _metric(page, "Predicted RUL") == before  # the baseline stays next to the what-if
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.locator("[data-testid=stAlertContentError]").count() == 0
