@@ -1,4 +1,10 @@
-"""Fleet: a triage list of the engines in service (risk, P(fail), RUL), search, filters, KPIs, links, costs, CSV."""
+"""Fleet: a triage list of the engines in service (risk, P(fail), RUL), search, filters, KPIs, links, costs, CSV.
+
+The page never scores: it reads the champion's stored predictions with DuckDB (filters, order, pages and
+counts in SQL). Engines whose scores are missing or older than their readings are scored by the background
+scoring job (:mod:`core.operations.scoring_job`), which this page starts when it finds them and whose progress
+it shows until the job ends.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,18 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from core import config
+from core.data import score_queries, store
 from core.errors import UserError
+from core.operations import jobs, scoring_job
 from core.serving import fleet
 from models.ensemble import RISK_LEVELS
 from pages import charts, ui
 
 IN_SERVICE = ("fleet", "evaluation")  # roles whose datasets are chosen by default: engines in service
+PAGE_ROWS = (50, 100, 250)
+"""Choices of engines per page of the table."""
+CHART_SAMPLE = 500
+"""Engines drawn in the chart at most (a fixed sample of the filtered engines)."""
 
 
 def engine_url(dataset: str, engine: str) -> str:
@@ -24,6 +35,41 @@ def open_engine(dataset: str, engine: str) -> None:
     """Go to the Engine page showing `engine` of `dataset` (its address carries both, so it can be shared)."""
     st.session_state["engine"] = (dataset, engine)
     st.switch_page("pages/engine.py", query_params={"dataset": dataset, "engine": engine})
+
+
+@st.fragment(run_every="1s")
+def scoring_progress(job_id: str) -> None:
+    """The scoring job's progress, refreshed every second; the page reruns once it has ended.
+
+    Declared only while a scoring job runs, so an idle page costs nothing.
+    """
+    try:
+        job = jobs.get(job_id)
+    except UserError as err:
+        ui.show_error(err)
+        return
+    if job.finished:
+        st.rerun(scope="app")
+    st.progress(min(max(job.progress, 0.0), 1.0),
+                text=f"Scoring in the background (job {job.id}): {job.log_tail[-1] if job.log_tail else 'starting'}")
+
+
+def scoring_status(version: int, stale: int) -> None:
+    """Say whether the stored scores are current; start the scoring job when some are missing or stale."""
+    if not stale:
+        return
+    last = scoring_job.latest()
+    if last is not None and last.state == "failed" and not st.session_state.get("fleet_rescore"):
+        st.error(f"Scoring stopped with an error: {last.error} {stale:,} engine(s) keep older or no scores.",
+                 icon=":material/error:")
+        st.button("Score again", key="fleet_rescore")
+        return
+    job = scoring_job.start(created_by="fleet page")
+    st.info(f"{stale:,} engine(s) have readings newer than their stored score of model v{version} (or none yet); "
+            "they are being scored in the background, and the table shows the scores stored so far.",
+            icon=":material/hourglass_top:")
+    if job is not None:
+        scoring_progress(job.id)
 
 
 ui.init_session()  # idempotent; keeps the page whole even when run outside app.py
@@ -55,42 +101,55 @@ if not chosen:
     st.info("Choose at least one dataset to see its engines.")
     st.stop()
 
-engines = int(listing.loc[listing["name"].isin(chosen), "engines"].sum())
-try:
-    with st.spinner(f"Scoring {engines:,} engines with model v{version}…"):
-        table, scored_at = ui.fleet_scores(tuple(chosen), version, config.paths().mlflow_uri,
-                                           ui.data_fingerprint(chosen))
-except UserError as err:
-    ui.show_error(err)
-    st.stop()
-
 search_col, risk_col, rul_col = st.columns([2, 2, 3])
 text = search_col.text_input("Search engine id", key="fleet_search", placeholder="e.g. ESN-70")
 risks = risk_col.multiselect("Risk level", list(reversed(RISK_LEVELS)), default=list(reversed(RISK_LEVELS)),
                              key="fleet_risks")
 cap = float(ensemble.cap)
 rul_range = rul_col.slider("Predicted RUL (cycles)", 0.0, cap, (0.0, cap), step=1.0, key="fleet_rul")
-shown = fleet.search(fleet.filter_fleet(table, risks=risks, rul_range=rul_range), text)
+shown = score_queries.FleetFilter(datasets=tuple(chosen), risks=tuple(risks), rul_range=rul_range, search=text)
+try:
+    with store.connect(read_only=True) as con:
+        stale = score_queries.stale_count(con, version, chosen)
+        counts = score_queries.fleet_summary(con, version, shown)
+        sample = score_queries.fleet_sample(con, version, shown, CHART_SAMPLE)
+        costs_input = score_queries.fleet_costs_input(con, version, shown)
+    scoring_status(version, stale)
+except UserError as err:
+    ui.show_error(err)
+    st.stop()
 
-counts = fleet.kpis(shown)
 k = st.columns(5)
 k[0].metric("Engines", counts["engines"])
 k[1].metric("HIGH risk", counts["HIGH"])
 k[2].metric("MEDIUM risk", counts["MEDIUM"])
 k[3].metric("LOW risk", counts["LOW"])
 k[4].metric("Model", f"v{version}")
-st.caption(f"{fleet.risk_rule(ensemble.thresholds)} {fleet.rul_cap_note(cap)} Scored {scored_at} by model "
-           f"v{version}; engines closed by a failure or removal have left service and are not listed.")
+scored_at = "" if counts["scored_at"] is None else f"{counts['scored_at']:%Y-%m-%d %H:%M:%S} UTC"
+st.caption(f"{fleet.risk_rule(ensemble.thresholds)} {fleet.rul_cap_note(cap)} Scores stored by model v{version}, "
+           f"newest {scored_at or 'never'}; engines closed by a failure or removal have left service and are not "
+           "listed.")
 
-if shown.empty:
+if not counts["engines"]:
     st.info("No engine matches these filters." if text.strip() == "" else f"No engine id contains '{text.strip()}'.")
     st.stop()
 
-st.plotly_chart(charts.fleet_rul(shown), key="fleet_chart")
+st.plotly_chart(charts.fleet_rul(sample), key="fleet_chart")
+if counts["engines"] > len(sample):
+    st.caption(f"The chart shows a fixed sample of {len(sample):,} of the {counts['engines']:,} engines (the same "
+               "engines on every visit); the counts above and the table below cover them all.")
 
-links = [engine_url(d, e) for d, e in zip(shown["dataset"], shown["engine"])]
+size_col, page_col, note_col = st.columns([1, 1, 3], vertical_alignment="bottom")
+size = int(size_col.selectbox("Rows per page", PAGE_ROWS, index=1, key="fleet_page_rows"))
+pages = max(1, -(-counts["engines"] // size))
+page = int(page_col.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="fleet_page"))
+note_col.caption(f"Page {min(page, pages)} of {pages:,}, riskiest first.")
+with store.connect(read_only=True) as con:
+    rows = score_queries.fleet_page(con, version, shown, (min(page, pages) - 1) * size, size)
+
+links = [engine_url(d, e) for d, e in zip(rows["dataset"], rows["engine"])]
 event = st.dataframe(
-    shown.assign(link=links),
+    rows.assign(link=links),
     key="fleet_table",
     on_select="rerun",
     selection_mode="single-row",
@@ -116,25 +175,33 @@ event = st.dataframe(
     },
 )
 if event.selection.rows:
-    picked = shown.iloc[event.selection.rows[0]]
+    picked = rows.iloc[event.selection.rows[0]]
     open_engine(str(picked["dataset"]), str(picked["engine"]))
 
-labels = [f"{e} ({d})" for d, e in zip(shown["dataset"], shown["engine"])]
+labels = [f"{e} ({d})" for d, e in zip(rows["dataset"], rows["engine"])]
 pick_col, open_col, csv_col = st.columns([3, 1, 1], vertical_alignment="bottom")
-picked_label = pick_col.selectbox("Or open an engine", labels, index=None, key="fleet_open",
+picked_label = pick_col.selectbox("Or open an engine of this page", labels, index=None, key="fleet_open",
                                   placeholder="engine id (dataset)")
 if open_col.button("Open engine", key="fleet_open_button", disabled=picked_label is None):
-    row = shown.iloc[labels.index(picked_label)]
+    row = rows.iloc[labels.index(picked_label)]
     open_engine(str(row["dataset"]), str(row["engine"]))
-csv_col.download_button("Download CSV", fleet.csv_table(shown, version, scored_at), file_name="fleet_rul.csv",
-                        mime="text/csv", key="fleet_csv", icon=":material/download:")
+
+
+def csv_download() -> bytes:
+    """Every engine the filters keep, as CSV (built when the button is pressed, not on every rerun)."""
+    with store.connect(read_only=True) as con:
+        return fleet.csv_table(score_queries.fleet_all(con, version, shown), version, scored_at)
+
+
+csv_col.download_button("Download CSV", csv_download, file_name="fleet_rul.csv", mime="text/csv", key="fleet_csv",
+                        icon=":material/download:")
 
 st.subheader("Cost of acting on the risk levels")
 miss_col, insp_col = st.columns(2)
 miss = miss_col.number_input("Missed failure ($)", min_value=0, step=1_000, key="_cost_miss")
 inspection = insp_col.number_input("Needless inspection ($)", min_value=0, step=500, key="_cost_inspection")
 st.session_state["cost_miss"], st.session_state["cost_inspection"] = miss, inspection
-policies = fleet.policy_costs(shown, fleet.Costs(miss=float(miss), inspection=float(inspection)))
+policies = fleet.policy_costs(costs_input, fleet.Costs(miss=float(miss), inspection=float(inspection)))
 chart_col, table_col = st.columns([2, 3])
 chart_col.plotly_chart(charts.policy_costs(policies), key="fleet_costs")
 table_col.dataframe(
@@ -149,7 +216,7 @@ table_col.dataframe(
 best = policies.sort_values("cost").iloc[0]
 table_col.write(f"Cheapest here: **{best['policy']}** at ${best['cost']:,.0f}.")
 st.caption(
-    f"{fleet.cost_basis(shown)} A missed failure is an engine that fails within 30 cycles without being "
+    f"{fleet.cost_basis(costs_input)} A missed failure is an engine that fails within 30 cycles without being "
     "inspected; a needless inspection is an inspected engine that would not have failed. Where the true RUL "
     "is unknown, the predicted probability of failure gives expected counts."
 )

@@ -151,16 +151,6 @@ def data_fingerprint(names: list[str] | tuple[str, ...]) -> tuple:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def fleet_scores(names: tuple[str, ...], version: int, uri: str, fingerprint: tuple) -> tuple[pd.DataFrame, str]:
-    """(fleet table of `names` scored by model `version`, scoring time UTC), cached by (datasets, version,
-    data fingerprint); each scoring stores its predictions in the audit trail."""
-    from core.serving import fleet, whatif
-
-    table = fleet.score_fleet(whatif.serving_setup(load_model(version, uri)), names, version=version)
-    return table, pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 @st.cache_resource(show_spinner="Preparing the SHAP explainer…", max_entries=4)
 def explainer(version: int, uri: str) -> Explainer:
     """The SHAP explainer of a registry version (its LSTM background drawn from the training data), built once."""

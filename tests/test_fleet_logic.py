@@ -1,4 +1,4 @@
-"""Fleet table logic: triage order, search, filters, KPIs, CSV and the cost of acting on risk levels."""
+"""Fleet table words, CSV and the cost of acting on risk levels (the table itself: tests/test_scoring_job.py)."""
 
 from __future__ import annotations
 
@@ -26,24 +26,6 @@ def _table(true_rul: list[float]) -> pd.DataFrame:
         "risk": ["HIGH", "HIGH", "LOW", "MEDIUM"],
         "true_rul": true_rul,
     })
-
-
-def test_filters_by_dataset_risk_and_rul_range() -> None:
-    table = _table([10.0, 60.0, 20.0, 90.0])
-    assert fleet.filter_fleet(table, datasets=["test_FD002"])["unit"].tolist() == [1, 2]
-    assert fleet.filter_fleet(table, risks=["HIGH"])["rul"].tolist() == [12.0, 35.0]
-    assert fleet.filter_fleet(table, rul_range=(30.0, 50.0))["rul"].tolist() == [35.0, 50.0]
-    both = fleet.filter_fleet(table, datasets=["test_FD001"], risks=["HIGH", "LOW"], rul_range=(0.0, 20.0))
-    assert both[["dataset", "unit"]].values.tolist() == [["test_FD001", 1]]
-    assert len(fleet.filter_fleet(table)) == 4
-    with pytest.raises(UserError, match="RUL range"):
-        fleet.filter_fleet(table, rul_range=(50.0, 10.0))
-
-
-def test_kpis_count_engines_per_risk_level() -> None:
-    table = _table([10.0, float("nan"), 20.0, float("nan")])
-    assert fleet.kpis(table) == {"engines": 4, "HIGH": 2, "MEDIUM": 1, "LOW": 1, "with_truth": 2}
-    assert fleet.kpis(table.iloc[:0]) == {"engines": 0, "HIGH": 0, "MEDIUM": 0, "LOW": 0, "with_truth": 0}
 
 
 def test_costs_count_misses_and_needless_inspections_from_true_rul() -> None:
@@ -91,23 +73,6 @@ def test_mixed_truth_counts_known_engines_and_expects_the_rest() -> None:
 def test_costs_reject_negative_or_missing_prices(miss: float, inspection: float) -> None:
     with pytest.raises(UserError, match="non-negative"):
         fleet.Costs(miss=miss, inspection=inspection)
-
-
-def test_triage_order_puts_high_risk_then_probability_then_lowest_rul_first() -> None:
-    table = pd.concat([_table([10.0, 60.0, 20.0, 90.0]),
-                       _table([float("nan")] * 4).iloc[[1]].assign(engine="ESN-9", rul=20.0)], ignore_index=True)
-    ordered = fleet.triage_order(table)
-    # HIGH p=0.9, then the two HIGH p=0.6 (lower RUL first), then MEDIUM, then LOW.
-    assert ordered["engine"].tolist() == ["ESN-7001", "ESN-9", "N123AB-2", "1", "ESN-7002"]
-    assert ordered["risk"].tolist() == ["HIGH", "HIGH", "HIGH", "MEDIUM", "LOW"]
-
-
-def test_search_finds_engines_by_part_of_their_id_in_any_case() -> None:
-    table = _table([10.0, 60.0, 20.0, 90.0])
-    assert fleet.search(table, " esn-70 ")["engine"].tolist() == ["ESN-7001", "ESN-7002"]
-    assert fleet.search(table, "n123")["engine"].tolist() == ["N123AB-2"]
-    assert fleet.search(table, "")["engine"].tolist() == table["engine"].tolist()
-    assert fleet.search(table, "ZZZ").empty
 
 
 def test_risk_rule_and_cap_note_state_the_model_numbers() -> None:

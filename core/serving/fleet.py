@@ -1,9 +1,5 @@
-"""The fleet table as a triage list: scores per in-service engine, order, search, filters, KPIs, CSV
-and the expected cost of acting on risk levels.
-
-Triage order: risk (HIGH first), then the probability of failing within 30 cycles (highest first),
-then the predicted RUL (lowest first). Engines closed by a failure or removal left service and are
-not listed.
+"""The fleet table's words, CSV and the expected cost of acting on risk levels. The table itself (stored
+scores filtered, in triage order, paged and counted) is read in SQL by :mod:`core.data.score_queries`.
 
 Cost model (per engine, summed over the engines shown). A policy inspects every engine whose
 risk level it names ("Inspect HIGH", "Inspect HIGH and MEDIUM"); "Do nothing" inspects none.
@@ -22,20 +18,14 @@ An engine "fails" when it fails within :data:`core.data.cmapss.FAIL_HORIZON` cyc
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from core.data import queries, store
 from core.data.cmapss import FAIL_HORIZON, RUL_CAP
 from core.errors import UserError
-from core.serving import scoring
-from models.ensemble import RISK_LEVELS, Ensemble
 
-TABLE_COLUMNS = ["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul", "unit"]
-"""Columns of the fleet table: triage first, then who the engine is; ``unit`` is the store's integer key."""
 CSV_DECIMALS = {"p_fail_30": 3, "rul": 1, "rul_low": 1, "rul_high": 1, "true_rul": 0}
 """Decimals kept per column in the CSV download."""
 POLICIES: dict[str, tuple[str, ...]] = {
@@ -45,51 +35,6 @@ POLICIES: dict[str, tuple[str, ...]] = {
 }
 """Each policy and the risk levels it inspects."""
 BASELINE_POLICY = "Do nothing"
-
-
-def score_fleet(ensemble: Ensemble, names: Iterable[str], version: int | None = None) -> pd.DataFrame:
-    """One row per in-service engine of the datasets `names` at its last cycle, with :data:`TABLE_COLUMNS`,
-    in triage order (:func:`triage_order`). Engines closed by an outcome are left out.
-
-    With `version` (the scoring model's registry version) stored predictions of that version at an engine's
-    last cycle are reused, and only engines with newer readings are scored and stored
-    (:func:`core.serving.scoring.current_scores`).
-    """
-    names = list(names)
-    if not names:
-        raise UserError("Choose at least one dataset to score.")
-    with store.connect(read_only=True) as con:
-        engines = pd.concat([queries.engines(con, name).assign(dataset=name) for name in names], ignore_index=True)
-    open_engines = engines.loc[engines["closed_event"].isna(), ["dataset", "unit", "engine"]]
-    if version is not None:
-        table, _ = scoring.current_scores(ensemble, names, version)
-    else:
-        rows, truth = scoring.fleet_frame(names)
-        rows = rows.merge(open_engines[["dataset", "unit"]], on=["dataset", "unit"])
-        table = scoring.score(ensemble, rows, truth) if not rows.empty else pd.DataFrame()
-    if table.empty:
-        raise UserError(f"The dataset(s) {', '.join(names)} hold no engine in service.")
-    table["true_rul"] = pd.to_numeric(table["true_rul"], errors="coerce").astype(float)
-    table = table.merge(open_engines, on=["dataset", "unit"], how="left")
-    table["engine"] = table["engine"].astype(str)
-    return triage_order(table[TABLE_COLUMNS])
-
-
-def triage_order(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` sorted by risk (HIGH first), P(fail) (highest first), predicted RUL (lowest first), then id."""
-    rank = table["risk"].map({level: i for i, level in enumerate(reversed(RISK_LEVELS))})
-    order = (table.assign(_rank=rank)
-             .sort_values(["_rank", "p_fail_30", "rul", "dataset", "engine"],
-                          ascending=[True, False, True, True, True], kind="mergesort"))
-    return order.drop(columns="_rank").reset_index(drop=True)
-
-
-def search(table: pd.DataFrame, text: str) -> pd.DataFrame:
-    """Rows whose engine id contains `text` (letter case and surrounding spaces ignored); all rows for ''."""
-    needle = text.strip().lower()
-    if not needle:
-        return table
-    return table[table["engine"].str.lower().str.contains(needle, regex=False)].reset_index(drop=True)
 
 
 def risk_rule(thresholds: dict[str, float], horizon: int = FAIL_HORIZON) -> str:
@@ -110,34 +55,6 @@ def csv_table(table: pd.DataFrame, model_version: int, scored_at: str) -> bytes:
     out = table.drop(columns="unit").round(CSV_DECIMALS)
     out = out.assign(model_version=model_version, scored_at=scored_at)
     return out.to_csv(index=False).encode()
-
-
-def filter_fleet(table: pd.DataFrame, datasets: Iterable[str] | None = None, risks: Iterable[str] | None = None,
-                 rul_range: tuple[float, float] | None = None) -> pd.DataFrame:
-    """Rows of `table` in `datasets`, at `risks` levels and with predicted RUL within `rul_range` (inclusive).
-
-    ``None`` keeps every value of that column.
-    """
-    keep = np.ones(len(table), dtype=bool)
-    if datasets is not None:
-        keep &= table["dataset"].isin(list(datasets)).to_numpy()
-    if risks is not None:
-        keep &= table["risk"].isin(list(risks)).to_numpy()
-    if rul_range is not None:
-        low, high = rul_range
-        if low > high:
-            raise UserError(f"The RUL range starts at {low:g}, after its end {high:g}.")
-        keep &= table["rul"].between(low, high).to_numpy()
-    return table[keep].reset_index(drop=True)
-
-
-def kpis(table: pd.DataFrame) -> dict[str, int]:
-    """Engines shown, how many at each risk level, and how many have a known true RUL."""
-    counts = table["risk"].value_counts()
-    out = {"engines": int(len(table))}
-    out.update({level: int(counts.get(level, 0)) for level in reversed(RISK_LEVELS)})
-    out["with_truth"] = int(table["true_rul"].notna().sum())
-    return out
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,57 @@
-"""Fleet page (AppTest): triage list, search, filters, KPIs, risk rule, costs, CSV, opening an engine by a
-shareable address, and the no-model notice."""
+"""Fleet page (AppTest): triage list of stored scores, search, filters, KPIs, risk rule, costs, CSV, paging,
+opening an engine by a shareable address, stale scores handed to the background job (never scored in the
+page), and the no-model notice."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.serving import fleet, scoring
+from core.data import fleet_ops, queries, score_queries, store
+from core.operations import scoring_job
+from core.serving import scoring
+from models.ensemble import Ensemble
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PREDICT = Ensemble.predict_features
+
+
+@pytest.fixture(scope="module")
+def scored_home(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained home whose engines the champion has scored (what the scoring job leaves)."""
+    home = Path(shutil.copytree(trained_home, tmp_path_factory.mktemp("scored") / "home"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PM_HOME", str(home))
+        scoring_job.score_stale()
+    return home
+
+
+@pytest.fixture(scope="module")
+def expected(scored_home: Path) -> pd.DataFrame:
+    """test_FD001 scored by the champion directly (before any test forbids scoring), by unit."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PM_HOME", str(scored_home))
+        _, ensemble = scoring.load_model()
+        return scoring.score(ensemble, *scoring.fleet_frame(["test_FD001"])).set_index("unit")
+
+
+@pytest.fixture
+def app_env(scored_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's ``PM_HOME`` is the scored home; the page must not score (the models refuse to predict)."""
+    monkeypatch.setenv("PM_HOME", str(scored_home))
+    for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the Fleet page scored engines inside its run")
+
+    monkeypatch.setattr(Ensemble, "predict_features", refuse)
+    monkeypatch.setattr(scoring_job, "score_stale", refuse)
+    return scored_home
 
 
 def _fleet(app: AppTest) -> AppTest:
@@ -26,18 +67,20 @@ def _metrics(app: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in app.metric}
 
 
-def test_fleet_page_scores_every_engine_with_kpis(app_env: Path) -> None:
+def test_fleet_page_lists_every_stored_score_with_kpis(expected: pd.DataFrame, app_env: Path) -> None:
     app = _fleet(AppTest.from_file(APP, default_timeout=120))
     metrics = _metrics(app)
     assert metrics["Engines"] == "100"
     assert sum(int(metrics[f"{level} risk"]) for level in ("HIGH", "MEDIUM", "LOW")) == 100
     table = app.dataframe[0].value
-    assert len(table) == 100 and list(table.columns) == [*fleet.TABLE_COLUMNS, "link"]
+    assert len(table) == 100 and list(table.columns) == [*score_queries.TABLE_COLUMNS, "link"]
     assert table["true_rul"].notna().all()
     assert (table["rul_low"] <= table["rul"]).all() and (table["rul"] <= table["rul_high"]).all()
-    _, ensemble = scoring.load_model()
-    expected = fleet.score_fleet(ensemble, ["test_FD001"])
-    pd.testing.assert_frame_equal(table.drop(columns="link").reset_index(drop=True), expected, check_dtype=False)
+    shown = table.set_index("unit")
+    for column in ("rul", "p_fail_30", "risk", "cycle", "true_rul"):
+        pd.testing.assert_series_equal(shown[column], expected.loc[shown.index, column], check_dtype=False,
+                                       check_index_type=False)
+    assert not any("being scored" in i.value for i in app.info)
     assert app.session_state["fleet_datasets"] == ["test_FD001"]
     assert table.iloc[0]["link"] == f"/engine?dataset=test_FD001&engine={table.iloc[0]['engine']}"
 
@@ -89,7 +132,8 @@ def test_costs_are_editable_and_csv_downloads(app_env: Path) -> None:
     assert any(b.proto.label == "Download CSV" for b in app.get("download_button"))
 
 
-def test_opening_an_engine_carries_it_to_the_engine_page(app_env: Path) -> None:
+def test_opening_an_engine_carries_it_to_the_engine_page(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Ensemble, "predict_features", PREDICT)  # the Engine page predicts its one engine
     app = _fleet(AppTest.from_file(APP, default_timeout=120))
     box = app.selectbox(key="fleet_open")
     box.set_value("7 (test_FD001)").run()
@@ -111,3 +155,33 @@ def test_both_pages_say_when_no_model_is_trained(pm_home: Path) -> None:
         assert not app.exception and not app.error
         assert any("No model is trained yet" in i.value for i in app.info)
         assert not app.dataframe
+
+
+def test_stale_scores_start_the_scoring_job_and_the_stored_ones_stay_listed(app_env: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path) -> None:
+    home = Path(shutil.copytree(app_env, tmp_path / "stale"))
+    monkeypatch.setenv("PM_HOME", str(home))
+    with store.connect(read_only=True) as con:
+        rows = queries.engine_readings(con, "test_FD001", 7)
+    engine = fleet_ops.engine_history("test_FD001", "7")["engine"]
+    next_cycle = rows.tail(1).assign(cycle=rows["cycle"].max() + 1, engine=engine).drop(columns="unit")
+    fleet_ops.append_readings("test_FD001", next_cycle)
+    started: list[str] = []
+    monkeypatch.setattr(scoring_job, "start", lambda created_by="", force=False: started.append(created_by))
+    app = _fleet(AppTest.from_file(APP, default_timeout=120))
+    assert started == ["fleet page"]
+    assert any("1 engine(s) have readings newer" in i.value for i in app.info)
+    table = app.dataframe[0].value
+    assert len(table) == 100, "the stored scores stay listed while the job runs"
+
+
+def test_the_table_is_paged_in_triage_order(app_env: Path) -> None:
+    app = _fleet(AppTest.from_file(APP, default_timeout=120))
+    whole = app.dataframe[0].value
+    app.selectbox(key="fleet_page_rows").set_value(50).run()
+    first = app.dataframe[0].value
+    app.number_input(key="fleet_page").set_value(2).run()
+    second = app.dataframe[0].value
+    assert len(first) == len(second) == 50 and _metrics(app)["Engines"] == "100"
+    pd.testing.assert_frame_equal(pd.concat([first, second], ignore_index=True), whole.reset_index(drop=True))
