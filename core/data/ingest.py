@@ -6,20 +6,22 @@ Accepted sources: paths to NASA's whitespace ``.txt`` files (optionally ``.gz``)
 ``RUL_FD00x`` files hold one positive whole number per line and fill ``rul_truth`` of
 ``test_FD00x`` whichever is loaded first.
 
-Everything is parsed and validated before anything is written (see
-:func:`core.data.store.validate_readings` for the checks and bounds); :func:`load` then writes
-in one transaction. Content already loaded (same sha256 of the uncompressed bytes) is
-reported as ``duplicate`` and skipped. Files larger than ``PM_MAX_FILE_MB`` megabytes
-(default 200, compressed or not) are refused.
+Work goes in three steps and nothing is written until the last: (1) zips and gzip files are unpacked,
+streaming, into a temporary folder within the limits of :mod:`core.data.archives` (file size, everything
+unpacked, zip entries, nesting depth), and each file's sha256 is taken; (2) new content is parsed by the
+columnar readers of :mod:`core.data.parsing` and validated (see
+:func:`core.data.validation.validate_readings` for the checks and bounds); (3) :func:`load` writes in one
+transaction. Content already loaded (same sha256 of the uncompressed bytes), or given twice in one load,
+is reported as ``duplicate`` and never parsed. With `root`, paths must lie inside that folder
+(:mod:`core.data.import_root`); `cancelled` is asked between files and chunks and stops the work with
+nothing written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import zipfile
-import zlib
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -29,29 +31,18 @@ import duckdb
 import numpy as np
 
 from core import config
-from core.data import queries, store, writes
+from core.data import import_root, queries, store, writes
+from core.data.archives import CHUNK, Blob, Cancelled, Leaf, Limits, Unpacker, megabytes, wanted_file
 from core.data.cmapss import parse_file_name
-from core.data.parsing import parse_readings, parse_rul
+from core.data.parsing import parse_readings, parse_rul, strip_bom
 from core.errors import UserError
 
 Source = str | os.PathLike | tuple[str, bytes]
 Progress = Callable[[float, str], None]
 
-_DEFAULT_MAX_MB = 200
 _PARSE_WORKERS = 2
-"""Files parsed at once: gunzip, sha256 and Arrow's CSV reader release the GIL, so reading
-overlaps; progress is still reported from the calling thread only."""
-_KNOWN_SUFFIXES = (".txt", ".txt.gz", ".csv", ".csv.gz", ".parquet", ".zip", ".gz")
-
-
-def max_file_bytes() -> int:
-    """The size limit for one file, from ``PM_MAX_FILE_MB`` (default 200 MB)."""
-    raw = os.environ.get("PM_MAX_FILE_MB", str(_DEFAULT_MAX_MB))
-    try:
-        megabytes = float(raw)
-    except ValueError as err:
-        raise UserError(f"PM_MAX_FILE_MB is '{raw}', which is not a number of megabytes.") from err
-    return int(megabytes * 1024 * 1024)
+"""Files parsed at once: sha256 and Arrow's CSV reader release the GIL, so reading overlaps; progress is
+still reported from the calling thread only."""
 
 
 @dataclass
@@ -115,69 +106,51 @@ class _Parsed:
     report: FileReport
     arrays: dict[str, np.ndarray] | None = None
     ruls: list[int] | None = None
+    leaf: Leaf | None = None
 
 
 @dataclass
 class _Context:
-    limit: int
-    known: dict[str, str]
     role: str | None = None
     dataset: str | None = None
-
-
-@dataclass
-class _Item:
-    label: str
-    filename: str
-    source: str
-    read: Callable[[], bytes]
+    root: Path | None = None
+    stop_at_first_error: bool = False
 
 
 # ----------------------------------------------------------------------------- sources
 
 
-def _path_items(path: Path, limit: int) -> list[_Item]:
+def _path_leaves(path: Path, root: Path | None) -> list[Leaf]:
+    """A path as files to read (a folder's wanted files, sorted); UserError if it cannot be read."""
+    if root is not None:
+        path = import_root.inside(path, root)
     if not path.exists():
         raise UserError(f"{path} does not exist.")
     if path.is_dir():
-        chosen = [p for p in sorted(path.iterdir()) if p.is_file() and _wanted_in_folder(p.name)]
+        chosen = [p for p in sorted(path.iterdir()) if wanted_file(p.name)]
+        if root is not None:
+            chosen = [import_root.folder_entry(p, root) for p in chosen]
+        chosen = [p for p in chosen if p.is_file()]
         if not chosen:
             raise UserError(f"The folder {path} holds no C-MAPSS, CSV, Parquet or zip files.")
-        return [item for p in chosen for item in _path_items(p, limit)]
+        return [leaf for p in chosen for leaf in _path_leaves(p, root)]
     if not path.is_file():
         raise UserError(f"{path} is not a regular file.")
-
-    def read() -> bytes:
-        size = path.stat().st_size
-        if size > limit:
-            raise UserError(f"{path} is {size / 2**20:.0f} MB, larger than the {limit / 2**20:.0f} MB limit for "
-                            "one file (set PM_MAX_FILE_MB to raise it).")
-        return path.read_bytes()
-
-    return [_Item(label=str(path), filename=path.name, source=str(path.resolve()), read=read)]
+    return [Leaf(label=str(path), filename=path.name, source=str(path.resolve()), blob=Blob(path=path))]
 
 
-def _wanted_in_folder(name: str) -> bool:
-    """Folders contribute NASA-named files and any CSV, Parquet or zip file (not e.g. readme.txt)."""
-    lower = name.lower()
-    if not lower.endswith(_KNOWN_SUFFIXES):
-        return False
-    return parse_file_name(name).subset != "user" or lower.endswith((".csv", ".csv.gz", ".parquet", ".zip"))
-
-
-def _items(sources: Iterable[Source], limit: int) -> Iterator[_Item | FileReport]:
-    """Expand sources into readable items; a source that cannot be opened yields an error report."""
+def _sources(sources: Iterable[Source], root: Path | None) -> Iterator[Leaf | FileReport]:
+    """Expand sources into files to read; a source that cannot be opened yields an error report."""
     for src in sources:
         if isinstance(src, tuple):
             filename, data = src
-            yield _Item(label=filename, filename=filename, source=f"upload:{filename}",
-                        read=lambda data=data: data)
+            yield Leaf(label=filename, filename=filename, source=f"upload:{filename}", blob=Blob(data=data))
             continue
-        path = Path(src)
         try:
-            yield from _path_items(path, limit)
+            yield from _path_leaves(Path(src), root)
         except UserError as err:
-            yield _error_report(str(path), path.name, str(path), str(err))
+            shown = str(src)
+            yield _error_report(shown, Path(shown).name, shown, str(err))
 
 
 def _error_report(label: str, filename: str, source: str, message: str) -> FileReport:
@@ -186,103 +159,84 @@ def _error_report(label: str, filename: str, source: str, message: str) -> FileR
                       status="error", message=message, target=fn.target)
 
 
-# ----------------------------------------------------------------------------- decoding
-
-
-def _gunzip(data: bytes, label: str, limit: int) -> bytes:
-    """Decompress all gzip members of `data`, refusing output beyond `limit` bytes."""
-    parts: list[bytes] = []
-    total = 0
-    rest = data
-    while rest.strip(b"\x00"):
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            part = inflater.decompress(rest, limit + 1 - total)
-        except zlib.error as err:
-            raise UserError(f"{label} is a truncated or corrupt gzip file: {err}.") from err
-        total += len(part)
-        parts.append(part)
-        if total > limit or inflater.unconsumed_tail:
-            raise UserError(f"{label} unpacks to more than the {limit / 2**20:.0f} MB limit for one file "
-                            "(set PM_MAX_FILE_MB to raise it).")
-        if not inflater.eof:
-            raise UserError(f"{label} is a truncated or corrupt gzip file: it ends before the end of its data.")
-        rest = inflater.unused_data
-    return b"".join(parts)
-
-
-def _zip_members(data: bytes, label: str, source: str, limit: int) -> list[_Item]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [i for i in archive.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-        raise UserError(f"{label} is not a valid zip file: {err}.") from err
-    items = []
-    for info in infos:
-        base = info.filename.rsplit("/", 1)[-1]
-        lower = base.lower()
-        if base.startswith(".") or not (lower.endswith(".zip") or (
-                lower.endswith(_KNOWN_SUFFIXES) and parse_file_name(base).subset != "user")):
-            continue
-        member_label = f"{base} in {label.rsplit('/', 1)[-1]}"
-        if info.file_size > limit:
-            raise UserError(f"{member_label} is {info.file_size / 2**20:.0f} MB, larger than the "
-                            f"{limit / 2**20:.0f} MB limit for one file (set PM_MAX_FILE_MB to raise it).")
-
-        def read(info: zipfile.ZipInfo = info, member_label: str = member_label) -> bytes:
-            try:
-                return archive.read(info)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-                raise UserError(f"{member_label} is corrupt inside its zip file: {err}.") from err
-
-        items.append(_Item(label=member_label, filename=base, source=f"{source}!{info.filename}", read=read))
-    if not items:
-        raise UserError(f"{label} holds no C-MAPSS files (train_FD00x, test_FD00x, RUL_FD00x).")
-    return items
-
-
-def _parse_item(item: _Item, ctx: _Context) -> list[_Parsed]:
-    """Read one item (expanding zips) into parsed results; errors become error reports.
-
-    Content already in the store (by sha256) is reported as a duplicate without parsing it.
-    """
-    limit = ctx.limit
-    fn = parse_file_name(item.filename)
-    report = FileReport(file=item.label, name=fn.name, subset=fn.subset, role=fn.role,
-                        source=item.source, target=fn.target)
+def _report(leaf: Leaf, ctx: _Context) -> FileReport:
+    fn = parse_file_name(leaf.filename)
+    report = FileReport(file=leaf.label, name=fn.name, subset=fn.subset, role=fn.role, source=leaf.source,
+                        target=fn.target)
     if fn.role != "truth":
         report.role = ctx.role or fn.role
         report.name = ctx.dataset or fn.name
+    return report
+
+
+# ----------------------------------------------------------------------------- unpacking and hashing
+
+
+def _sha256(blob: Blob, unpacker: Unpacker) -> str:
+    if blob.data is not None:
+        return hashlib.sha256(blob.data).hexdigest()
+    digest = hashlib.sha256()
+    with blob.open() as handle:
+        while chunk := handle.read(CHUNK):
+            unpacker.check_cancelled()
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _unpack(source: Leaf, unpacker: Unpacker, ctx: _Context, known: dict[str, str],
+            seen: dict[str, str]) -> list[_Parsed]:
+    """Step 1 for one source: its files within the limits, hashed; duplicates and empty files reported."""
+    limit = unpacker.limits.file_bytes
     try:
-        data = item.read()
-        if len(data) > limit:
-            raise UserError(f"{item.label} is {len(data) / 2**20:.0f} MB, larger than the {limit / 2**20:.0f} MB "
-                            "limit for one file (set PM_MAX_FILE_MB to raise it).")
-        if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
-            members = _zip_members(data, item.label, item.source, limit)
-            return [parsed for member in members for parsed in _parse_item(member, ctx)]
-        if data.startswith(b"\x1f\x8b"):
-            data = _gunzip(data, item.label, limit)
-        elif item.filename.lower().endswith(".gz"):
-            raise UserError(f"{item.label} is named .gz but is not a gzip file.")
-        if not data or data.isspace():
-            raise UserError(f"{item.label} is empty.")
-        report.sha256 = hashlib.sha256(data).hexdigest()
-        if report.sha256 in ctx.known:
-            _skip_report(report, f"{item.label} has the same content as {ctx.known[report.sha256]}, which is "
+        size = source.blob.size()
+        if size > limit:
+            raise UserError(f"{source.label} is {megabytes(size)}, larger than the {megabytes(limit)} limit for "
+                            "one file (set PM_MAX_FILE_MB to raise it).")
+        leaves = unpacker.expand(source.label, source.filename, source.source, source.blob)
+    except Cancelled:
+        raise
+    except UserError as err:
+        return [_Parsed(_error_report(source.label, source.filename, source.source, str(err)))]
+    batch = []
+    for leaf in leaves:
+        report = _report(leaf, ctx)
+        parsed = _Parsed(report, leaf=leaf)
+        batch.append(parsed)
+        head = leaf.blob.head(65_536)
+        if not strip_bom(head).strip() and leaf.blob.size() <= len(head):
+            report.status, report.message = "error", f"{leaf.label} is empty."
+            continue
+        report.sha256 = _sha256(leaf.blob, unpacker)
+        if report.sha256 in known:
+            _skip_report(report, f"{leaf.label} has the same content as {known[report.sha256]}, which is "
                                  "already loaded; skipped.")
-            return [_Parsed(report)]
-        if fn.role == "truth":
-            ruls = parse_rul(data, item.label)
-            report.rows = report.engines = len(ruls)
-            return [_Parsed(report, ruls=ruls)]
-        arrays = parse_readings(data, item.label)
-        report.rows = len(arrays["unit"])
-        report.engines = int(np.unique(arrays["engine"]).size)
-        return [_Parsed(report, arrays=arrays)]
+        elif report.sha256 in seen:
+            _skip_report(report, f"{leaf.label} has the same content as {seen[report.sha256]} in this batch; "
+                                 "skipped.")
+        else:
+            seen[report.sha256] = leaf.label
+    return batch
+
+
+def _parse_leaf(parsed: _Parsed, unpacker: Unpacker) -> None:
+    """Step 2 for one new file: parse and validate it; a problem becomes its report's sentence."""
+    report, leaf = parsed.report, parsed.leaf
+    if report.status != "ok" or leaf is None:
+        return
+    unpacker.check_cancelled()
+    try:
+        if report.role == "truth":
+            parsed.ruls = parse_rul(leaf.blob, leaf.label)
+            report.rows = report.engines = len(parsed.ruls)
+        else:
+            parsed.arrays = parse_readings(leaf.blob, leaf.label)
+            report.rows = len(parsed.arrays["unit"])
+            report.engines = int(np.unique(parsed.arrays["unit"]).size)
+    except Cancelled:
+        raise
     except UserError as err:
         report.status, report.message = "error", str(err)
-        return [_Parsed(report)]
+    parsed.leaf = None
 
 
 # ----------------------------------------------------------------------------- checks against the store
@@ -368,26 +322,30 @@ def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Pars
                               f"{rep.name} has {pending} values; they must match.")
 
 
-def _parse_all(sources: Sequence[Source] | Source, known: dict[str, str], progress: Progress | None,
-               share: float, role: str | None = None, dataset: str | None = None) -> list[_Parsed]:
+def _parse_all(sources: Sequence[Source] | Source, progress: Progress | None, share: float, ctx: _Context,
+               cancelled: Callable[[], bool] | None) -> list[_Parsed]:
+    """Steps 1 and 2 for every source: unpack and hash all of them, then parse the new files."""
     if isinstance(sources, str | os.PathLike) or (isinstance(sources, tuple) and len(sources) == 2
                                                    and isinstance(sources[1], bytes)):
         sources = [sources]  # type: ignore[list-item]
-    limit = max_file_bytes()
-    items = list(_items(sources, limit))
-    if not items:
-        raise UserError("No files were given to load.")
-    ctx = _Context(limit=limit, known=known, role=role, dataset=dataset)
-
-    def parse(item: _Item | FileReport) -> list[_Parsed]:
-        return [_Parsed(item)] if isinstance(item, FileReport) else _parse_item(item, ctx)
-
+    limits = Limits.from_env()
+    known = _known()
+    seen: dict[str, str] = {}
     batch: list[_Parsed] = []
-    with ThreadPoolExecutor(max_workers=_PARSE_WORKERS) as pool:
-        for n, (item, parsed) in enumerate(zip(items, pool.map(parse, items), strict=True)):
-            batch.extend(parsed)
-            if progress is not None:
-                progress(share * (n + 1) / len(items), f"Read {getattr(item, 'label', None) or item.file}")
+    with tempfile.TemporaryDirectory(prefix="pm-ingest-") as spool:
+        unpacker = Unpacker(Path(spool), limits, cancelled)
+        for source in _sources(sources, ctx.root):
+            unpacker.check_cancelled()
+            batch.extend([_Parsed(source)] if isinstance(source, FileReport)
+                         else _unpack(source, unpacker, ctx, known, seen))
+            if ctx.stop_at_first_error and any(p.report.status == "error" for p in batch):
+                return batch
+        if not batch:
+            raise UserError("No files were given to load.")
+        with ThreadPoolExecutor(max_workers=_PARSE_WORKERS) as pool:
+            for n, _ in enumerate(pool.map(lambda parsed: _parse_leaf(parsed, unpacker), batch)):
+                if progress is not None:
+                    progress(share * (n + 1) / len(batch), f"Read {batch[n].report.file}")
     return batch
 
 
@@ -398,14 +356,16 @@ def _known() -> dict[str, str]:
         return queries.known_sha256(con)
 
 
-def inspect(sources: Sequence[Source] | Source, role: str | None = None,
-            dataset: str | None = None) -> list[FileReport]:
+def inspect(sources: Sequence[Source] | Source, role: str | None = None, dataset: str | None = None,
+            root: Path | None = None, cancelled: Callable[[], bool] | None = None) -> list[FileReport]:
     """Parse and validate sources without writing; one report per file (zip members each get one).
 
     `role` and `dataset` are as in :func:`load`: each report says the dataset, role and action loading
-    would take.
+    would take. With `root`, paths outside that folder are refused; `cancelled` stops the work (raising
+    :class:`core.data.archives.Cancelled`).
     """
-    batch = _parse_all(sources, _known(), None, 1.0, role, dataset.strip() if dataset else None)
+    ctx = _Context(role=role, dataset=dataset.strip() if dataset else None, root=root)
+    batch = _parse_all(sources, None, 1.0, ctx, cancelled)
     if config.paths().duckdb.exists():
         with store.connect(read_only=True) as con:
             _cross_check(con, batch)
@@ -419,7 +379,8 @@ def _truth_rows(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def load(sources: Sequence[Source] | Source, progress: Progress | None = None, role: str | None = None,
-         dataset: str | None = None) -> LoadSummary:
+         dataset: str | None = None, root: Path | None = None,
+         cancelled: Callable[[], bool] | None = None) -> LoadSummary:
     """Validate every source, then write all new content in one transaction.
 
     Each readings file becomes the dataset its name gives (``train_FD001``) or `dataset` when given, with
@@ -428,7 +389,8 @@ def load(sources: Sequence[Source] | Source, progress: Progress | None = None, r
     no-op; a changed value, or a cycle before an engine's last stored one, is refused). Raises
     :class:`UserError` with the first bad file's sentence, leaving the store unchanged. Files whose content
     is already loaded are skipped (status ``duplicate``). Datasets are written before RUL files, so their
-    order in `sources` does not matter.
+    order in `sources` does not matter. With `root`, paths outside that folder are refused; `cancelled` is
+    asked until the write begins and stops the load with nothing written.
     """
     if role is not None:
         writes.check_role(role)
@@ -437,8 +399,14 @@ def load(sources: Sequence[Source] | Source, progress: Progress | None = None, r
                             "evaluation.")
     if dataset is not None and not dataset.strip():
         raise UserError("The dataset name must not be empty.")
-    batch = _parse_all(sources, _known(), progress, 0.6, role, dataset.strip() if dataset else None)
+    ctx = _Context(role=role, dataset=dataset.strip() if dataset else None, root=root, stop_at_first_error=True)
+    batch = _parse_all(sources, progress, 0.6, ctx, cancelled)
+    failed = next((p.report for p in batch if p.report.status == "error"), None)
+    if failed is not None:
+        raise UserError(failed.message)
     summary = LoadSummary(files=[p.report for p in batch])
+    if cancelled is not None and cancelled():
+        raise Cancelled("The load was stopped because the page that started it was closed; nothing was written.")
     with store.connect() as con:
         _cross_check(con, batch)
         failed = next((p.report for p in batch if p.report.status == "error"), None)

@@ -39,30 +39,41 @@ def engine_ids(values: object, label: str, where: Callable[[int], str] = _defaul
     """Engine ids as the operator writes them (text; whole numbers such as 7 or 7.0 become '7').
 
     Refuses an empty or missing id, a number that is not whole, and ids longer than
-    :data:`ENGINE_ID_MAX_CHARS` characters.
+    :data:`ENGINE_ID_MAX_CHARS` characters. Each distinct id is checked and converted once, and every row of
+    the result refers to its engine's one string, so millions of rows cost one pointer each.
     """
-    raw = pd.Series(np.asarray(values))
+    raw = np.asarray(values)
     if raw.dtype.kind == "b":
-        raise UserError(f"{label} {where(0)}: the engine id is {raw.iloc[0]}, which is not an id.")
+        raise UserError(f"{label} {where(0)}: the engine id is {raw[0]}, which is not an id.")
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+
+    def first_row(bad_uniques: np.ndarray) -> int | None:
+        rows = np.flatnonzero(np.isin(codes, bad_uniques)) if bad_uniques.size else np.zeros(0, np.int64)
+        return int(rows[0]) if rows.size else None
+
+    missing_row = first_row(np.array([-1]))
     if raw.dtype.kind in "iuf":
-        number = raw.to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(number) | (number != np.floor(number)))
-        if bad.size:
-            i = int(bad[0])
-            raise UserError(f"{label} {where(i)}: the engine id is {_fmt(float(number[i]))}, which is not an id; "
+        number = np.asarray(uniques, dtype=float)
+        bad = first_row(np.flatnonzero(~np.isfinite(number) | (number != np.floor(number))))
+        if missing_row is not None and (bad is None or missing_row < bad):
+            bad = missing_row
+        if bad is not None:
+            shown = _fmt(float(raw[bad]))
+            raise UserError(f"{label} {where(bad)}: the engine id is {shown}, which is not an id; "
                             "use text or whole numbers.")
-        return number.astype(np.int64).astype(str).astype(object)
-    missing = raw.isna().to_numpy().copy()
-    text = raw.astype(str).str.strip()
-    missing |= (text == "").to_numpy()
-    if missing.any():
-        raise UserError(f"{label} {where(int(np.flatnonzero(missing)[0]))}: the engine id is missing.")
-    long = np.flatnonzero((text.str.len() > ENGINE_ID_MAX_CHARS).to_numpy())
-    if long.size:
-        i = int(long[0])
-        raise UserError(f"{label} {where(i)}: the engine id '{text.iloc[i][:20]}...' is longer than "
+        return number.astype(np.int64).astype(str).astype(object)[codes]
+    text = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
+    empty = first_row(np.flatnonzero((text == "").to_numpy()))
+    if missing_row is not None and (empty is None or missing_row < empty):
+        empty = missing_row
+    if empty is not None:
+        raise UserError(f"{label} {where(empty)}: the engine id is missing.")
+    long = first_row(np.flatnonzero((text.str.len() > ENGINE_ID_MAX_CHARS).to_numpy()))
+    if long is not None:
+        shown = str(raw[long]).strip()
+        raise UserError(f"{label} {where(long)}: the engine id '{shown[:20]}...' is longer than "
                         f"{ENGINE_ID_MAX_CHARS} characters.")
-    return text.to_numpy(dtype=object)
+    return text.to_numpy(dtype=object)[codes]
 
 
 def validate_readings(
