@@ -2,22 +2,22 @@
 
 NASA's download is an outer zip that wraps ``CMAPSSData.zip``, which holds
 ``train_FD00x.txt``, ``test_FD00x.txt`` and ``RUL_FD00x.txt`` (plus a readme). The
-download streams to a temporary file with progress, is checked for all twelve files, and
-only then are they extracted (by base name, so no member can write outside `dest_dir`).
+download streams to a temporary file with progress and is unpacked, streaming, within the limits of
+:mod:`core.data.archives` (member count, sizes, nesting); it is checked for all twelve files, and only
+then are they copied out (by base name, so no member can write outside `dest_dir`).
 """
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 from core import config
+from core.data.archives import Blob, Limits, Unpacker
 from core.data.cmapss import SUBSETS
 from core.errors import UserError
 
@@ -83,34 +83,24 @@ def _download(url: str, into: Path, progress: Progress | None) -> None:
         raise UserError(f"Could not download {url}: {err}. {hint}") from err
 
 
-def _members(archive: zipfile.ZipFile) -> dict[str, bytes]:
-    """Base name -> content of the expected files, looking inside nested zips too."""
-    found: dict[str, bytes] = {}
-    for info in archive.infolist():
-        base = info.filename.rsplit("/", 1)[-1]
-        if base in EXPECTED_FILES:
-            found[base] = archive.read(info)
-        elif base.lower().endswith(".zip") and not base.startswith("."):
-            with zipfile.ZipFile(io.BytesIO(archive.read(info))) as inner:
-                found.update({k: v for k, v in _members(inner).items() if k not in found})
-    return found
-
-
 def _extract(zip_path: Path, url: str, dest: Path) -> list[Path]:
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            found = _members(archive)
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise UserError(f"The download from {url} is not a valid zip file: {err}.") from err
-    missing = [n for n in EXPECTED_FILES if n not in found]
-    if missing:
-        raise UserError(f"The download from {url} lacks {', '.join(missing)}; it is not NASA's complete "
-                        "C-MAPSS zip.")
-    written = []
-    for name in EXPECTED_FILES:
-        target = dest / name
-        target.write_bytes(found[name])
-        written.append(target)
+    """Unpack the download within the limits of :mod:`core.data.archives` and copy the twelve files to `dest`."""
+    with tempfile.TemporaryDirectory(dir=dest) as spool:
+        unpacker = Unpacker(Path(spool), Limits.from_env())
+        leaves = unpacker.expand(f"The download from {url}", zip_path.name, url, Blob(path=zip_path))
+        found: dict[str, Path] = {}
+        for leaf in leaves:
+            if leaf.filename in EXPECTED_FILES and leaf.blob.path is not None:
+                found.setdefault(leaf.filename, leaf.blob.path)
+        missing = [n for n in EXPECTED_FILES if n not in found]
+        if missing:
+            raise UserError(f"The download from {url} lacks {', '.join(missing)}; it is not NASA's complete "
+                            "C-MAPSS zip.")
+        written = []
+        for name in EXPECTED_FILES:
+            target = dest / name
+            shutil.copyfile(found[name], target)
+            written.append(target)
     return written
 
 
