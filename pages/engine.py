@@ -30,6 +30,21 @@ def engine_list(name: str, fingerprint: tuple) -> pd.DataFrame:
         return queries.engines(con, name)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def engine_readings(name: str, unit: int, fingerprint: tuple) -> pd.DataFrame:
+    """One engine's readings with a ``dataset`` column, in cycle order: only its rows are read, however large
+    the dataset (the readings are stored by dataset, unit and cycle)."""
+    with store.connect(read_only=True) as con:
+        return queries.engine_readings(con, name, unit).assign(dataset=name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def engine_trajectory(name: str, unit: int, version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
+    """Predictions at every cycle of one engine (the RUL trajectory), cached per engine and model version."""
+    engine = whatif.engine_rows(engine_readings(name, unit, fingerprint), name, unit)
+    return whatif.serving_setup(ui.load_model(version, uri)).predict_cycles(engine)
+
+
 def show(dataset: str, engine: str | None) -> None:
     """Make (`dataset`, `engine`) the engine shown, in the session and in the page's shareable address."""
     st.session_state["engine"] = (dataset, engine)
@@ -61,7 +76,6 @@ dataset = selected[0] if selected[0] in names else default
 fingerprint = ui.data_fingerprint([dataset])
 try:
     engines = engine_list(dataset, fingerprint)
-    readings = ui.dataset_readings(dataset, fingerprint)
 except UserError as err:
     ui.show_error(err)
     st.stop()
@@ -81,9 +95,12 @@ show(dataset, engine_id)
 st.session_state["_engine_dataset"], st.session_state["_engine_id"] = dataset, engine_id
 
 
+closed_events = dict(zip(ids, engines["closed_event"]))
+
+
 def _engine_option(engine: str) -> str:
-    row = engines.set_index(engines["engine"].astype(str)).loc[engine]
-    return engine if pd.isna(row["closed_event"]) else f"{engine} (closed: {row['closed_event']})"
+    event = closed_events[engine]
+    return engine if pd.isna(event) else f"{engine} (closed: {event})"
 
 
 pick = st.columns([2, 2, 2])
@@ -93,8 +110,8 @@ pick[1].selectbox("Engine", ids, key="_engine_id", on_change=_pick_engine, forma
 pick[2].page_link("pages/fleet.py", label="Back to the fleet", icon=":material/arrow_back:")
 
 try:
-    engine = whatif.engine_rows(readings, dataset, unit)
-    trajectory = ui.engine_trajectory(dataset, unit, version, uri, fingerprint)
+    engine = whatif.engine_rows(engine_readings(dataset, unit, fingerprint), dataset, unit)
+    trajectory = engine_trajectory(dataset, unit, version, uri, fingerprint)
     truth = ui.engine_truth(dataset, fingerprint)
     history = fleet_ops.engine_history(dataset, engine_id)
     with st.spinner("Explaining the prediction…"):

@@ -83,10 +83,13 @@ st.caption(
 version, ensemble, listing = ui.model_and_data()
 
 roles = listing.set_index("name")["role"]
-in_service = [n for n in listing["name"] if roles[n] in IN_SERVICE]
-names = in_service + [n for n in listing["name"] if n not in in_service]
+names = [n for n in listing["name"] if roles[n] in IN_SERVICE]
+if not names:
+    st.info("No fleet or evaluation dataset is loaded: the fleet lists engines in service. Load one on the Data "
+            "page.")
+    st.stop()
 if st.session_state["fleet_datasets"] is None:
-    st.session_state["fleet_datasets"] = in_service or names
+    st.session_state["fleet_datasets"] = names
 st.session_state["fleet_datasets"] = [n for n in st.session_state["fleet_datasets"] if n in names]
 for key in ("fleet_datasets", "cost_miss", "cost_inspection"):
     ui.kept(key)
@@ -94,8 +97,8 @@ if any(n not in names for n in st.session_state["_fleet_datasets"]):
     st.session_state["_fleet_datasets"] = st.session_state["fleet_datasets"]
 
 chosen = st.multiselect("Datasets", names, key="_fleet_datasets", format_func=lambda n: f"{n} ({roles[n]})",
-                        help="Engines of these datasets are scored. Fleet and evaluation datasets hold engines in "
-                             "service; history datasets hold engines that ran to failure or removal.")
+                        help="Fleet and evaluation datasets: they hold the engines in service, which the "
+                             "background scoring job keeps scored.")
 st.session_state["fleet_datasets"] = chosen
 if not chosen:
     st.info("Choose at least one dataset to see its engines.")

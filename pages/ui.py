@@ -174,15 +174,6 @@ def engine_truth(name: str, fingerprint: tuple) -> dict[int, float]:
     return {int(u): float(r) for u, r in zip(truth["unit"], truth["rul"])}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def engine_trajectory(name: str, unit: int, version: int, uri: str, fingerprint: tuple) -> pd.DataFrame:
-    """Predictions at every cycle of one engine (the RUL trajectory), cached per engine and model version."""
-    from core.serving import whatif
-
-    engine = whatif.engine_rows(dataset_readings(name, fingerprint), name, unit)
-    return whatif.serving_setup(load_model(version, uri)).predict_cycles(engine)
-
-
 def kept(key: str) -> str:
     """Widget key mirroring session value `key`, so the widget keeps its value across page switches.
 

@@ -40,9 +40,10 @@ def home(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     return copy
 
 
-def _open_engines() -> int:
+def _in_service() -> int:
     with store.connect(read_only=True) as con:
-        return int(con.execute("SELECT count(*) FROM engines WHERE closed_event IS NULL").fetchall()[0][0])
+        return int(con.execute("SELECT count(*) FROM engines e JOIN datasets d ON d.id = e.dataset_id WHERE "
+                               "e.closed_event IS NULL AND d.role IN ('fleet', 'evaluation')").fetchall()[0][0])
 
 
 def _stored(version: int) -> pd.DataFrame:
@@ -60,9 +61,9 @@ def _append_one_cycle(dataset: str, engines: list[str]) -> None:
 
 
 def test_the_job_scores_only_engines_with_new_readings(home: Path) -> None:
-    total = _open_engines()
+    total = _in_service()
     first = scoring_job.score_stale()
-    assert first["engines"] == total == 250 and first["model_version"] == 1
+    assert first["engines"] == total == 150 and first["model_version"] == 1, "test_FD001 and the synthetic fleet"
     assert len(_stored(1)) == total
     assert scoring_job.score_stale()["engines"] == 0, "nothing changed, nothing is scored"
     _append_one_cycle("synthetic_fleet", ["ESN-000003", "ESN-000017", "ESN-000042"])
@@ -83,13 +84,13 @@ def test_a_new_champion_scores_every_engine_again(home: Path, monkeypatch: pytes
     monkeypatch.setattr(registry, "champion_version", lambda name=None: 2)
     monkeypatch.setattr(registry, "bundle_dir", lambda version: bundle)
     result = scoring_job.score_stale()
-    assert result["model_version"] == 2 and result["engines"] == _open_engines()
-    assert len(_stored(2)) == _open_engines() and len(_stored(1)) == _open_engines()
+    assert result["model_version"] == 2 and result["engines"] == _in_service()
+    assert len(_stored(2)) == _in_service() and len(_stored(1)) == _in_service()
 
 
 def test_batches_give_the_same_scores_as_one_pass(home: Path, tmp_path: Path, trained: Path) -> None:
     small = scoring_job.score_stale(batch=7)
-    assert small["batches"] == 15 + 15 + 8, "100 + 100 + 50 engines in batches of 7, datasets never mixed"
+    assert small["batches"] == 15 + 8, "100 + 50 engines in batches of 7, datasets never mixed"
     batched = _stored(1)
     with store.connect() as con:
         con.execute("DELETE FROM predictions")
@@ -104,7 +105,7 @@ def test_the_background_job_records_progress_and_one_runs_at_a_time(home: Path) 
     assert scoring_job.start(created_by="test").id == job.id, "a second start returns the running job"
     done = jobs.wait(job.id, timeout_s=300)
     assert done.state == "succeeded", (done.error, done.log_tail)
-    assert done.result["engines"] == _open_engines() and done.progress == 1.0
+    assert done.result["engines"] == _in_service() and done.progress == 1.0
     assert any("scored" in line for line in done.log_tail)
     assert scoring_job.start(created_by="test") is None, "nothing is stale any more"
 

@@ -1,8 +1,8 @@
 """Reads behind "scores computed once": which engines a model version has not scored at their last cycle, the
 readings scoring needs, and the fleet table of stored scores (filtered, sorted, paged and counted in SQL).
 
-An engine is *stale* for a model version when it is open (no failure or removal closed it), belongs to a
-dataset other than the simulation's sandbox, and has no stored prediction of that version at its last cycle.
+An engine is *stale* for a model version when it is in service (its dataset's role is fleet or evaluation, and
+no failure or removal closed it) and has no stored prediction of that version at its last cycle.
 Values travel as parameters; column names come only from the fixed lists here.
 """
 
@@ -23,7 +23,8 @@ _STALE = (
     f"SELECT d.name AS dataset, e.dataset_id, e.unit, l.last_cycle FROM engines e "
     f"JOIN datasets d ON d.id = e.dataset_id JOIN ({_LAST}) l ON l.dataset_id = e.dataset_id AND l.unit = e.unit "
     f"LEFT JOIN ({_SCORED}) s ON s.dataset_id = e.dataset_id AND s.unit = e.unit "
-    "WHERE d.role <> 'sandbox' AND e.closed_event IS NULL AND (s.cycle IS NULL OR s.cycle < l.last_cycle)"
+    "WHERE d.role IN ('fleet', 'evaluation') AND e.closed_event IS NULL "
+    "AND (s.cycle IS NULL OR s.cycle < l.last_cycle)"
 )
 
 
@@ -35,7 +36,7 @@ def _ids(con: duckdb.DuckDBPyConnection, names: Sequence[str] | None) -> list[in
 
 
 def stale_engines(con: duckdb.DuckDBPyConnection, model_version: int, names: Sequence[str] | None = None) -> pd.DataFrame:
-    """Open engines (of the datasets `names`, default all but the sandbox) that model `model_version` has not
+    """Engines in service (of the datasets `names`, default all fleet and evaluation datasets) that model `model_version` has not
     scored at their last cycle: DataFrame[dataset, dataset_id, unit, last_cycle] by dataset and unit."""
     ids = _ids(con, names)
     where = "" if ids is None else " AND e.dataset_id IN (SELECT unnest(?::INTEGER[]))"

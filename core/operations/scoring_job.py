@@ -1,6 +1,6 @@
 """Scores computed once: the champion's predictions for every engine with new readings, as a background job.
 
-``python -m core.operations.scoring_job`` scores the open engines the champion has not scored at their last
+``python -m core.operations.scoring_job`` scores the engines in service the champion has not scored at their last
 cycle (:func:`core.data.score_queries.stale_engines`: new engines, engines with appended readings, or every
 engine after the champion changed) in batches of :data:`BATCH_ENGINES`, reading per batch only the readings
 the features look at, and stores each batch's predictions in the ``predictions`` table (the audit trail the

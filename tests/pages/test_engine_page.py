@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data import fleet_ops
+from core.operations import scoring_job
 from core.serving import scoring, whatif
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -124,10 +125,11 @@ def _submit(app: AppTest, key: str, event: str, cycle: int, note: str = "") -> A
 
 
 def test_outcomes_are_recorded_refused_and_a_closed_engine_compares_predictions(outcome_env: Path) -> None:
+    scoring_job.score_stale()  # what the background scoring job does: store the champion's predictions
     fleet_page = AppTest.from_file(APP, default_timeout=120)
     fleet_page.run()
     fleet_page.switch_page("pages/fleet.py")
-    fleet_page.run()  # scoring the fleet stores its predictions
+    fleet_page.run()
     assert "5" in set(fleet_page.dataframe[0].value["engine"])
 
     app = _engine(None, {"dataset": "test_FD001", "engine": "5"})
