@@ -38,6 +38,9 @@ from models.ood import ExperienceCheck
 from models.xgb import XGBModels, XGBParams
 
 ProgressFn = Callable[[dict], None]
+XGBFit = Callable[[FeaturePipeline, pd.DataFrame], tuple[XGBModels, list[dict]]]
+"""An XGBoost fit in place of the local one: (fitted pipeline, validation engines as DataFrame[dataset, unit]) ->
+(both boosters, loss history); it trains on the other engines of the same data (see models.xgb_dask)."""
 
 
 @dataclass
@@ -233,8 +236,11 @@ def _fit_on_validation(rul_x: np.ndarray, p_x: np.ndarray, rul_l: np.ndarray, p_
 
 
 def train(frame: pd.DataFrame, config: TrainConfig | None = None,
-          progress: ProgressFn | None = None) -> TrainResult:
-    """Fit the ensemble on run-to-failure engines of `frame` and return it with validation metrics."""
+          progress: ProgressFn | None = None, fit_xgb: XGBFit | None = None) -> TrainResult:
+    """Fit the ensemble on run-to-failure engines of `frame` and return it with validation metrics.
+
+    `fit_xgb` replaces the local XGBoost fit (see :data:`XGBFit`); everything else stays the same.
+    """
     config = config or TrainConfig()
     config.validate()
     check_frame(frame)
@@ -258,12 +264,15 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
     rul_tr, _, fail_tr = prepared_targets(prep_tr, cap, offsets)
     rul_val, true_val, fail_val = prepared_targets(prep_val, cap, offsets)
     rows_tr, rows_val = prep_tr.rows("all"), prep_val.rows("all")
-    x_tr, x_val = pipeline.tree_features(prep_tr, rows_tr), pipeline.tree_features(prep_val, rows_val)
+    x_val = pipeline.tree_features(prep_val, rows_val)
 
     emit({"phase": "xgboost", "epoch": 0, "epochs": config.n_trees, "message": "Training XGBoost"})
-    xgb_models, h_xgb = XGBModels.fit(x_tr, rul_tr, fail_tr, x_val, rul_val, fail_val, params=config.xgb_params(),
-                                      cap=cap, device=device.xgboost, seed=config.seed,
-                                      feature_names=pipeline.tree_names, progress=progress)
+    if fit_xgb is None:
+        xgb_models, h_xgb = XGBModels.fit(pipeline.tree_features(prep_tr, rows_tr), rul_tr, fail_tr, x_val, rul_val,
+                                          fail_val, params=config.xgb_params(), cap=cap, device=device.xgboost,
+                                          seed=config.seed, feature_names=pipeline.tree_names, progress=progress)
+    else:
+        xgb_models, h_xgb = fit_xgb(pipeline, frame.loc[val_mask, ["dataset", "unit"]].drop_duplicates())
     history += h_xgb
 
     emit({"phase": "lstm", "epoch": 0, "epochs": config.epochs, "message": "Training the LSTM"})

@@ -19,7 +19,7 @@ from core.operations import registry
 from core.operations.tune import apply_recipe, load_recipe
 from models.bundle import save_bundle
 from models.device import resolve_device
-from models.training import TrainConfig, evaluate, train
+from models.training import TrainConfig, XGBFit, evaluate, train
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -48,8 +48,12 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}_{k}": v for k, v in metrics.items()}
 
 
-def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | None = None) -> dict[str, Any]:
+def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | None = None,
+                 fit_xgb: XGBFit | None = None, extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Train on a snapshot, log and register the result; return version, metrics and the gate's decision.
+
+    `fit_xgb` replaces the local XGBoost fit (the Dask path, :mod:`core.operations.dask_training`) and
+    `extra_tags` are added to the MLflow run's tags.
 
     A tuned recipe (``core.operations.tune``) replaces the settings it holds in `config`.
 
@@ -64,7 +68,7 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
     if progress:
         progress({"phase": "features", "device": resolve_device(config.device).name,
                   "message": f"Training on {', '.join(snap.datasets)} ({snap.engines} engines)."})
-    result = train(train_rows, config, progress)
+    result = train(train_rows, config, progress, fit_xgb)
     metrics = dict(result.metrics)
     for name in snap.test_datasets:
         if progress:
@@ -79,6 +83,7 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
         "snapshot_sha256": snap.sha256,
         "recipe": f"tuned (validation RMSE {recipe['val_rmse']:.3f})" if recipe else "default",
         **{f"version_{k}": v for k, v in _versions().items()},
+        **(extra_tags or {}),
     }
     if progress:
         progress({"phase": "register", "message": "Logging the run to MLflow and registering the bundle."})
