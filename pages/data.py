@@ -1,13 +1,17 @@
-"""Data: upload files or name a folder, check them, load them with progress, list and delete datasets."""
+"""Data: upload files or name a folder under ``PM_IMPORT_ROOT`` (checked and loaded as background jobs), list and
+delete datasets."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core import config
-from core.data import ingest, store, writes
+from core.data import import_root, ingest, store, writes
 from core.errors import UserError
+from core.operations import ingest_job, job_records, jobs
 from pages import ui
 
 st.title("Fleet data")
@@ -37,13 +41,9 @@ def _origin(source: str) -> str:
     return source.split("!", 1)[0]
 
 
-def _check_and_load(sources: list, key: str, role: str | None, dataset: str | None) -> None:
-    """Show the validation report of ``sources`` and a button that loads the files that passed."""
-    try:
-        reports = ingest.inspect(sources, role=role, dataset=dataset)
-    except UserError as err:
-        ui.show_error(err)
-        return
+def _show_reports(reports: list[ingest.FileReport]) -> tuple[list[ingest.FileReport], set[str], set[str]]:
+    """Draw the validation table and each error; returns the loadable reports and the origins with and
+    without errors."""
     frame = _report_frame(reports)
     st.dataframe(frame[REPORT_COLUMNS], hide_index=True, width="stretch")
     for report in reports:
@@ -51,16 +51,37 @@ def _check_and_load(sources: list, key: str, role: str | None, dataset: str | No
             st.error(report.message, icon=":material/error:")
     bad = {_origin(r.source) for r in reports if r.status == "error"}
     good = {_origin(r.source) for r in reports} - bad
-    keep: list = [s for s in sources if isinstance(s, tuple) and f"upload:{s[0]}" in good]
-    keep += sorted(origin for origin in good if not origin.startswith("upload:"))
     new = [r for r in reports if r.status == "ok" and _origin(r.source) not in bad]
     if not new:
         st.info("Nothing new to load: every file is already loaded or has an error.")
-        return
+    return new, bad, good
+
+
+def _load_label(new: list[ingest.FileReport], bad: set[str]) -> str:
     label = f"Load {len(new)} file{'s' if len(new) != 1 else ''}"
-    if bad:
-        label += f" (skipping {len(bad)} with errors)"
-    if st.button(label, type="primary", key=f"load_{key}"):
+    return label + (f" (skipping {len(bad)} with errors)" if bad else "")
+
+
+def _load_message(summary: dict) -> str:
+    """The success line of a load, from :meth:`ingest.LoadSummary.to_dict` (as a folder job records it too)."""
+    appended = ", ".join(f"{a['readings_added']:,} readings to {a['dataset']}" for a in summary["appended"])
+    return (f"Loaded {len(summary['datasets_added'])} datasets, {summary['readings_added']:,} readings and "
+            f"{summary['truth_rows_added']:,} true-RUL rows; {summary['skipped']} files were already loaded."
+            + (f" Appended {appended}." if appended else ""))
+
+
+def _check_and_load(sources: list, key: str, role: str | None, dataset: str | None) -> None:
+    """Show the validation report of uploaded ``sources`` and a button that loads the files that passed."""
+    try:
+        reports = ingest.inspect(sources, role=role, dataset=dataset)
+    except UserError as err:
+        ui.show_error(err)
+        return
+    new, bad, good = _show_reports(reports)
+    if not new:
+        return
+    keep = [s for s in sources if f"upload:{s[0]}" in good]
+    if st.button(_load_label(new, bad), type="primary", key=f"load_{key}"):
         bar = st.progress(0.0, text="Starting…")
         try:
             summary = ingest.load(keep, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg),
@@ -68,13 +89,89 @@ def _check_and_load(sources: list, key: str, role: str | None, dataset: str | No
         except UserError as err:
             ui.show_error(err)
             return
-        appended = ", ".join(f"{a['readings_added']:,} readings to {a['dataset']}" for a in summary.appended)
-        st.session_state["last_load"] = (
-            f"Loaded {len(summary.datasets_added)} datasets, {summary.readings_added:,} readings and "
-            f"{summary.truth_rows_added:,} true-RUL rows; {summary.skipped} files were already loaded."
-            + (f" Appended {appended}." if appended else "")
-        )
+        st.session_state["last_load"] = _load_message(summary.to_dict())
         st.rerun()
+
+
+FOLDER_JOB = "folder_job"
+"""Session key of this session's folder check or load job (see :mod:`core.operations.ingest_job`)."""
+
+
+def _folder_job() -> job_records.JobRecord | None:
+    job_id = st.session_state.get(FOLDER_JOB)
+    if job_id is None:
+        return None
+    try:
+        return jobs.get(job_id)
+    except UserError as err:
+        del st.session_state[FOLDER_JOB]
+        ui.show_error(err)
+        return None
+
+
+def _start_folder_job(action: str, paths: list[str], role: str | None, dataset: str | None) -> None:
+    """Stop this session's previous folder job, if still running, and start `action` on `paths`."""
+    previous = _folder_job()
+    try:
+        if previous is not None and not previous.finished:
+            jobs.cancel(previous.id)
+        record = ingest_job.start(action, paths, role, dataset, created_by="dashboard")
+    except UserError as err:
+        st.session_state.pop(FOLDER_JOB, None)
+        ui.show_error(err)
+        return
+    st.session_state[FOLDER_JOB] = record.id
+
+
+def _show_finished_folder_job(job: job_records.JobRecord) -> None:
+    """A check's report with its Load button, a load's success line, or why the job did not succeed."""
+    if job.state != "succeeded":
+        st.error(job.error or f"The folder job {job.state}.", icon=":material/error:")
+        return
+    if job.kind == ingest_job.LOAD_KIND:
+        del st.session_state[FOLDER_JOB]
+        st.session_state["last_load"] = _load_message(job.result)
+        st.rerun()
+    new, bad, good = _show_reports([ingest.FileReport(**r) for r in job.result.get("reports", [])])
+    if new and st.button(_load_label(new, bad), type="primary", key="load_folder"):
+        _start_folder_job("load", sorted(good), job.config.get("role"), job.config.get("dataset"))
+        st.rerun()
+
+
+def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
+    """The folder box (paths under ``PM_IMPORT_ROOT`` only); checks and loads run as background jobs."""
+    default_dir = config.data_dir()
+    inside = default_dir is not None and default_dir.resolve().is_relative_to(root)
+    folder = st.text_input(
+        "Folder or file on the server", value=str(default_dir) if inside else str(root), key="folder",
+        help=f"Only paths under {root} (PM_IMPORT_ROOT) can be read; a relative path is taken under it.",
+    )
+    if st.button("Check this folder", key="check_folder", disabled=not folder):
+        _start_folder_job("check", [folder], role, dataset)
+    job = _folder_job()
+    watching = job is not None and not job.finished
+
+    @st.fragment(run_every="1s" if watching else None)
+    def folder_progress() -> None:
+        """While the job runs: renew its lease (it stops once this page is gone), show progress and a Stop button."""
+        current = _folder_job()
+        if current is None or current.finished:
+            if watching:
+                st.rerun(scope="app")
+            return
+        ingest_job.renew(current.id)
+        verb = "Checking" if current.kind == ingest_job.CHECK_KIND else "Loading"
+        st.progress(current.progress, text=f"{verb} {', '.join(current.data.get('paths', []))}… (job {current.id})")
+        if st.button("Stop", key="stop_folder_job"):
+            try:
+                jobs.cancel(current.id)
+            except UserError as err:
+                ui.show_error(err)
+            st.rerun(scope="app")
+
+    folder_progress()
+    if job is not None and job.finished:
+        _show_finished_folder_job(job)
 
 
 if "last_load" in st.session_state:
@@ -90,7 +187,11 @@ dataset_name = name_col.text_input(
 ).strip() or None
 chosen_role = None if role_choice == ROLE_FROM_NAME else role_choice
 
-upload_tab, folder_tab = st.tabs(["Upload files", "From a folder"])
+import_folder = import_root.import_root()
+if import_folder is None:
+    upload_tab, folder_tab = st.container(), None
+else:
+    upload_tab, folder_tab = st.tabs(["Upload files", "From a folder"])
 with upload_tab:
     files = st.file_uploader(
         "C-MAPSS files, NASA's zip, CSV or Parquet",
@@ -100,14 +201,9 @@ with upload_tab:
     )
     if files:
         _check_and_load([(f.name, f.getvalue()) for f in files], "upload", chosen_role, dataset_name)
-with folder_tab:
-    default_dir = config.data_dir()
-    folder = st.text_input(
-        "Folder on the server", value=str(default_dir) if default_dir else "", key="folder",
-        placeholder="/path/to/CMAPSSData",
-    )
-    if folder and st.toggle("Check this folder", key="check_folder"):
-        _check_and_load([folder], "folder", chosen_role, dataset_name)
+if folder_tab is not None and import_folder is not None:
+    with folder_tab:
+        _folder_section(import_folder, chosen_role, dataset_name)
 
 st.subheader("Loaded datasets")
 try:

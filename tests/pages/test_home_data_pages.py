@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data import queries, store
+from core.operations import jobs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,6 +18,36 @@ def _app() -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
     return at
+
+
+@pytest.fixture(autouse=True)
+def import_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The folder box reads only under PM_IMPORT_ROOT: these tests put their folders under tmp_path."""
+    monkeypatch.setenv("PM_IMPORT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _finish_folder_job(at: AppTest) -> None:
+    """Wait for the page's background folder job (AppTest never ticks the polling fragment), then rerun."""
+    record = jobs.wait(at.session_state["folder_job"], timeout_s=120)
+    assert record.finished, f"the folder job is still {record.state}"
+    at.run()
+
+
+def _assert_nothing_loaded() -> None:
+    with store.connect(read_only=True) as con:
+        assert queries.list_datasets(con).empty
+
+
+def _check_folder(at: AppTest, path: Path | str) -> None:
+    at.text_input(key="folder").set_value(str(path)).run()
+    at.button(key="check_folder").click().run()
+    _finish_folder_job(at)
+
+
+def _load_folder(at: AppTest) -> None:
+    at.button(key="load_folder").click().run()
+    _finish_folder_job(at)
 
 
 @pytest.fixture
@@ -40,15 +71,14 @@ def test_home_without_data_says_how_to_load(pm_home: Path) -> None:
 def test_data_page_checks_then_loads_a_folder(pm_home: Path, folder: Path) -> None:
     at = _app()
     at.switch_page("pages/data.py").run()
-    at.text_input(key="folder").set_value(str(folder)).run()
-    at.toggle(key="check_folder").set_value(True).run()
+    _check_folder(at, folder)
     assert not at.exception and not at.error
     report = at.dataframe[0].value
     assert set(report["name"]) == {"train_FD001", "test_FD001", "RUL_FD001"}
     assert set(report["status"]) == {"ok"}
     with store.connect(read_only=True) as con:
         assert queries.list_datasets(con).empty, "checking must not write anything"
-    at.button(key="load_folder").click().run()
+    _load_folder(at)
     assert not at.exception and not at.error
     assert any("Loaded 2 datasets" in s.value for s in at.success)
     with store.connect(read_only=True) as con:
@@ -66,11 +96,10 @@ def test_data_page_shows_a_bad_file_as_a_sentence_and_loads_nothing(pm_home: Pat
     (folder / "train_FD001.txt").write_text("\n".join(lines) + "\n")
     at = _app()
     at.switch_page("pages/data.py").run()
-    at.text_input(key="folder").set_value(str(folder)).run()
-    at.toggle(key="check_folder").set_value(True).run()
+    _check_folder(at, folder)
     assert not at.exception
     assert any("train_FD001.txt" in e.value and "line 5" in e.value for e in at.error)
-    at.button(key="load_folder").click().run()
+    _load_folder(at)
     with store.connect(read_only=True) as con:
         names = sorted(queries.list_datasets(con)["name"])
     assert names == ["test_FD001"], "only the files without errors are loaded"
@@ -108,19 +137,17 @@ def test_data_page_loads_a_fleet_file_under_a_name_and_appends_the_next(pm_home:
     at.switch_page("pages/data.py").run()
     at.selectbox(key="load_role").set_value("fleet").run()
     at.text_input(key="load_dataset").set_value("line-ops").run()
-    at.text_input(key="folder").set_value(str(incoming)).run()
-    at.toggle(key="check_folder").set_value(True).run()
+    _check_folder(at, incoming)
     report = at.dataframe[0].value
     assert report[["name", "role", "action", "status"]].values.tolist() == [["line-ops", "fleet", "create", "ok"]]
-    at.button(key="load_folder").click().run()
+    _load_folder(at)
     assert not at.exception and not at.error
 
     (incoming / "week2.csv").write_text("\n".join([header, *rows[10:]]) + "\n")
-    at.toggle(key="check_folder").set_value(False).run()
-    at.toggle(key="check_folder").set_value(True).run()
+    _check_folder(at, incoming)
     report = at.dataframe[0].value.set_index("file")
     assert report.loc[str(incoming / "week2.csv"), "action"] == "append"
-    at.button(key="load_folder").click().run()
+    _load_folder(at)
     assert not at.exception and not at.error
     assert any("Appended" in s.value and "line-ops" in s.value for s in at.success)
     with store.connect(read_only=True) as con:
@@ -128,3 +155,42 @@ def test_data_page_loads_a_fleet_file_under_a_name_and_appends_the_next(pm_home:
         engines = queries.engines(con, "line-ops")
     assert (info["role"], info["rows"]) == ("fleet", len(rows))
     assert engines["engine"].tolist() == ["ESN-7001", "ESN-7002"]
+
+
+def test_folder_box_is_hidden_without_an_import_root(pm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PM_IMPORT_ROOT")
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception and not at.error
+    assert not [t for t in at.text_input if t.key == "folder"]
+    assert not [b for b in at.button if b.key == "check_folder"]
+    assert [u for u in at.get("file_uploader")], "uploads stay available"
+
+
+def test_folder_outside_the_import_root_is_refused_without_saying_whether_it_exists(
+        pm_home: Path, import_root: Path) -> None:
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    for outside in ["/etc", "/etc/shadow", "/no/such/place", "../../etc"]:
+        at.text_input(key="folder").set_value(outside).run()
+        at.button(key="check_folder").click().run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [f"{outside} is not inside the import folder {import_root}; only "
+                                               "files under it can be read here."]
+        assert "folder_job" not in at.session_state
+    _assert_nothing_loaded()
+
+
+def test_symlink_leaving_the_import_root_is_refused(pm_home: Path, import_root: Path, folder: Path) -> None:
+    link = import_root / "elsewhere"
+    link.symlink_to("/etc", target_is_directory=True)
+    (folder / "fleet_x.csv").symlink_to("/etc/hostname")
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    at.text_input(key="folder").set_value(str(link)).run()
+    at.button(key="check_folder").click().run()
+    assert [e.value for e in at.error] == [f"{link} is not inside the import folder {import_root}; only files "
+                                           "under it can be read here."]
+    _check_folder(at, folder)
+    assert any(f"{folder / 'fleet_x.csv'} is not inside the import folder" in e.value for e in at.error)
+    _assert_nothing_loaded()
