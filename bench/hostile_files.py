@@ -31,7 +31,7 @@ def zip_bomb(folder: Path, members: int, member_bytes: int, values: list[float])
     """A zip of `members` valid CSV members of about `member_bytes` bytes each, written a block at a time."""
     path = folder / "fleet_bomb.zip"
     line = len(compressible_csv_rows(1, "e0", values)) - len(",".join(COLUMNS)) - 1
-    per_engine = max(1, min(900_000, _LINE_BYTES // max(line, 1)))
+    per_engine = max(1, min(900_000, _LINE_BYTES // line, member_bytes // line + 1))
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for m in range(members):
             with archive.open(f"fleet_{m}.csv", "w", force_zip64=True) as out:
@@ -97,8 +97,9 @@ def truncated_gzip(folder: Path, text: bytes) -> Path:
 
 
 def readings_frame(lines: list[str]) -> pd.DataFrame:
-    """Real NASA lines as a frame with :data:`COLUMNS`."""
-    return pd.DataFrame([[float(v) for v in line.split()] for line in lines], columns=COLUMNS)
+    """Real NASA lines as a frame with :data:`COLUMNS` (engine and cycle as whole numbers)."""
+    frame = pd.DataFrame([[float(v) for v in line.split()] for line in lines], columns=COLUMNS)
+    return frame.astype({"unit": int, "cycle": int})
 
 
 def boolean_parquet(folder: Path, lines: list[str]) -> Path:
