@@ -327,3 +327,72 @@ def test_csv_header_must_name_the_columns(pm_home: Path, tmp_path: Path, train_l
                              "mnemonics.")
     text_first = write(tmp_path / "train_FD002.txt", [set_field(train_lines[0], 1, "one")] + train_lines[1:])
     assert refused(text_first) == f"{text_first} line 1: cycle is 'one', which is not a number."
+
+
+# ----------------------------------------------------------------------------- columnar reads, limits, page jobs
+
+
+def test_line_numbers_count_blank_lines_and_the_header(pm_home: Path, tmp_path: Path, train_lines: list[str]) -> None:
+    nasa = list(train_lines[:8])
+    nasa[6] = set_field(nasa[6], 8, "-5")
+    nasa[2:2] = ["", ""]
+    path = write(tmp_path / "train_FD001.txt", nasa)
+    assert "line 9: T50 (sensor_4) is -5, outside the plausible range" in refused(path)
+    rows = [",".join(line.split()) for line in train_lines[:8]]
+    rows[5] = rows[5].replace(",", ",,", 1)
+    csv = write(tmp_path / "fleet.csv", [",".join(COLUMNS), "", *rows])
+    assert refused(csv) == (f"{csv} line 8 has 27 values but a C-MAPSS reading needs 26 (engine, cycle, 3 settings, "
+                            "21 sensors).")
+
+
+def test_spacing_other_than_nasa_s_is_read_by_the_columnar_reader(pm_home: Path, tmp_path: Path,
+                                                                   train_lines: list[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.data import parsing
+
+    monkeypatch.setattr(parsing, "_explain", lambda *args: pytest.fail("the line pass ran on a valid file"))
+    lines = ["  ".join(line.split()) + " \r" for line in train_lines]
+    summary = ingest.load([write(tmp_path / "train_FD001.txt", lines)])
+    assert summary.readings_added == len(train_lines)
+
+
+def test_same_content_twice_in_one_load_is_parsed_once(pm_home: Path, tmp_path: Path, train_lines: list[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.data import parsing
+
+    first = write(tmp_path / "fleet_a.txt", train_lines)
+    second = write(tmp_path / "fleet_b.txt", train_lines)
+    parsed = []
+    real = parsing.parse_readings
+    monkeypatch.setattr(ingest, "parse_readings", lambda blob, label: parsed.append(label) or real(blob, label))
+    reports = ingest.inspect([first, second])
+    assert [r.status for r in reports] == ["ok", "duplicate"]
+    assert reports[1].message == f"{second} has the same content as {first} in this batch; skipped."
+    assert parsed == [str(first)]
+
+
+def test_parquet_rows_are_limited_before_reading(pm_home: Path, tmp_path: Path, train_lines: list[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = pd.DataFrame([[float(v) for v in line.split()] for line in train_lines], columns=COLUMNS)
+    path = tmp_path / "fleet.parquet"
+    frame.to_parquet(path)
+    monkeypatch.setenv("PM_MAX_ROWS", "100")
+    assert refused(path) == (f"{path} holds {len(frame):,} rows, more than the 100 allowed in one Parquet file "
+                             "(set PM_MAX_ROWS to raise it).")
+
+
+def test_folder_job_stops_when_its_page_stops_renewing(pm_home: Path, tmp_path: Path, train_lines: list[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.operations import ingest_job, jobs
+
+    write(tmp_path / "train_FD001.txt", train_lines)
+    monkeypatch.setenv("PM_IMPORT_ROOT", str(tmp_path))
+    monkeypatch.setenv("PM_JOB_LEASE_S", "0")
+    record = jobs.wait(ingest_job.start("load", ["train_FD001.txt"], None, None).id, timeout_s=120)
+    assert (record.state, record.error) == (
+        "cancelled", "The work was stopped because the page that started it was closed; nothing was written.")
+    assert not (pm_home / "fleet.duckdb").exists()
+    monkeypatch.setenv("PM_JOB_LEASE_S", "600")
+    record = jobs.wait(ingest_job.start("load", ["train_FD001.txt"], None, None).id, timeout_s=120)
+    assert record.state == "succeeded", record.error
+    assert record.result["readings_added"] == len(train_lines)
