@@ -11,8 +11,8 @@ import importlib
 import json
 from typing import Any
 
-HELP = "run a benchmark: ingest, accuracy, train_time, latency, pages or api (results go in BENCHMARKS.md)"
-BENCHMARKS = ("ingest", "accuracy", "train_time", "latency", "pages", "api")
+HELP = "run a benchmark: ingest, accuracy, train_time, latency, pages, api or scale (results go in BENCHMARKS.md)"
+BENCHMARKS = ("ingest", "accuracy", "train_time", "latency", "pages", "api", "scale")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

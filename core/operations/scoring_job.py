@@ -5,8 +5,10 @@ cycle (:func:`core.data.score_queries.stale_engines`: new engines, engines with 
 engine after the champion changed) in batches of :data:`BATCH_ENGINES`, reading per batch only the readings
 the features look at, and stores each batch's predictions in the ``predictions`` table (the audit trail the
 Fleet page reads). DuckDB is opened per batch and closed at once, so the dashboard keeps reading and writing
-in between. When it has finished, it looks again (readings may have arrived, or the champion changed,
-meanwhile) up to :data:`MAX_PASSES` times.
+in between. When it has finished, it looks again (readings may have arrived meanwhile) up to
+:data:`MAX_PASSES` times. The job scores with the version it was started for (the champion then, resolved
+by the starter, which also hands it the bundle folder, so the job never opens the registry); a later
+champion gets a job of its own.
 
 :func:`start` launches it (one scoring job at a time; a second call returns the running one) after a load or
 append and when the Fleet page finds stale scores; :func:`score_stale` is the same work in the calling process.
@@ -15,13 +17,13 @@ append and when the Fleet page finds stale scores; :func:`score_stale` is the sa
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.data import score_queries, store, writes
 from core.operations import job_records, job_runtime, jobs, registry
-from models.bundle import load_bundle
-from models.ensemble import OUTPUT_COLUMNS
 
 KIND = "score"
 MODULE = "core.operations.scoring_job"
@@ -61,7 +63,9 @@ def start(created_by: str = "", force: bool = False) -> job_records.JobRecord | 
             with store.connect(read_only=True) as con:
                 if score_queries.stale_count(con, version) == 0:
                     return None
-        return jobs.start(KIND, MODULE, [], config={"model_version": version}, data={}, created_by=created_by,
+        bundle = registry.bundle_dir(version)
+        return jobs.start(KIND, MODULE, ["--version", str(version), "--bundle", str(bundle)],
+                          config={"model_version": version}, data={"bundle": str(bundle)}, created_by=created_by,
                           exclusive=False)
 
 
@@ -73,21 +77,29 @@ def _batches(stale: Any, size: int) -> list[Any]:
     return out
 
 
-def score_stale(progress: Progress | None = None, batch: int = BATCH_ENGINES) -> dict[str, Any]:
-    """Score and store, in batches, every engine the champion has not scored at its last cycle, until none
-    is left or :data:`MAX_PASSES` passes ran. Returns the version, engines scored, batches and passes."""
-    scored, batches, passes, version = 0, 0, 0, None
+def score_stale(version: int | None = None, progress: Progress | None = None, batch: int = BATCH_ENGINES,
+                bundle: Path | None = None) -> dict[str, Any]:
+    """Score and store, in batches, every engine model `version` (default: the champion) has not scored at its
+    last cycle, until none is left or :data:`MAX_PASSES` passes ran. `bundle` is the version's bundle folder
+    (default: fetched from the registry). Returns the version, engines scored, batches, passes and the seconds
+    it took (model loading included)."""
+    from models.bundle import load_bundle
+    from models.ensemble import OUTPUT_COLUMNS
+
+    started = time.perf_counter()
+    version = registry.champion_version() if version is None else version
+    if version is None:
+        return {"model_version": None, "engines": 0, "batches": 0, "passes": 0, "seconds": 0.0}
+    scored, batches, passes, ensemble = 0, 0, 0, None
     for passes in range(1, MAX_PASSES + 1):
-        version = registry.champion_version()
-        if version is None:
-            return {"model_version": None, "engines": 0, "batches": 0, "passes": 0}
         with store.connect(read_only=True) as con:
             stale = score_queries.stale_engines(con, version)
         if stale.empty:
             break
-        ensemble = load_bundle(registry.bundle_dir(version))
-        for booster in (ensemble.xgb.reg, ensemble.xgb.clf):
-            booster.set_param({"nthread": SCORING_THREADS})
+        if ensemble is None:
+            ensemble = load_bundle(bundle or registry.bundle_dir(version))
+            for booster in (ensemble.xgb.reg, ensemble.xgb.clf):
+                booster.set_param({"nthread": SCORING_THREADS})
         history = ensemble.pipeline.history
         todo = _batches(stale, batch)
         for n, part in enumerate(todo):
@@ -101,13 +113,17 @@ def score_stale(progress: Progress | None = None, batch: int = BATCH_ENGINES) ->
             batches += 1
             if progress is not None:
                 progress(n + 1, len(todo), f"pass {passes}: scored {scored:,} engines with model v{version}")
-    return {"model_version": version, "engines": scored, "batches": batches, "passes": passes}
+    return {"model_version": version, "engines": scored, "batches": batches, "passes": passes,
+            "seconds": round(time.perf_counter() - started, 3)}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run :func:`score_stale` as a job, its progress in the job record."""
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}")
-    parser.parse_args(argv)
+    parser.add_argument("--version", type=int, required=True, help="the model version to score with (the champion "
+                                                                    "when the job was started)")
+    parser.add_argument("--bundle", type=Path, required=True, help="that version's bundle folder")
+    args = parser.parse_args(argv)
 
     def job(reporter: job_runtime.Reporter) -> dict[str, Any]:
         import torch
@@ -122,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 reporter.log(message)
                 last[0] = message
 
-        return score_stale(progress)
+        return score_stale(args.version, progress, bundle=args.bundle)
 
     job_runtime.run_job(job)
 
