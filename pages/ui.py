@@ -73,9 +73,14 @@ def champion_version() -> int | None:
     return registry.champion_version()
 
 
-@st.cache_resource(show_spinner="Loading model…", max_entries=4)
 def load_model(version: int, uri: str) -> Ensemble:
-    """The ensemble of a registry version, loaded once per (version, tracking URI)."""
+    """The ensemble of a registry version, loaded once per bundle (run id and content hash, not version number)."""
+    return _load_bundle(registry.bundle_key(version), version, uri)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+def _load_bundle(key: str, version: int, uri: str) -> Ensemble:
+    """The ensemble of the bundle `key` (registered as `version` in the registry at `uri`), loaded once."""
     from models.bundle import load_bundle
 
     return load_bundle(registry.bundle_dir(version))

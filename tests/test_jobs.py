@@ -300,3 +300,58 @@ def test_cli_runs_as_a_separate_process(home: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "core", "jobs", "list", "--json"], cwd=config.REPO_ROOT,
                          capture_output=True, text=True, check=True, env=dict(os.environ)).stdout
     assert [j["id"] for j in json.loads(out)["jobs"]] == [job.id]
+
+
+FOREGROUND_KILLED = """
+import os, signal
+from core.operations import jobs
+with jobs.foreground("train", "core.commands.train", config={}, data={}, created_by="cli") as slot:
+    print(slot.id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_foreground_training_holds_the_single_training_slot() -> None:
+    with jobs.foreground("train", "core.commands.train", config={"epochs": 1}, data={}, created_by="cli") as slot:
+        assert jobs.running().id == slot.id and slot.pid == os.getpid()
+        with pytest.raises(UserError, match=rf"already running \(job {slot.id}, .*process {os.getpid()}\)"):
+            start("finish")
+        with pytest.raises(UserError, match=f"job {slot.id}"), jobs.foreground("tune", "core.commands.tune",
+                                                                                 config={}, data={}):
+            pytest.fail("a second foreground run got the slot")
+        slot.result = {"version": 3}
+    done = jobs.get(slot.id)
+    assert done.state == "succeeded" and done.result == {"version": 3} and jobs.running() is None
+    following = start("finish", "--steps", "1")
+    assert poll(lambda: finished(following.id), "the next training").state == "succeeded"
+
+
+def test_a_background_training_refuses_a_foreground_one_and_a_failed_one_is_recorded() -> None:
+    job = start("sleep")
+    with pytest.raises(UserError, match=f"job {job.id}"), jobs.foreground("train", "core.commands.train",
+                                                                          config={}, data={}):
+        pytest.fail("a foreground training started beside a background one")
+    jobs.cancel(job.id, grace_s=1.0)
+    with pytest.raises(UserError, match="no rows"), jobs.foreground("train", "core.commands.train",
+                                                                    config={}, data={}) as slot:
+        raise UserError("The snapshot has no rows.")
+    assert jobs.get(slot.id).state == "failed" and jobs.get(slot.id).error == "The snapshot has no rows."
+
+
+def test_a_killed_foreground_training_frees_the_slot() -> None:
+    out = subprocess.run([sys.executable, "-c", FOREGROUND_KILLED], cwd=config.REPO_ROOT, capture_output=True,
+                         text=True, timeout=DEADLINE_S)
+    assert out.returncode == -signal.SIGKILL
+    record = jobs.get(out.stdout.strip())
+    assert record.state == "failed" and record.error.startswith("Process ") and jobs.running() is None
+
+
+def test_a_job_cannot_start_on_an_unwritable_home(home: Path) -> None:
+    home.mkdir(parents=True)
+    (home / "jobs").write_text("a file where the jobs folder should be")
+    try:
+        for attempt in (lambda: start("finish"), lambda: jobs.foreground("train", "m", config={}, data={}).__enter__()):
+            with pytest.raises(UserError, match="No job can start: its record cannot be written in .*jobs"):
+                attempt()
+    finally:
+        (home / "jobs").unlink()

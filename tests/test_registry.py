@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from core.errors import UserError
 from core.operations import registry
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -122,3 +129,86 @@ def test_creator_comes_from_the_job_record_of_a_training_job(home: Path, tmp_pat
     monkeypatch.delenv(job_records.RECORD_ENV)
     assert registry.current_creator() == "cli"
     assert registry.creator_kind("cli simulate") == "simulation" and registry.creator_kind("someone") == ""
+
+
+def test_two_gates_deciding_at_once_leave_the_better_model_champion(home: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _log(tmp_path, "first", {"val_rmse": 14.0, "val_f2": 0.8})
+    registry.register_outcome(first, {"val_rmse": 14.0, "val_f2": 0.8})
+    candidates = {_log(tmp_path, "better", {"val_rmse": 10.0, "val_f2": 0.8}): {"val_rmse": 10.0, "val_f2": 0.8},
+                  _log(tmp_path, "worse", {"val_rmse": 12.0, "val_f2": 0.8}): {"val_rmse": 12.0, "val_f2": 0.8}}
+    both_decide = threading.Barrier(2)
+    decide = registry.gate
+
+    def gate_side_by_side(candidate: dict, champion: dict, rules: registry.GateRules) -> tuple[bool, str]:
+        try:  # both gates have read the champion, unless the second one waits for the first
+            both_decide.wait(timeout=3.0)
+        except threading.BrokenBarrierError:
+            pass
+        if candidate["val_rmse"] == 12.0:  # the worse candidate writes last
+            time.sleep(0.5)
+        return decide(candidate, champion, rules)
+
+    monkeypatch.setattr(registry, "gate", gate_side_by_side)
+    errors: list[BaseException] = []
+
+    def run(version: int, metrics: dict[str, float]) -> None:
+        try:
+            registry.register_outcome(version, metrics)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=item) for item in candidates.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    better = next(v for v, m in candidates.items() if m["val_rmse"] == 10.0)
+    assert registry.champion_version() == better
+    assert registry.version_metrics(better)["val_rmse"] == 10.0
+
+
+KILLED_WHILE_REGISTERING = """
+import os, signal, sys
+from pathlib import Path
+from core.operations import registry
+register = registry._new_version
+def register_then_die(*args, **kwargs):
+    register(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+registry._new_version = register_then_die
+registry.log_training(bundle_dir=Path(sys.argv[1]), params={}, metrics={"val_rmse": 9.0, "val_f2": 0.9},
+                      history=[], lineage={}, tags={})
+"""
+
+
+def test_a_kill_during_registration_is_cleaned_up_at_the_next_start(home: Path, tmp_path: Path) -> None:
+    first = _log(tmp_path, "first", {"val_rmse": 14.0, "val_f2": 0.8})
+    registry.register_outcome(first, {"val_rmse": 14.0, "val_f2": 0.8})
+    bundle = tmp_path / "killed"
+    bundle.mkdir()
+    (bundle / "config.json").write_text("{}")
+    killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_REGISTERING, str(bundle)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    registry.init()
+    c = registry.client()
+    orphan = c.get_model_version(registry.model_name(), "2")
+    assert orphan.tags["gate"].startswith("Kept out") and "stopped" in orphan.tags["gate"]
+    run = c.get_run(orphan.run_id)
+    assert run.info.status == "KILLED" and "stopped" in run.data.tags[registry.END_REASON_TAG]
+    experiment = c.get_experiment_by_name(registry.EXPERIMENT).experiment_id
+    assert not c.search_runs([experiment], filter_string="attributes.status = 'RUNNING'")
+    assert registry.champion_version() == first and registry.alias_version(registry.CHALLENGER) is None
+    assert c.get_model_version(registry.model_name(), str(first)).tags["gate"].startswith("No champion yet")
+
+
+def test_recovery_leaves_the_runs_of_live_processes_alone(home: Path) -> None:
+    registry.init()
+    c = registry.client()
+    experiment = c.get_experiment_by_name(registry.EXPERIMENT).experiment_id
+    live = c.create_run(experiment, tags=registry.process_tags()).info.run_id
+    assert registry.recover() == []
+    assert c.get_run(live).info.status == "RUNNING"
+    c.set_terminated(live)

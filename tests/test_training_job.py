@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,13 +58,32 @@ def test_test_sets_are_never_training_data(small_fd001: Path) -> None:
         snapshot.export(con, ["test_FD001"])
 
 
+def _slot_of(proc: subprocess.Popen) -> jobs.JobRecord | None:
+    """The active training record held by `proc` once it has taken the slot; None if it ends without one."""
+    while proc.poll() is None:
+        busy = jobs.running()
+        if busy is not None and busy.pid == proc.pid:
+            return busy
+        time.sleep(0.2)
+    return None
+
+
 def test_cli_train_and_score(small_fd001: Path) -> None:
-    train = subprocess.run(
+    train = subprocess.Popen(
         [sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1", "--trees", "10", "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert train.returncode == 0, train.stderr
-    result = json.loads(train.stdout)
+    slot = _slot_of(train)
+    second = subprocess.run([sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    stdout, stderr = train.communicate(timeout=600)
+    assert slot is not None, "the foreground training never took the single-training slot"
+    assert second.returncode == 1 and len(second.stderr.strip().splitlines()) == 1, second.stderr[-2000:]
+    assert f"A training job is already running (job {slot.id}" in second.stderr
+    assert f"process {train.pid})" in second.stderr
+    assert train.returncode == 0, stderr
+    result = json.loads(stdout)
+    assert result["job"] == slot.id and jobs.get(slot.id).state == "succeeded"
     assert result["version"] == 1 and result["promoted"]
     metrics = result["metrics"]
     for key in ("val_rmse", "val_rmse_xgb", "val_rmse_lstm", "test_FD001_rmse", "test_FD001_rmse_xgb",
@@ -96,3 +116,15 @@ def test_cli_train_refuses_missing_data_with_one_sentence(pm_home: Path) -> None
     assert out.returncode == 1
     assert out.stderr.strip().startswith("error: ") and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("folder", ["jobs", "snapshots"])
+def test_cli_background_training_on_an_unwritable_home_says_why(small_fd001: Path, folder: str) -> None:
+    """A file where the folder should be stands for any unwritable PM_HOME (root ignores permission bits)."""
+    shutil.rmtree(small_fd001 / folder, ignore_errors=True)
+    (small_fd001 / folder).write_text("in the way")
+    out = subprocess.run([sys.executable, "-m", "core", "train", "--background"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
+    assert f"{small_fd001 / folder}" in out.stderr and "PM_HOME must be writable to train." in out.stderr

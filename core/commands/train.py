@@ -33,7 +33,10 @@ def print_progress(event: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Export the snapshot, then train in the foreground or start the background job."""
+    """Export the snapshot, then train in the foreground or start the background job.
+
+    Both hold the single-training slot: while another training or tuning runs, this one is refused.
+    """
     from core.operations import retrain
     from core.operations.training_run import run_training
 
@@ -43,4 +46,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.background:
         job = retrain.start_job(snap, config, created_by="cli")
         return {"job": job.id, "state": job.state, "data": names, "snapshot": snap.sha256}
-    return run_training(snap.path, config, print_progress)
+    with retrain.exclusive(retrain.TRAIN_KIND, "core.commands.train", config, snap) as slot:
+        slot.result = run_training(snap.path, config, print_progress)
+    return {**slot.result, "job": slot.id}

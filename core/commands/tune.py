@@ -37,4 +37,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.background:
         job = tune_job.start_job(snap, base, args.trials, created_by="cli")
         return {"job": job.id, "state": job.state, "data": names, "snapshot": snap.sha256}
-    return tune(snap.path, base, args.trials, print_progress)
+    with retrain.exclusive(tune_job.TUNE_KIND, "core.commands.tune", base, snap) as slot:
+        slot.result = tune(snap.path, base, args.trials, print_progress)
+    return {**slot.result, "job": slot.id}

@@ -157,7 +157,8 @@ def _raise_cancelled(signum: int, frame: object) -> None:
     raise JobCancelled()
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """The failure as one line: a UserError's sentence, else ``<ExceptionType>: <first line>`` (at most 300 characters)."""
     if isinstance(err, UserError):
         text = str(err)
     else:
@@ -184,7 +185,7 @@ def run_job(main: Callable[[Reporter], dict[str, Any] | None], reporter: Reporte
     except Exception as err:  # noqa: BLE001 - every failure of the job is recorded, then the process exits 1
         lines = traceback.format_exc().rstrip().splitlines()
         sys.stderr.write("\n".join(lines) + "\n")
-        reporter.fail(_one_line(err), lines[-20:])
+        reporter.fail(one_line(err), lines[-20:])
         raise SystemExit(1) from None
     reporter.succeed(result or {})
     raise SystemExit(0)

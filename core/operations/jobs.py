@@ -24,6 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,7 @@ from core.operations.job_records import (
     record_path,
     write_record,
 )
+from core.operations.job_runtime import one_line
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -238,16 +241,74 @@ def start(
         json.dumps({"config": config, "data": data}, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise UserError(f"The job's config and data must be plain JSON values: {err}.") from err
-    folder = jobs_dir()
-    with flock(folder / "start.lock"):
+    with _start_lock() as folder:
         if exclusive:
-            busy = running()
-            if busy is not None:
-                raise UserError(
-                    f"A training job is already running (job {busy.id}, started "
-                    f"{busy.started_at or busy.created_at}); wait for it or cancel it."
-                )
-        return _launch(folder, kind, module, list(args), config, data, created_by, exclusive)
+            _refuse_if_busy()
+        try:
+            return _launch(folder, kind, module, list(args), config, data, created_by, exclusive)
+        except OSError as err:
+            raise _unwritable(folder, err) from err
+
+
+def _unwritable(folder: Path, err: OSError) -> UserError:
+    return UserError(f"No job can start: its record cannot be written in {folder} ({err.strerror or err}); "
+                     "PM_HOME must be writable to train.")
+
+
+@contextmanager
+def _start_lock() -> Iterator[Path]:
+    """Hold ``start.lock`` of the jobs folder (check-and-start of every job); yields the folder."""
+    folder = config.paths().jobs
+    with ExitStack() as stack:
+        try:
+            folder = jobs_dir()
+            stack.enter_context(flock(folder / "start.lock"))
+        except OSError as err:
+            raise _unwritable(folder, err) from err
+        yield folder
+
+
+def _refuse_if_busy() -> None:
+    """Raise UserError naming the active exclusive job (call under the start lock)."""
+    busy = running()
+    if busy is not None:
+        raise UserError(
+            f"A training job is already running (job {busy.id}, started {busy.started_at or busy.created_at}, "
+            f"{busy.kind} in process {busy.pid}); wait for it or cancel it."
+        )
+
+
+@contextmanager
+def foreground(kind: str, module: str, *, config: dict[str, Any], data: dict[str, Any],
+               created_by: str = "") -> Iterator[JobRecord]:
+    """Hold the single-training slot for work running in this process (``python -m core train`` without
+    ``--background``): a running exclusive job record naming this process, so every other training path
+    refuses while it runs; its final state, and the ``result`` the block put on the yielded record, are
+    recorded when the block ends (a killed process is detected like a dead job). UserError, naming the
+    running one, if a training or tuning is already active.
+    """
+    with _start_lock() as folder:
+        _refuse_if_busy()
+        job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        path = folder / f"{job_id}.json"
+        record = JobRecord(id=job_id, kind=kind, module=module, created_at=now(), created_by=created_by,
+                           exclusive=True, data=data, config=config, state="running", pid=os.getpid(),
+                           pid_start=process_start_time(os.getpid()), started_at=now())
+        try:
+            write_record(path, record)
+        except OSError as err:
+            raise _unwritable(folder, err) from err
+    try:
+        yield record
+    except BaseException as err:
+        with locked_record(path) as final:
+            cancelled = isinstance(err, KeyboardInterrupt)
+            final.state = "cancelled" if cancelled else "failed"
+            final.error = "The training was interrupted." if cancelled else one_line(err)
+            final.finished_at = now()
+        raise
+    with locked_record(path) as final:
+        final.state, final.finished_at, final.progress, final.result = "succeeded", now(), 1.0, record.result
 
 
 def _launch(folder: Path, kind: str, module: str, args: list[str], cfg: dict[str, Any],

@@ -11,18 +11,28 @@ Every function works on the registered model named by ``PM_REGISTERED_MODEL`` (d
 variable at ``rul-ensemble-sim`` for its own process and the training jobs it starts, so its
 versions and aliases never touch the model the app serves. Each version is tagged
 ``created_by`` (setup, dashboard, cli, simulation).
+
+Integrity and concurrency:
+
+- each version is tagged with the content hash of its bundle; :func:`bundle_dir` hands out a local
+  copy keyed by run id and that hash (:mod:`core.operations.bundle_cache`), never by version number;
+- an embedded tracking database deleted or replaced under a running process is reported
+  (:mod:`core.operations.tracking_store`) before any registry use, not silently recreated;
+- the gate's read-decide-write and every alias move hold one file lock (``$PM_HOME/registry.lock``),
+  so two gates deciding at once compare against each other's outcome;
+- every training run is tagged with its process; :func:`recover` (at :func:`init` and before each new
+  training is logged) ends runs left RUNNING by a dead process and keeps out versions it never gated.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
-import shutil
-import tempfile
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +40,10 @@ import pandas as pd
 
 from core.config import ensure_home, paths
 from core.errors import UserError
+from core.operations import bundle_cache, tracking_store
+from core.operations.gate import GateRules, gate
 from core.operations.job_records import RECORD_ENV, read_record
+from core.operations.jobs import process_alive, process_start_time
 
 MODEL_NAME = "rul-ensemble"
 SIM_MODEL_NAME = "rul-ensemble-sim"
@@ -40,50 +53,13 @@ CREATORS = ("setup", "dashboard", "cli", "simulation")
 EXPERIMENT = "rul-training"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PROCESS_TAGS = ("pm_host", "pm_pid", "pm_pid_start")
+"""Run tags naming the process that logs the run, so a run or version it left behind can be told from a live one."""
+END_REASON_TAG = "pm_end_reason"
 
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _init_lock = threading.Lock()
 _initialised: set[str] = set()
-
-
-@dataclass(frozen=True)
-class GateRules:
-    """Promotion gate: a candidate replaces the champion only if it is not worse on validation.
-
-    ``rmse_tolerance`` is the relative RMSE increase allowed (0.0 = must not be worse);
-    ``f2_tolerance`` the absolute F2 drop allowed. Overridable by ``PM_GATE_RMSE_TOL`` and
-    ``PM_GATE_F2_TOL``.
-    """
-
-    rmse_tolerance: float = 0.0
-    f2_tolerance: float = 0.0
-
-    @classmethod
-    def from_env(cls) -> GateRules:
-        """Rules with the tolerances read from the environment where set."""
-        return cls(
-            rmse_tolerance=float(os.environ.get("PM_GATE_RMSE_TOL", "0.0")),
-            f2_tolerance=float(os.environ.get("PM_GATE_F2_TOL", "0.0")),
-        )
-
-
-def gate(candidate: dict[str, float], champion: dict[str, float] | None, rules: GateRules) -> tuple[bool, str]:
-    """Decide whether ``candidate`` (validation metrics) may replace ``champion``; return (promote, reason)."""
-    if champion is None:
-        return True, "No champion yet: the first version becomes champion."
-    cand_rmse, champ_rmse = candidate.get("val_rmse"), champion.get("val_rmse")
-    cand_f2, champ_f2 = candidate.get("val_f2"), champion.get("val_f2")
-    if None in (cand_rmse, champ_rmse, cand_f2, champ_f2):
-        return False, "Kept out: validation RMSE or F2 is missing for the candidate or the champion."
-    rmse_limit = champ_rmse * (1.0 + rules.rmse_tolerance)
-    f2_limit = champ_f2 - rules.f2_tolerance
-    if cand_rmse > rmse_limit:
-        return False, f"Kept out: validation RMSE {cand_rmse:.2f} is worse than the champion's {champ_rmse:.2f}."
-    if cand_f2 < f2_limit:
-        return False, f"Kept out: validation F2 {cand_f2:.3f} is worse than the champion's {champ_f2:.3f}."
-    return True, (
-        f"Promoted: validation RMSE {cand_rmse:.2f} vs {champ_rmse:.2f}, F2 {cand_f2:.3f} vs {champ_f2:.3f}."
-    )
 
 
 def model_name() -> str:
@@ -149,8 +125,11 @@ def _mlflow() -> Any:
             os.environ[name] = value
     with _init_lock:
         if uri not in _initialised:
+            tracking_store.expect_inherited(uri)
             _ensure_experiment(mlflow)
+            tracking_store.adopt(uri)
             _initialised.add(uri)
+    tracking_store.check(uri)
     return mlflow
 
 
@@ -162,8 +141,15 @@ def _ensure_experiment(mlflow: Any) -> None:
 
 
 def init() -> None:
-    """Create the tracking database and experiment before any concurrent use (SQLite has one writer)."""
+    """Create the tracking database and experiment before any concurrent use (SQLite has one writer), then
+    clean up after trainings that were killed (:func:`recover`)."""
     _mlflow()
+    recover()
+
+
+def check_store() -> None:
+    """Raise UserError if the tracking database this process started with was deleted or replaced since."""
+    tracking_store.check(paths().mlflow_uri)
 
 
 def client() -> Any:
@@ -198,13 +184,17 @@ def log_training(
     ``metrics`` are flat names (``val_rmse``, ``test_FD001_rmse`` ...); ``history`` is the
     per-epoch record (``epoch`` plus loss values) logged as stepped metrics; ``lineage``
     describes the training-data snapshot and is stored as params and a JSON artifact.
+    The version is registered inside the run (tagged with the bundle's content hash), so a
+    process killed before the gate leaves a run :func:`recover` can find.
     """
     mlflow = _mlflow()
+    recover()
     experiment = mlflow.MlflowClient().get_experiment_by_name(EXPERIMENT)
-    with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+    content = bundle_cache.content_sha256(bundle_dir)
+    with mlflow.start_run(experiment_id=experiment.experiment_id, tags=process_tags()) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_params({f"data_{k}": str(v)[:500] for k, v in lineage.items() if not isinstance(v, (list, dict))})
-        tags = {**tags, "created_by": tags.get("created_by") or current_creator()}
+        tags = {**tags, "created_by": tags.get("created_by") or current_creator(), bundle_cache.CONTENT_TAG: content}
         mlflow.set_tags(tags)
         mlflow.log_metrics(_finite(metrics))
         for row in history:
@@ -216,8 +206,70 @@ def log_training(
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.log_artifacts(str(bundle_dir), artifact_path="bundle")
         run_id = run.info.run_id
-        artifact_uri = run.info.artifact_uri
-    return run_id, _new_version(f"{artifact_uri}/bundle", run_id, tags)
+        version = _new_version(f"{run.info.artifact_uri}/bundle", run_id, tags)
+    return run_id, version
+
+
+def process_tags() -> dict[str, str]:
+    """The :data:`PROCESS_TAGS` of this process (host, pid, pid start time) for a run it logs."""
+    return dict(zip(PROCESS_TAGS, (socket.gethostname(), str(os.getpid()),
+                                   str(process_start_time(os.getpid()) or "")), strict=True))
+
+
+def _logged_by_live_process(run_tags: dict[str, str]) -> bool:
+    """True if the process named in a run's tags still runs, or runs on another host (so cannot be checked)."""
+    if not run_tags.get("pm_pid", "").isdigit():
+        return False
+    if run_tags.get("pm_host") != socket.gethostname():
+        return True
+    start = run_tags.get("pm_pid_start", "")
+    return process_alive(int(run_tags["pm_pid"]), int(start) if start.isdigit() else None)
+
+
+def _run_tags(c: Any, run_id: str) -> dict[str, str]:
+    """The tags of a run, or none when the run is gone (deleted from the tracking store)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(c.get_run(run_id).data.tags)
+    except MlflowException:
+        return {}
+
+
+def _left_behind(c: Any, experiment_id: str) -> tuple[list[Any], list[Any]]:
+    """(runs still RUNNING, versions never gated) whose process is gone; copies of versions are never gated."""
+    runs = [run for run in c.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
+            if not _logged_by_live_process(run.data.tags)]
+    versions = [mv for mv in c.search_model_versions() if "gate" not in mv.tags and "copied_from" not in mv.tags
+                and not _logged_by_live_process(_run_tags(c, mv.run_id))]
+    return runs, versions
+
+
+def recover() -> list[str]:
+    """End what killed trainings left behind; return one sentence per thing cleaned up.
+
+    A run still RUNNING whose process is gone is ended as KILLED (tag ``pm_end_reason``); a version no gate
+    decided on (no ``gate`` tag, not a copy) whose run's process is gone is kept out (its ``gate`` tag says
+    why) and never served. Runs of live processes (a training in progress) are left alone. Nothing is
+    written (and no lock taken) when nothing was left behind, so a read-only home still starts.
+    """
+    c = _mlflow().MlflowClient()
+    experiment_id = c.get_experiment_by_name(EXPERIMENT).experiment_id
+    if not any(_left_behind(c, experiment_id)):
+        return []
+    done: list[str] = []
+    with _registry_lock():
+        runs, versions = _left_behind(c, experiment_id)  # again: another process may have cleaned up meanwhile
+        for run in runs:
+            c.set_tag(run.info.run_id, END_REASON_TAG, "Its process stopped before the run finished (found at a "
+                                                       "later start).")
+            c.set_terminated(run.info.run_id, status="KILLED")
+            done.append(f"Run {run.info.run_id} was left running by a stopped process and is now marked killed.")
+        for mv in versions:
+            c.set_model_version_tag(mv.name, mv.version, "gate", "Kept out: its training stopped before the gate "
+                                                                 "decided on it; it was never served.")
+            done.append(f"{mv.name} v{mv.version} was registered by a stopped training and is now kept out.")
+    return done
 
 
 def _new_version(source: str, run_id: str, tags: dict[str, str]) -> int:
@@ -269,14 +321,25 @@ def training_datasets(version: int, name: str | None = None) -> list[str]:
     return [d for d in client().get_run(mv.run_id).data.params.get("data_datasets", "").split(",") if d]
 
 
-def set_alias(alias: str, version: int) -> None:
-    """Point ``alias`` at ``version`` (promotion, rollback); raises UserError for an unknown version."""
+@contextmanager
+def _registry_lock() -> Iterator[None]:
+    """Hold ``$PM_HOME/registry.lock`` (across threads and processes) around a read-decide-write of aliases."""
+    try:
+        handle = open(ensure_home().home / "registry.lock", "a+b")  # noqa: SIM115 - closed by the with below
+    except OSError as err:
+        raise UserError(f"The registry lock in {paths().home} cannot be taken ({err.strerror or err}): "
+                        "the folder must be writable to promote or register models.") from err
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _point(alias: str, version: int) -> None:
     _model_version(model_name(), version)
     client().set_registered_model_alias(model_name(), alias, str(version))
 
 
-def clear_alias(alias: str) -> None:
-    """Remove ``alias`` if it is set."""
+def _unpoint(alias: str) -> None:
     mlflow = _mlflow()
     try:
         mlflow.MlflowClient().delete_registered_model_alias(model_name(), alias)
@@ -284,19 +347,35 @@ def clear_alias(alias: str) -> None:
         return
 
 
+def set_alias(alias: str, version: int) -> None:
+    """Point ``alias`` at ``version`` (promotion, rollback); raises UserError for an unknown version."""
+    with _registry_lock():
+        _point(alias, version)
+
+
+def clear_alias(alias: str) -> None:
+    """Remove ``alias`` if it is set."""
+    with _registry_lock():
+        _unpoint(alias)
+
+
 def register_outcome(version: int, metrics: dict[str, float], rules: GateRules | None = None) -> tuple[bool, str]:
-    """Apply the promotion gate to a new version and move the aliases; return (promoted, reason)."""
-    current = champion_version()
-    champion_metrics = version_metrics(current) if current is not None else None
-    promoted, reason = gate(metrics, champion_metrics, rules or GateRules.from_env())
-    c = client()
-    c.set_model_version_tag(model_name(), str(version), "gate", reason)
-    if promoted:
-        set_alias(CHAMPION, version)
-        if alias_version(CHALLENGER) == version:
-            clear_alias(CHALLENGER)
-    else:
-        set_alias(CHALLENGER, version)
+    """Apply the promotion gate to a new version and move the aliases; return (promoted, reason).
+
+    Reading the champion, deciding and moving the aliases happen under one cross-process lock, so a
+    gate deciding at the same time waits and then compares against this outcome.
+    """
+    with _registry_lock():
+        current = champion_version()
+        champion_metrics = version_metrics(current) if current is not None else None
+        promoted, reason = gate(metrics, champion_metrics, rules or GateRules.from_env())
+        client().set_model_version_tag(model_name(), str(version), "gate", reason)
+        if promoted:
+            _point(CHAMPION, version)
+            if alias_version(CHALLENGER) == version:
+                _unpoint(CHALLENGER)
+        else:
+            _point(CHALLENGER, version)
     return promoted, reason
 
 
@@ -334,28 +413,40 @@ def list_versions(name: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("version", ascending=False).reset_index(drop=True)
 
 
+def _content(mv: Any) -> str | None:
+    """The content hash registered with a version (None for versions registered before hashes were kept)."""
+    return mv.tags.get(bundle_cache.CONTENT_TAG) or None
+
+
+def bundle_key(version: int) -> str:
+    """What identifies the bundle of ``version`` (of :func:`model_name`): its run id and content hash.
+
+    Caches of loaded models key on this, not on the version number, which a new registry reuses.
+    """
+    mv = _model_version(model_name(), version)
+    return bundle_cache.folder_name(mv.run_id, _content(mv))
+
+
 def bundle_dir(version: int) -> Path:
-    """Local folder holding the bundle of ``version``, downloaded once from MLflow's artifacts."""
-    name = model_name()
-    target = paths().models_cache / (f"v{version}" if name == MODEL_NAME else f"{name}-v{version}")
-    if target.is_dir():
-        return target
-    mv = _model_version(name, version)
+    """Local folder holding the bundle of ``version``, verified each time, fetched from MLflow when needed.
+
+    The copy is keyed by run id and content hash; a copy that no longer matches (a corrupt file) is
+    fetched again, and an artifact store whose copy does not match either is a UserError.
+    """
+    mv = _model_version(model_name(), version)
     mlflow = _mlflow()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=target.parent))
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(staging))
-    except (mlflow.exceptions.MlflowException, OSError) as err:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(f"The artifacts of model version {version} could not be read: {err}") from err
-    try:
-        os.replace(local, target)
-    except OSError:
-        if not target.is_dir():
-            raise
-    shutil.rmtree(staging, ignore_errors=True)
-    return target
+    what = f"model version {version} of {model_name()} (run {mv.run_id})"
+    content = _content(mv)
+
+    def fetch(staging: Path) -> Path:
+        try:
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(staging)))
+        except (mlflow.exceptions.MlflowException, OSError) as err:
+            raise UserError(f"The artifacts of {what} are missing or unreadable in the artifact store: "
+                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+
+    return bundle_cache.cached_copy(paths().models_cache, bundle_cache.folder_name(mv.run_id, content), content,
+                                    fetch, what)
 
 
 def resolve(model: str | int | None) -> int:

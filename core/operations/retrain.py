@@ -6,8 +6,10 @@ Shared by the CLI, the Models page, the first-run setup and the production simul
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from typing import Any
 
+from core.config import paths
 from core.data import queries, snapshot, store
 from core.errors import UserError
 from core.operations import job_records, jobs
@@ -60,9 +62,24 @@ def make_config(
 
 
 def export_snapshot(names: list[str]) -> snapshot.Snapshot:
-    """Write (or reuse) the Parquet snapshot of ``names`` and their matching test sets."""
+    """Write (or reuse) the Parquet snapshot of ``names`` and their matching test sets.
+
+    A snapshot folder that cannot be written (a read-only ``PM_HOME``) is a UserError naming it.
+    """
     with store.connect(read_only=True) as con:
-        return snapshot.export(con, names)
+        try:
+            return snapshot.export(con, names)
+        except OSError as err:
+            where = err.filename or paths().snapshots
+            raise UserError(f"The training snapshot cannot be written to {where} ({err.strerror or err}); "
+                            "PM_HOME must be writable to train.") from err
+
+
+def exclusive(kind: str, module: str, config: TrainConfig, snap: snapshot.Snapshot,
+              created_by: str = "cli") -> AbstractContextManager[job_records.JobRecord]:
+    """The single-training slot for a training or tuning run in this process (the foreground CLI); UserError,
+    naming the running one, while another training or tuning is active."""
+    return jobs.foreground(kind, module, config=config.to_dict(), data=snap.lineage(), created_by=created_by)
 
 
 TRAIN_KIND = "train"

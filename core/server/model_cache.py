@@ -1,8 +1,11 @@
 """The models the server holds: each registry version loaded once, with its SHAP explainer, champion hot-swapped.
 
-The champion alias is resolved at most every ``ALIAS_TTL_S`` seconds, so a promotion is served within
-that time without a registry read on every request. Loaded versions are kept by version number (the
-last ``KEEP`` used); loading is serialised by one lock so concurrent first requests load a model once.
+The champion alias, and which bundle (run id and content hash, :func:`core.operations.registry.bundle_key`)
+a version number stands for, are read at most every ``ALIAS_TTL_S`` seconds, so a promotion is served within
+that time without a registry read on every request. Loaded models are kept by that bundle key, never by
+version number alone (a new registry reuses the numbers), the last ``KEEP`` used; loading is serialised by one
+lock so concurrent first requests load a model once. Every request first checks that the tracking database is
+still the one the server started with (a deleted or replaced ``mlflow.db`` is a UserError, not a silent switch).
 The model stack (torch, XGBoost, SHAP) is imported on the first load, so the server answers before it.
 """
 
@@ -29,6 +32,7 @@ class Served:
     """One loaded registry version: its ensemble and, once built, its explainer."""
 
     version: int
+    key: str
     ensemble: Ensemble
     explainer: Explainer | None = None
 
@@ -38,8 +42,9 @@ class ModelCache:
 
     def __init__(self, alias_ttl_s: float = ALIAS_TTL_S) -> None:
         self._lock = threading.RLock()
-        self._loaded: OrderedDict[int, Served] = OrderedDict()
+        self._loaded: OrderedDict[str, Served] = OrderedDict()
         self._aliases: dict[str, tuple[float, int]] = {}
+        self._keys: dict[int, tuple[float, str]] = {}
         self._alias_ttl_s = alias_ttl_s
 
     def resolve(self, model: str | None) -> int:
@@ -65,21 +70,33 @@ class ModelCache:
             self._aliases[registry.CHAMPION] = (time.monotonic(), version)
         return version
 
+    def _key(self, version: int) -> str:
+        """The bundle key of `version` (run id and content hash), read through a cache of ``ALIAS_TTL_S`` seconds."""
+        now = time.monotonic()
+        cached = self._keys.get(version)
+        if cached is not None and now - cached[0] < self._alias_ttl_s:
+            return cached[1]
+        key = registry.bundle_key(version)
+        self._keys[version] = (now, key)
+        return key
+
     def get(self, model: str | None = None) -> Served:
         """The loaded model `model` names, loading its bundle on first use (set up for one thread per request)."""
+        registry.check_store()
         version = self.resolve(model)
+        key = self._key(version)
         with self._lock:
-            served = self._loaded.get(version)
+            served = self._loaded.get(key)
             if served is None:
                 from core.serving import whatif
                 from models.bundle import load_bundle
 
                 ensemble = whatif.serving_setup(load_bundle(registry.bundle_dir(version)))
-                served = Served(version=version, ensemble=ensemble)
-                self._loaded[version] = served
+                served = Served(version=version, key=key, ensemble=ensemble)
+                self._loaded[key] = served
                 while len(self._loaded) > KEEP:
                     self._loaded.popitem(last=False)
-            self._loaded.move_to_end(version)
+            self._loaded.move_to_end(key)
             return served
 
     def explainer(self, served: Served) -> Explainer:
