@@ -11,7 +11,7 @@ import streamlit as st
 from core import config
 from core.data import import_root, ingest, store, writes
 from core.errors import UserError
-from core.operations import ingest_job, job_records, jobs
+from core.operations import ingest_job, job_records, jobs, scoring_job
 from pages import ui
 
 st.title("Fleet data")
@@ -70,6 +70,16 @@ def _load_message(summary: dict) -> str:
             + (f" Appended {appended}." if appended else ""))
 
 
+def _loaded(summary: dict) -> None:
+    """Keep a load's success line for the next run and start scoring the engines it added or changed."""
+    message = _load_message(summary)
+    try:
+        scoring_job.start(created_by="data page")
+    except UserError as err:
+        message += f" Scoring the new readings could not start: {err}"
+    st.session_state["last_load"] = message
+
+
 def _check_and_load(sources: list, key: str, role: str | None, dataset: str | None) -> None:
     """Show the validation report of uploaded ``sources`` and a button that loads the files that passed."""
     try:
@@ -89,7 +99,7 @@ def _check_and_load(sources: list, key: str, role: str | None, dataset: str | No
         except UserError as err:
             ui.show_error(err)
             return
-        st.session_state["last_load"] = _load_message(summary.to_dict())
+        _loaded(summary.to_dict())
         st.rerun()
 
 
@@ -130,7 +140,7 @@ def _show_finished_folder_job(job: job_records.JobRecord) -> None:
         return
     if job.kind == ingest_job.LOAD_KIND:
         del st.session_state[FOLDER_JOB]
-        st.session_state["last_load"] = _load_message(job.result)
+        _loaded(job.result)
         st.rerun()
     new, bad, good = _show_reports([ingest.FileReport(**r) for r in job.result.get("reports", [])])
     if new and st.button(_load_label(new, bad), type="primary", key="load_folder"):
