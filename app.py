@@ -14,8 +14,13 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 
 def dashboard() -> None:
-    """The dashboard script: navigation over the pages, sidebar status, then the chosen page."""
+    """The dashboard script: the sign-in when one is needed, else navigation over the pages, sidebar status,
+    then the chosen page."""
     st.set_page_config(page_title="Turbofan fleet RUL", page_icon=":material/flight:", layout="wide")
+    from pages import access
+
+    if not access.gate():
+        return
     navigation = st.navigation(
         [
             st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -29,6 +34,7 @@ def dashboard() -> None:
     from pages import ui  # after st.navigation, which must run before this slow import
 
     ui.init_session()
+    access.sidebar_user()
     ui.sidebar_status()
     navigation.run()
 

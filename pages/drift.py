@@ -14,7 +14,7 @@ from core.data.cmapss import SENSORS
 from core.errors import UserError
 from core.monitoring import drift, prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
 from core.operations import job_records, jobs, registry
-from pages import drift_charts, ui
+from pages import access, drift_charts, ui
 
 WINDOW_SUFFIX = " · latest window"
 LEVEL_BOXES = {"retrain": st.error, "alert": st.warning, "warn": st.info, "none": st.success}
@@ -325,7 +325,10 @@ with st.expander("Simulation settings"):
     epochs = c3.number_input("Retrain LSTM epochs", 1, 50, defaults.epochs, key="sim_epochs")
     trees = c4.number_input("Retrain XGBoost trees", 10, 2000, defaults.trees, step=10, key="sim_trees")
 auto_retrain = st.toggle("Auto-retrain on threshold crossings", value=True, key="sim_auto_retrain")
-if st.button("Start simulation", type="primary", key="sim_start", disabled=listing.empty):
+if not access.can("simulate"):
+    access.note("simulate")
+elif (st.button("Start simulation", type="primary", key="sim_start", disabled=listing.empty)
+      and access.permit("simulate")):
     try:
         settings = stream_plan.Settings(steps=int(steps), engines_per_step=int(per_step), auto_retrain=auto_retrain,
                                      epochs=int(epochs), trees=int(trees))
@@ -343,7 +346,8 @@ def _show_simulation(record: job_records.JobRecord | None, timeline: dict[str, A
         total = timeline["steps_total"] if timeline else record.total or 1
         message = (timeline or {}).get("message") or record.phase
         st.progress(min(1.0, done / max(1, total)), text=f"Step {done}/{total}: {message}")
-        if st.button("Cancel simulation", key="sim_cancel"):
+        if (access.can("cancel_job") and st.button("Cancel simulation", key="sim_cancel")
+                and access.permit("cancel_job")):
             try:
                 jobs.cancel(record.id)
             except UserError as err:

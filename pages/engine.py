@@ -17,7 +17,7 @@ from core.errors import UserError
 from core.serving import whatif
 from models.ensemble import Ensemble
 from models.explain import Explainer
-from pages import charts, ui
+from pages import access, charts, ui
 
 TOP_SENSORS = 4  # the most influential sensors get a what-if slider and are plotted by default
 IN_SERVICE = ("fleet", "evaluation")
@@ -191,6 +191,8 @@ with outcomes_tab:
                                                       outcomes), key="engine_prediction_history")
             st.caption(f"{len(predictions)} stored prediction(s) of this engine against the RUL it realised "
                        f"(closed cycle {int(info['closed_cycle'])} minus the prediction's cycle).")
+    elif role in IN_SERVICE and not access.can("record_outcome"):
+        access.note("record_outcome")
     elif role in IN_SERVICE:
         st.markdown("**Record an outcome**")
         with st.form(f"outcome_{dataset}_{engine_id}"):
@@ -202,7 +204,7 @@ with outcomes_tab:
                                     help="The cycle of the event; the last reading's cycle or later.")
             note = st.text_input("Note", key=f"outcome_note_{dataset}_{engine_id}")
             submitted = st.form_submit_button("Record outcome")
-        if submitted:
+        if submitted and access.permit("record_outcome"):
             try:
                 result = fleet_ops.record_outcome(dataset, engine_id, int(cycle), event, note, model_version=version)
             except UserError as err:

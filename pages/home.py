@@ -5,7 +5,7 @@ import streamlit as st
 from core.errors import UserError
 from core.operations import jobs, registry
 from core.server import alerts, auth
-from pages import ui
+from pages import access, ui
 
 st.title("Turbofan fleet RUL")
 st.caption("Remaining useful life, failure risk, explanations and drift for C-MAPSS turbofan fleets.")
@@ -70,12 +70,17 @@ else:
 
 with st.expander("REST API access", icon=":material/key:"):
     st.write("Other systems call this server's API at `/api/v1` (documentation at `/api/v1/docs`, metrics at "
-             "`/metrics`) with the header `Authorization: Bearer <token>`, using this token:")
-    try:
-        st.code(auth.api_token(), language=None)
-        st.caption(f"From {auth.token_source()}; set `PM_API_TOKEN` to choose your own.")
-    except UserError as err:
-        ui.show_error(err)
+             "`/metrics`) with the header `Authorization: Bearer <token>`.")
+    if not access.can("api_token"):
+        st.caption("Ask an admin for a token of your own: `python -m core users token NAME` gives one with "
+                   "your role.")
+    else:
+        try:
+            st.code(auth.api_token(), language=None)
+            st.caption(f"From {auth.token_source()} (the admin token); set `PM_API_TOKEN` to choose your own, or "
+                       "issue a token with a user's role: `python -m core users token NAME`.")
+        except UserError as err:
+            ui.show_error(err)
 
 st.subheader("Where next")
 nav = st.columns(4)

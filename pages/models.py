@@ -13,7 +13,7 @@ from core import config
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.operations import job_progress, job_records, jobs, registry, retrain, version_table
-from pages import model_charts, ui
+from pages import access, model_charts, ui
 
 st.title("Models and retraining")
 
@@ -70,7 +70,9 @@ else:
     shown, formats = _labelled(versions)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=formats)
     choices = [int(v) for v in versions["version"] if int(v) != champion]
-    if choices:
+    if choices and not access.can("promote"):
+        access.note("promote")
+    elif choices:
         left, right = st.columns([2, 1])
         target = left.selectbox(
             "Promote or roll back to version", choices, key="promote_version",
@@ -86,7 +88,8 @@ else:
                             f"(today: v{champion}).")
                 st.dataframe(_promotion_details(pending), width="stretch")
                 yes, no = st.columns(2)
-                if yes.button(f"Yes, make v{pending} champion", type="primary", key="promote_confirm"):
+                if (yes.button(f"Yes, make v{pending} champion", type="primary", key="promote_confirm")
+                        and access.permit("promote")):
                     try:
                         registry.set_alias(registry.CHAMPION, pending)
                     except UserError as err:
@@ -143,7 +146,10 @@ except UserError:
 st.caption(f"Training uses history datasets only (engines run to failure or removal), {len(chosen)} of "
            f"{len(train_names)} selected. " + (f"{closed_new} engine(s) closed by a failure or removal since the "
                                                "champion was trained are in them." if closed_new else ""))
-if st.button("Retrain", type="primary", disabled=not chosen or busy is not None, key="retrain"):
+if not access.can("retrain"):
+    access.note("retrain")
+elif (st.button("Retrain", type="primary", disabled=not chosen or busy is not None, key="retrain")
+      and access.permit("retrain")):
     try:
         with st.spinner("Exporting the training snapshot…"):
             snap = retrain.export_snapshot(chosen)
@@ -183,7 +189,8 @@ def _show_job(job: job_records.JobRecord) -> None:
     if job.state in job_records.ACTIVE_STATES:
         overall = job_progress.overall(job)
         st.progress(overall.fraction, text=overall.text())
-        if st.button("Cancel training", key="cancel_job"):
+        if (access.can("cancel_job") and st.button("Cancel training", key="cancel_job")
+                and access.permit("cancel_job")):
             try:
                 jobs.cancel(job.id)
             except UserError as err:

@@ -1,6 +1,8 @@
 """The REST API mounted at ``/api/v1`` (OpenAPI docs at ``/api/v1/docs``).
 
-Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`core.server.auth`).
+Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`core.server.auth`), whose user's
+role must allow the endpoint's action (:mod:`core.access.roles`): reads need a viewer, ``/readings`` and
+``/outcomes`` an operator; a missing or unknown token is answered 401, a role too low 403.
 Predictions come from the model cache of this process; writes go through :mod:`core.data.fleet_ops`,
 the one writer path of the store, serialised by :data:`WRITE_LOCK`; after a write the alert watcher is
 poked. Errors: :mod:`core.server.errors`.
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from starlette.exceptions import HTTPException
 
 from core import config
+from core.access import roles
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.operations import jobs
@@ -40,7 +43,7 @@ WRITE_LOCK = threading.Lock()
 """Serialises the API's writes to the store within this process."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
-    for code, text in ((401, "no or wrong bearer token"), (404, "unknown dataset or engine"),
+    for code, text in ((401, "no or wrong bearer token"), (403, "the token's role may not do this"), (404, "unknown dataset or engine"),
                        (413, "request body too large"), (422, "invalid request; the sentence names the field"))
 }
 
@@ -65,12 +68,25 @@ def _services(request: Request) -> Services:
     return request.app.state.services
 
 
-def require_token(request: Request) -> None:
-    """Refuse (401) a request without the right bearer token."""
-    if not auth.bearer_ok(request.headers.get("authorization"), _services(request).token):
+def require_token(request: Request) -> auth.Caller:
+    """Who calls (kept in ``request.state.caller``); refuse (401) a request without a known bearer token."""
+    found = auth.caller(request.headers.get("authorization"), _services(request).token)
+    if found is None:
         raise HTTPException(401, "This endpoint needs the header 'Authorization: Bearer <token>' with the "
-                                 "server's API token (shown on the dashboard's Home page).",
+                                 "server's admin token (Home page, for admins) or a user's token "
+                                 "('python -m core users token NAME').",
                             headers={"WWW-Authenticate": "Bearer"})
+    request.state.caller = found
+    return found
+
+
+def needs(action: str) -> Any:
+    """A dependency refusing (403, with a sentence) a caller whose role may not do `action`."""
+    def check(request: Request) -> None:
+        found: auth.Caller = request.state.caller
+        if not roles.allowed(found.role, action):
+            raise HTTPException(403, roles.refusal(found.role, action, found.name))
+    return Depends(check)
 
 
 def _dataset_or_404(name: str) -> dict:
@@ -123,7 +139,7 @@ def build_api(services: Services) -> FastAPI:
     errors.install(app)
     app.add_middleware(errors.BodyLimitMiddleware)
     open_routes = APIRouter()
-    secured = APIRouter(dependencies=[Depends(require_token)], responses=ERRORS)
+    secured = APIRouter(dependencies=[Depends(require_token), needs("read")], responses=ERRORS)
 
     @open_routes.get("/health", summary="Server status (no token needed)")
     def health(request: Request) -> dict[str, Any]:
@@ -178,7 +194,8 @@ def build_api(services: Services) -> FastAPI:
         metrics.count_predictions([a["risk"] for a in answers])
         return {"model_version": served.version, "dataset": body.dataset, "engines": answers}
 
-    @secured.post("/readings", summary="Append readings to a fleet dataset")
+    @secured.post("/readings", summary="Append readings to a fleet dataset (operator)",
+                  dependencies=[needs("append_readings")])
     def readings(body: ReadingsRequest, request: Request) -> dict[str, Any]:
         paths = [f"readings[{i}]" for i in range(len(body.readings))]
         rows = pd.DataFrame(readings_columns(body.readings, paths, id_key=True))
@@ -187,7 +204,8 @@ def build_api(services: Services) -> FastAPI:
         _services(request).changed()
         return result
 
-    @secured.post("/outcomes", summary="Record what happened to an engine")
+    @secured.post("/outcomes", summary="Record what happened to an engine (operator)",
+                  dependencies=[needs("record_outcome")])
     def outcomes(body: OutcomeRequest, request: Request) -> dict[str, Any]:
         _engine_or_404(body.dataset, body.engine)
         served_version = _services(request).cache.champion_version()

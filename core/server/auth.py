@@ -1,6 +1,11 @@
-"""The API's bearer token: from ``PM_API_TOKEN``, or generated once and kept in ``$PM_HOME/api_token`` (mode 0600).
+"""Who calls the API: the bearer token names a user and so a role (:mod:`core.access.roles`).
 
-Requests are checked with a constant-time comparison (:func:`hmac.compare_digest`).
+- The server's admin token: ``PM_API_TOKEN``, or generated once and kept in ``$PM_HOME/api_token`` (mode 0600);
+  it has the admin role (as before users existed, so existing callers keep working);
+- a user's token (``python -m core users token NAME``): the role of that user in ``$PM_HOME/users.json``,
+  read at each request, so a changed role or a removed user counts at once.
+
+Tokens are compared in constant time (:func:`hmac.compare_digest`).
 """
 
 from __future__ import annotations
@@ -8,9 +13,12 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from core import config
+from core.access import users
+from core.access.roles import Role
 from core.errors import UserError
 
 TOKEN_FILE = "api_token"
@@ -64,11 +72,37 @@ def token_source() -> str:
     return ENV_TOKEN if os.environ.get(ENV_TOKEN, "").strip() else str(token_path())
 
 
+ADMIN_TOKEN_CALLER = "the server's admin token"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who presented a token: a user's name (or :data:`ADMIN_TOKEN_CALLER`) and their role."""
+
+    name: str
+    role: Role
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not header:
+        return None
+    scheme, _, given = header.partition(" ")
+    return given.strip() or None if scheme.lower() == "bearer" else None
+
+
 def bearer_ok(header: str | None, expected: str) -> bool:
     """Whether an ``Authorization`` header carries ``Bearer <expected>`` (constant-time comparison)."""
-    if not header:
-        return False
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), expected.encode())
+    given = bearer(header)
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def caller(header: str | None, admin_token: str) -> Caller | None:
+    """Who the ``Authorization`` header names: the admin token, a user's token, or None (refused)."""
+    given = bearer(header)
+    if given is None:
+        return None
+    if hmac.compare_digest(given.encode(), admin_token.encode()):
+        return Caller(ADMIN_TOKEN_CALLER, Role.ADMIN)
+    user = users.user_for_token(given)
+    return None if user is None else Caller(user.name, user.role)
