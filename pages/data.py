@@ -12,7 +12,7 @@ from core import config
 from core.data import import_root, ingest, store, writes
 from core.errors import UserError
 from core.operations import ingest_job, job_records, jobs, scoring_job
-from pages import ui
+from pages import access, ui
 
 st.title("Fleet data")
 st.caption(
@@ -82,6 +82,9 @@ def _loaded(summary: dict) -> None:
 
 def _check_and_load(sources: list, key: str, role: str | None, dataset: str | None) -> None:
     """Show the validation report of uploaded ``sources`` and a button that loads the files that passed."""
+    if not access.can("load"):
+        access.note("load")
+        return
     try:
         reports = ingest.inspect(sources, role=role, dataset=dataset)
     except UserError as err:
@@ -91,7 +94,7 @@ def _check_and_load(sources: list, key: str, role: str | None, dataset: str | No
     if not new:
         return
     keep = [s for s in sources if f"upload:{s[0]}" in good]
-    if st.button(_load_label(new, bad), type="primary", key=f"load_{key}"):
+    if st.button(_load_label(new, bad), type="primary", key=f"load_{key}") and access.permit("load"):
         bar = st.progress(0.0, text="Starting…")
         try:
             summary = ingest.load(keep, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg),
@@ -143,20 +146,23 @@ def _show_finished_folder_job(job: job_records.JobRecord) -> None:
         _loaded(job.result)
         st.rerun()
     new, bad, good = _show_reports([ingest.FileReport(**r) for r in job.result.get("reports", [])])
-    if new and st.button(_load_label(new, bad), type="primary", key="load_folder"):
+    if new and st.button(_load_label(new, bad), type="primary", key="load_folder") and access.permit("load"):
         _start_folder_job("load", sorted(good), job.config.get("role"), job.config.get("dataset"))
         st.rerun()
 
 
 def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
     """The folder box (paths under ``PM_IMPORT_ROOT`` only); checks and loads run as background jobs."""
+    if not access.can("load"):
+        access.note("load")
+        return
     default_dir = config.data_dir()
     inside = default_dir is not None and default_dir.resolve().is_relative_to(root)
     folder = st.text_input(
         "Folder or file on the server", value=str(default_dir) if inside else str(root), key="folder",
         help=f"Only paths under {root} (PM_IMPORT_ROOT) can be read; a relative path is taken under it.",
     )
-    if st.button("Check this folder", key="check_folder", disabled=not folder):
+    if st.button("Check this folder", key="check_folder", disabled=not folder) and access.permit("load"):
         _start_folder_job("check", [folder], role, dataset)
     job = _folder_job()
     watching = job is not None and not job.finished
@@ -237,17 +243,20 @@ st.dataframe(
 )
 
 
-left, right = st.columns([3, 1])
-doomed = left.selectbox("Dataset to delete", listing["name"], key="delete_name")
-right.write("")
-if right.button("Delete…", key="delete"):
-    st.session_state["pending_delete"] = doomed
+if access.can("delete"):
+    left, right = st.columns([3, 1])
+    doomed = left.selectbox("Dataset to delete", listing["name"], key="delete_name")
+    right.write("")
+    if right.button("Delete…", key="delete"):
+        st.session_state["pending_delete"] = doomed
+else:
+    access.note("delete")
 
 pending = st.session_state.get("pending_delete")
 if pending:
     st.warning(f"Delete **{pending}** with its readings, true RUL, predictions and feedback? This cannot be undone.")
     yes, no = st.columns(2)
-    if yes.button(f"Yes, delete {pending}", type="primary", key="confirm_delete"):
+    if yes.button(f"Yes, delete {pending}", type="primary", key="confirm_delete") and access.permit("delete"):
         del st.session_state["pending_delete"]
         try:
             with store.connect() as con:
