@@ -72,7 +72,10 @@ def folder_name(run_id: str, content: str | None) -> str:
 
 
 def _swap_in(fresh: Path, target: Path, expected: str | None) -> None:
-    """Put the verified folder `fresh` at `target`, moving a stale copy there out of the way first."""
+    """Put the verified folder `fresh` at `target`, moving a stale copy there out of the way first (a good copy
+    another thread or process put there meanwhile stays, as someone may be reading it)."""
+    if intact(target, expected):
+        return
     if target.exists():
         stale = target.parent / f".{target.name}.stale-{uuid.uuid4().hex}"
         try:
