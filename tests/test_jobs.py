@@ -355,3 +355,21 @@ def test_a_job_cannot_start_on_an_unwritable_home(home: Path) -> None:
                 attempt()
     finally:
         (home / "jobs").unlink()
+
+
+FOREGROUND_WAITS = """
+import time
+from core.operations import jobs
+with jobs.foreground("train", "core.commands.train", config={}, data={}, created_by="cli") as slot:
+    print(slot.id, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_cancelling_a_foreground_training_stops_that_process_alone() -> None:
+    holder = subprocess.Popen([sys.executable, "-c", FOREGROUND_WAITS], cwd=config.REPO_ROOT, stdout=subprocess.PIPE,
+                              text=True)  # in this test's process group: a group signal would reach pytest too
+    job_id = holder.stdout.readline().strip()
+    assert jobs.cancel(job_id, grace_s=2.0).state == "cancelled"
+    assert holder.wait(timeout=DEADLINE_S) == -signal.SIGTERM
+    assert jobs.running() is None and jobs.get(job_id).state == "cancelled"

@@ -53,7 +53,9 @@ class JobRecord:
     ``state`` is one of :data:`STATES`. ``progress`` (0..1), ``step``/``total`` and
     ``eta_s`` refer to the current ``phase``. Each ``losses`` entry is
     ``{"phase", "step", **losses}`` as passed to :meth:`Reporter.progress`.
-    ``error`` is one sentence when the job failed or was cancelled.
+    ``error`` is one sentence when the job failed or was cancelled. ``foreground`` marks a record held by a
+    process that was not started as a job (a foreground ``python -m core train``): it has no process group
+    of its own, so a cancel signals that process alone.
     """
 
     id: str
@@ -85,6 +87,7 @@ class JobRecord:
     finished_at: str | None = None
     updated_at: str = ""
     cancel_requested_at: str | None = None
+    foreground: bool = False
 
     @property
     def finished(self) -> bool:

@@ -293,7 +293,7 @@ def foreground(kind: str, module: str, *, config: dict[str, Any], data: dict[str
         path = folder / f"{job_id}.json"
         record = JobRecord(id=job_id, kind=kind, module=module, created_at=now(), created_by=created_by,
                            exclusive=True, data=data, config=config, state="running", pid=os.getpid(),
-                           pid_start=process_start_time(os.getpid()), started_at=now())
+                           pid_start=process_start_time(os.getpid()), started_at=now(), foreground=True)
         try:
             write_record(path, record)
         except OSError as err:
@@ -352,6 +352,13 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         return
 
 
+def _signal_process(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+
+
 def _wait_gone(pid: int, pid_start: int | None, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while process_alive(pid, pid_start):
@@ -374,9 +381,10 @@ def cancel(job_id: str, grace_s: float = 5.0) -> JobRecord:
     with locked_record(path) as marked:
         marked.cancel_requested_at = marked.cancel_requested_at or now()
     if record.pid is not None and process_alive(record.pid, record.pid_start):
-        _signal_group(record.pid, signal.SIGTERM)
+        send = _signal_process if record.foreground else _signal_group
+        send(record.pid, signal.SIGTERM)
         if not _wait_gone(record.pid, record.pid_start, grace_s):
-            _signal_group(record.pid, signal.SIGKILL)
+            send(record.pid, signal.SIGKILL)
             _wait_gone(record.pid, record.pid_start, 5.0)
     with locked_record(path) as final:
         if not final.finished:
