@@ -103,7 +103,10 @@ else:
         from streamlit.errors import StreamlitAPIException
 
         bind_without_nagle()
+        options = run_config(sys.argv[1:])
+        if "server.address" not in options and not st.get_option("server.address"):
+            options["server.address"] = "127.0.0.1"  # no .streamlit/config.toml here: loopback, not every interface
         try:
-            app.run(config=run_config(sys.argv[1:]))
+            app.run(config=options)
         except StreamlitAPIException as err:
             raise SystemExit(f"app.py: {err}") from err
