@@ -61,14 +61,22 @@ def deep_zip(folder: Path, depth: int, inner_name: str, inner: bytes) -> Path:
 def lying_zip(folder: Path, actual_bytes: int, declared_bytes: int) -> Path:
     """A zip whose one member (train_FD001.txt) declares `declared_bytes` but inflates to `actual_bytes`."""
     path = folder / "lying.zip"
+    block = b"1 " * (_LINE_BYTES // 2)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("train_FD001.txt", b"1 " * (actual_bytes // 2))
-    data = bytearray(path.read_bytes())
-    local = data.find(b"PK\x03\x04")
-    central = data.find(b"PK\x01\x02")
-    data[local + 22:local + 26] = declared_bytes.to_bytes(4, "little")
-    data[central + 24:central + 28] = declared_bytes.to_bytes(4, "little")
-    path.write_bytes(bytes(data))
+        with archive.open("train_FD001.txt", "w", force_zip64=False) as out:
+            for start in range(0, actual_bytes, len(block)):
+                out.write(block[: actual_bytes - start])
+    with path.open("r+b") as handle:
+        data = handle.read(64)
+        handle.seek(data.find(b"PK\x03\x04") + 22)
+        handle.write(declared_bytes.to_bytes(4, "little"))
+        handle.seek(0, io.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 4096))
+        tail = handle.read()
+        central = size - len(tail) + tail.rfind(b"PK\x01\x02")
+        handle.seek(central + 24)
+        handle.write(declared_bytes.to_bytes(4, "little"))
     return path
 
 

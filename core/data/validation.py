@@ -42,6 +42,11 @@ def engine_ids(values: object, label: str, where: Callable[[int], str] = _defaul
     :data:`ENGINE_ID_MAX_CHARS` characters. Each distinct id is checked and converted once, and every row of
     the result refers to its engine's one string, so millions of rows cost one pointer each.
     """
+    return _engines(values, label, where)[0]
+
+
+def _engines(values: object, label: str, where: Callable[[int], str]) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's engine id, each row's engine number 0..n-1 in order of first appearance); see :func:`engine_ids`."""
     raw = np.asarray(values)
     if raw.dtype.kind == "b":
         raise UserError(f"{label} {where(0)}: the engine id is {raw[0]}, which is not an id.")
@@ -61,7 +66,7 @@ def engine_ids(values: object, label: str, where: Callable[[int], str] = _defaul
             shown = _fmt(float(raw[bad]))
             raise UserError(f"{label} {where(bad)}: the engine id is {shown}, which is not an id; "
                             "use text or whole numbers.")
-        return number.astype(np.int64).astype(str).astype(object)[codes]
+        return number.astype(np.int64).astype(str).astype(object)[codes], codes
     text = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
     empty = first_row(np.flatnonzero((text == "").to_numpy()))
     if missing_row is not None and (empty is None or missing_row < empty):
@@ -73,7 +78,8 @@ def engine_ids(values: object, label: str, where: Callable[[int], str] = _defaul
         shown = str(raw[long]).strip()
         raise UserError(f"{label} {where(long)}: the engine id '{shown[:20]}...' is longer than "
                         f"{ENGINE_ID_MAX_CHARS} characters.")
-    return text.to_numpy(dtype=object)[codes]
+    merged, distinct = pd.factorize(text, sort=False)
+    return np.asarray(distinct, dtype=object)[merged][codes], merged[codes]
 
 
 def validate_readings(
@@ -95,8 +101,7 @@ def validate_readings(
     """
     given = dict(columns.items()) if not isinstance(columns, pd.DataFrame) else {c: columns[c] for c in columns}
     if "engine" in given and "unit" not in given:
-        ids = engine_ids(given["engine"], label, where)
-        codes, _ = pd.factorize(pd.Series(ids), sort=False)
+        ids, codes = _engines(given["engine"], label, where)
         given["unit"] = (codes + 1).astype(np.float64)
     else:
         ids = None
@@ -150,15 +155,21 @@ def validate_readings(
 
 def _check_order(unit: np.ndarray, cycle: np.ndarray, ids: np.ndarray, label: str,
                  where: Callable[[int], str]) -> None:
-    """Refuse repeated (engine, cycle) pairs and cycles that do not increase within an engine."""
-    order = np.lexsort((np.arange(len(unit)), cycle, unit))
-    su, sc = unit[order], cycle[order]
-    dup = np.flatnonzero((su[1:] == su[:-1]) & (sc[1:] == sc[:-1]))
+    """Refuse repeated (engine, cycle) pairs and cycles that do not increase within an engine.
+
+    Stable sorts on one int64 key (engine, then cycle) keep the temporary arrays to a few per row.
+    """
+    key = unit.astype(np.int64) * (UNIT_CYCLE_MAX + 1) + cycle.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    dup = np.flatnonzero(ordered[1:] == ordered[:-1])
+    del key, ordered
     if dup.size:
         first, again = sorted((int(order[dup[0]]), int(order[dup[0] + 1])))
         raise UserError(f"{label} {where(again)} repeats engine {ids[again]} cycle {int(cycle[again])}, "
                         f"already given on {where(first)}.")
-    by_unit = np.lexsort((np.arange(len(unit)), unit))
+    del order
+    by_unit = np.argsort(unit, kind="stable")
     u, c = unit[by_unit], cycle[by_unit]
     back = np.flatnonzero((u[1:] == u[:-1]) & (c[1:] <= c[:-1]))
     if back.size:
