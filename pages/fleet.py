@@ -111,10 +111,14 @@ risks = risk_col.multiselect("Risk level", list(reversed(RISK_LEVELS)), default=
 cap = float(ensemble.cap)
 rul_range = rul_col.slider("Predicted RUL (cycles)", 0.0, cap, (0.0, cap), step=1.0, key="fleet_rul")
 shown = score_queries.FleetFilter(datasets=tuple(chosen), risks=tuple(risks), rul_range=rul_range, search=text)
+size = int(st.session_state.get("fleet_page_rows", PAGE_ROWS[1]))  # the pager is drawn below; one read for all
+page = int(st.session_state.get("fleet_page", 1))
 try:
     with store.connect(read_only=True) as con:
         stale = score_queries.stale_count(con, version, chosen)
         counts = score_queries.fleet_summary(con, version, shown)
+        pages = max(1, -(-counts["engines"] // size))
+        rows = score_queries.fleet_page(con, version, shown, (min(page, pages) - 1) * size, size)
         sample = score_queries.fleet_sample(con, version, shown, CHART_SAMPLE)
         costs_input = score_queries.fleet_costs_input(con, version, shown)
     scoring_status(version, stale)
@@ -143,12 +147,11 @@ if counts["engines"] > len(sample):
                "engines on every visit); the counts above and the table below cover them all.")
 
 size_col, page_col, note_col = st.columns([1, 1, 3], vertical_alignment="bottom")
-size = int(size_col.selectbox("Rows per page", PAGE_ROWS, index=1, key="fleet_page_rows"))
-pages = max(1, -(-counts["engines"] // size))
-page = int(page_col.number_input("Page", min_value=1, max_value=pages, value=1, step=1, key="fleet_page"))
+size_col.selectbox("Rows per page", PAGE_ROWS, index=1, key="fleet_page_rows")
+if page > pages:
+    st.session_state["fleet_page"] = pages  # the filters left fewer pages than the one shown before
+page_col.number_input("Page", min_value=1, max_value=pages, step=1, key="fleet_page")
 note_col.caption(f"Page {min(page, pages)} of {pages:,}, riskiest first.")
-with store.connect(read_only=True) as con:
-    rows = score_queries.fleet_page(con, version, shown, (min(page, pages) - 1) * size, size)
 
 links = [engine_url(d, e) for d, e in zip(rows["dataset"], rows["engine"])]
 event = st.dataframe(
