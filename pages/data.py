@@ -159,7 +159,7 @@ def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
     default_dir = config.data_dir()
     inside = default_dir is not None and default_dir.resolve().is_relative_to(root)
     folder = st.text_input(
-        "Folder or file on the server", value=str(default_dir) if inside else str(root), key="folder",
+        "Folder on the server", value=str(default_dir) if inside else str(root), key="folder",
         help=f"Only paths under {root} (PM_IMPORT_ROOT) can be read; a relative path is taken under it.",
     )
     if st.button("Check this folder", key="check_folder", disabled=not folder) and access.permit("load"):

@@ -30,7 +30,7 @@ def test_load_a_fleet_csv_open_an_engine_by_link_and_record_its_failure(
         browser_page, dashboard, dashboard_env: dict[str, str], model_home: Path, tmp_path: Path,
         cmapss_slice: Callable[..., list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
     folder, last = _fleet_folder(tmp_path, cmapss_slice)
-    url = dashboard({**dashboard_env, "PM_HOME": str(model_home)})
+    url = dashboard({**dashboard_env, "PM_HOME": str(model_home), "PM_IMPORT_ROOT": str(tmp_path)})
     page = browser_page
 
     page.goto(f"{url}/data")
