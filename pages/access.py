@@ -10,14 +10,16 @@ demoted or removed user loses the action even on a page drawn before the change.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import streamlit as st
 
-from core.access import policy, roles, users
+from core.access import policy, roles, throttle, users
 from core.access.roles import Role
 from core.errors import UserError
 
+LOG = logging.getLogger("core.server")
 SESSION_KEY = "pm_signed_in"
 """The signed-in user's name (password sign-in) in the session state."""
 FAILED_SIGN_IN_DELAY_S = 1.0
@@ -43,7 +45,7 @@ def _providers() -> list[str | None] | None:
 
 def _sso_name() -> str | None:
     """The identity provider's e-mail (or name) of the signed-in ``st.login`` user, or None."""
-    if not st.user.is_logged_in:
+    if not st.user.get("is_logged_in", False):
         return None
     return str(st.user.get("email") or st.user.get("name") or "") or None
 
@@ -136,11 +138,20 @@ def _password_sign_in() -> None:
         secret = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        user = users.authenticate(name.strip(), secret)
+        name = name.strip()
+        try:
+            throttle.check(name)
+        except UserError as err:
+            st.error(str(err), icon=":material/block:")
+            return
+        user = users.authenticate(name, secret)
         if user is None:
+            throttle.failed(name)
+            LOG.warning("Failed dashboard sign-in for %r from %s", name, st.context.ip_address or "this machine")
             time.sleep(FAILED_SIGN_IN_DELAY_S)
             st.error("The name or the password is wrong.", icon=":material/error:")
             return
+        throttle.succeeded(name)
         st.session_state[SESSION_KEY] = user.name
         st.rerun()
 

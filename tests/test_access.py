@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import cli
-from core.access import policy, roles, users
+from core.access import policy, roles, throttle, users
 from core.access.roles import Role
 from core.data import queries, store
 from core.errors import UserError
@@ -87,6 +87,20 @@ def test_an_unreadable_users_file_is_a_sentence(pm_home: Path) -> None:
     (pm_home / "users.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot be read.*python -m core users add"):
         users.load_users()
+
+
+def test_five_failed_sign_ins_lock_the_name_out_for_the_window() -> None:
+    name = "throttled-user"
+    for i in range(throttle.MAX_FAILURES):
+        throttle.check(name, now=100.0 + i)
+        throttle.failed(name, now=100.0 + i)
+    with pytest.raises(UserError, match="Too many failed sign-ins for 'throttled-user'; try again in"):
+        throttle.check(name, now=110.0)
+    throttle.check("someone-else", now=110.0)
+    throttle.check(name, now=100.0 + throttle.WINDOW_S + 1)
+    throttle.failed(name, now=100.0)
+    throttle.succeeded(name)
+    throttle.check(name, now=110.0)
 
 
 @pytest.mark.parametrize(("address", "client", "mode", "required"), [
@@ -188,6 +202,19 @@ def test_without_users_a_forced_sign_in_shows_only_how_to_create_an_admin(pm_hom
     assert [t.value for t in at.title] == ["Sign in"]
     assert [c.value for c in at.code] == ["python -m core users add NAME --role admin"]
     assert not at.text_input and not at.button and not at.dataframe and not at.metric
+
+
+def test_with_an_identity_provider_the_sign_in_offers_st_login_and_no_password_form(
+        pm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(policy.ENV_AUTH, "required")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "dashboard", "client_secret": "secret",
+                          "server_metadata_url": "https://idp.invalid/.well-known/openid-configuration"}
+    at.run()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert [b.label for b in at.button] == ["Sign in with your organisation's account"]
+    assert not at.text_input and not at.metric
 
 
 def test_a_viewer_signs_in_and_gets_no_load_or_delete_and_a_stale_delete_is_refused(
