@@ -99,3 +99,13 @@ def test_copy_from_data_dir(pm_home: Path, tmp_path: Path, cmapss_dir: Path, mon
     monkeypatch.setenv("PM_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="does not exist"):
         fetch.fetch(tmp_path / "dest2")
+
+
+def test_download_nested_too_deep_is_refused_without_recursion(pm_home: Path, tmp_path: Path, serve) -> None:
+    from bench import hostile_files
+
+    deep = hostile_files.deep_zip(tmp_path, 1500, "train_FD001.txt", b"1 1 0 0 100\n")
+    url = serve(deep.read_bytes())
+    with pytest.raises(UserError, match=r"nests zip files more than 3 deep, the limit \(PM_MAX_ARCHIVE_DEPTH\)"):
+        fetch.fetch(tmp_path / "dest", source=url)
+    assert list((tmp_path / "dest").iterdir()) == []
