@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from core.data.cmapss import SUBSETS
+from core.errors import UserError
 
 HELP = "train the XGBoost + LSTM ensemble, log it to MLflow and register a new version"
 
@@ -20,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--seed", type=int, help="random seed")
     parser.add_argument("--background", action="store_true", help="run as a background job and return at once")
+    parser.add_argument("--dask", metavar="SCHEDULER_ADDRESS",
+                        help="train the XGBoost member on this Dask cluster (e.g. tcp://host:8786); the LSTM trains here")
 
 
 def print_progress(event: dict[str, Any]) -> None:
@@ -43,9 +46,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = retrain.training_datasets(args.subsets, args.datasets)
     config = retrain.make_config(epochs=args.epochs, trees=args.trees, device=args.device, seed=args.seed)
     snap = retrain.export_snapshot(names)
+    if args.dask and args.background:
+        raise UserError("--dask trains in the foreground: leave out --background.")
     if args.background:
         job = retrain.start_job(snap, config, created_by="cli")
         return {"job": job.id, "state": job.state, "data": names, "snapshot": snap.sha256}
     with retrain.exclusive(retrain.TRAIN_KIND, "core.commands.train", config, snap) as slot:
-        slot.result = run_training(snap.path, config, print_progress)
+        if args.dask:
+            from core.operations.dask_training import run_dask_training
+
+            slot.result = run_dask_training(snap.path, config, args.dask, print_progress)
+        else:
+            slot.result = run_training(snap.path, config, print_progress)
     return {**slot.result, "job": slot.id}
