@@ -68,16 +68,19 @@ def _slot_of(proc: subprocess.Popen) -> jobs.JobRecord | None:
     return None
 
 
-def test_cli_train_and_score(small_fd001: Path) -> None:
-    train = subprocess.Popen(
-        [sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1", "--trees", "10", "--json"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    slot = _slot_of(train)
-    second = subprocess.run([sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1"],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
-    stdout, stderr = train.communicate(timeout=600)
-    assert slot is not None, "the foreground training never took the single-training slot"
+def test_cli_train_and_score(small_fd001: Path, tmp_path: Path) -> None:
+    with open(tmp_path / "train.err", "w+") as progress:
+        train = subprocess.Popen(
+            [sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1", "--trees", "10", "--json"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=progress, text=True,
+        )
+        slot = _slot_of(train)
+        second = subprocess.run([sys.executable, "-m", "core", "train", "--subsets", "FD001", "--epochs", "1"],
+                                cwd=REPO, capture_output=True, text=True, timeout=600) if slot else None
+        stdout, _ = train.communicate(timeout=600)
+        progress.seek(0)
+        stderr = progress.read()
+    assert slot is not None and second is not None, "the foreground training never took the single-training slot"
     assert second.returncode == 1 and len(second.stderr.strip().splitlines()) == 1, second.stderr[-2000:]
     assert f"A training job is already running (job {slot.id}" in second.stderr
     assert f"process {train.pid})" in second.stderr
