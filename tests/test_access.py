@@ -231,6 +231,8 @@ def test_a_viewer_signs_in_and_gets_no_load_or_delete_and_a_stale_delete_is_refu
     at = signed_in_app("vic")
     assert any(m.label == "Datasets" for m in at.metric)
     assert "**vic** · viewer" in [m.value for m in at.sidebar.markdown]
+    assert not at.code, "the API's admin token is for admins only"
+    assert any("python -m core users token NAME" in c.value for c in at.caption)
     at.switch_page("pages/data.py").run()
     assert not [b for b in at.button if b.key in ("delete", "confirm_delete")]
     assert "Only the admin role or higher may delete datasets; you are a viewer." in [c.value for c in at.caption]
