@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core import config
+from core.data import store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
 from core.monitoring import drift, prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
@@ -49,12 +50,39 @@ except UserError as err:
     st.stop()
 
 
+@st.cache_resource(show_spinner="Reading the readings to compare…", max_entries=8)
+def side(names: tuple[str, ...], fingerprint: tuple) -> tuple[pd.DataFrame, drift.Sample]:
+    """Readings of one side of a comparison, whole or a seeded sample of whole engines when it holds more than
+    :data:`core.monitoring.drift.MAX_SIDE_ROWS` (shared read-only, cached per datasets and content)."""
+    with store.connect(read_only=True) as con:
+        return drift.read_side(con, names)
+
+
 def _frame(names: tuple[str, ...], window: int | None) -> pd.DataFrame:
-    """Readings of one dataset or several together (shared read-only, cached per dataset and content), or
-    of the latest ``window`` engines of a stream."""
-    parts = [ui.dataset_readings(name, ui.data_fingerprint([name])) for name in names]
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    return stream_plan.latest_window(frame, window) if window else frame
+    """Readings of one side (see :func:`side`), or of the latest ``window`` engines of a stream."""
+    if window:
+        parts = [ui.dataset_readings(name, ui.data_fingerprint([name])) for name in names]
+        frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        return stream_plan.latest_window(frame, window)
+    return side(names, ui.data_fingerprint(names))[0]
+
+
+def _read_note(reference: tuple[str, ...], current: tuple[str, ...], window: int | None) -> str:
+    """What each side of the comparison read, and that statistics of a sampled side come from the sample."""
+    ref_sample = side(reference, ui.data_fingerprint(reference))[1]
+    if window:
+        frame = _frame(current, window)
+        current_text = f"the latest {frame['unit'].nunique():,} engines ({len(frame):,} readings)"
+        sampled = ref_sample.sampled
+    else:
+        cur_sample = side(current, ui.data_fingerprint(current))[1]
+        current_text, sampled = cur_sample.describe(), ref_sample.sampled or cur_sample.sampled
+    note = f"Compared: reference {ref_sample.describe()}, current {current_text}."
+    if sampled:
+        note += (f" A side holding more than {drift.MAX_SIDE_ROWS:,} readings is compared on a seeded sample of whole "
+                 "engines (the same sample on every rerun): PSI, KS (and its p-value) and Wasserstein are computed "
+                 "on the sample.")
+    return note
 
 
 def _reference(reference: tuple[str, ...], current: tuple[str, ...], window: int | None,
@@ -253,6 +281,7 @@ else:
         ui.show_error(err)
     else:
         report = result["report"]
+        st.caption(_read_note(reference_names, (current,), window))
         current_label = current_choice if window is None else f"latest {window} engines of {current}"
         _metrics(report, reference_label, current_label)
         _verdict(report, against_model)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.cli import main
-from core.data import store, writes
+from core.data import queries, store, writes
 from core.data.cmapss import COLUMNS, SENSORS
 from core.errors import UserError
 from core.monitoring import drift, regimes, statistics, verdicts
@@ -89,6 +89,19 @@ def test_wasserstein_is_in_reference_standard_deviations() -> None:
     assert statistics.wasserstein(reference, reference + 1).score == pytest.approx(1 / reference.std())
     assert statistics.wasserstein(reference, reference + 1, normalise=False).score == pytest.approx(1.0)
     assert statistics.wasserstein(np.full(4, 2.0), np.full(4, 3.0)).score == pytest.approx(1.0)  # no scale: raw
+
+
+def test_ks_and_wasserstein_equal_scipy_on_samples_with_ties() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    reference = np.round(rng.normal(size=3000), 1)
+    current = np.round(rng.normal(0.2, 1.1, size=2000), 1)
+    expected = stats.ks_2samp(reference, current, method="asymp")
+    result = statistics.ks(reference, current)
+    assert (result.score, result.p_value) == (expected.statistic, expected.pvalue)
+    distance = statistics.wasserstein(reference, current, normalise=False).score
+    assert distance == pytest.approx(stats.wasserstein_distance(reference, current), rel=1e-12)
 
 
 @pytest.mark.parametrize("bad", [[], [1.0, float("nan")], [1.0, float("inf")], ["a", "b"]])
@@ -259,3 +272,30 @@ def test_drift_command_refuses_unknown_dataset_and_bad_thresholds(
     pair = ["drift", "--reference", "train_FD001", "--current", "train_FD002"]
     assert main([*pair, "--warn", "0.5", "--alert", "0.1"]) == 1
     assert "warn <= alert" in capsys.readouterr().err
+
+
+# --- reading one side of a comparison: whole, or a seeded sample of whole engines -----------
+
+BOTH = ["train_FD001", "train_FD002"]
+
+
+def test_a_side_within_the_limit_is_read_whole(fleet: None) -> None:
+    with store.connect(read_only=True) as con:
+        frame, sample = drift.read_side(con, BOTH)
+        whole = queries.readings_many(con, BOTH)
+    pd.testing.assert_frame_equal(frame, whole)
+    assert not sample.sampled and (sample.engines, sample.readings) == (30, len(whole))
+    assert sample.describe() == f"all 30 engines ({len(whole):,} readings)"
+
+
+def test_a_larger_side_is_the_same_seeded_sample_of_whole_engines_on_every_read(fleet: None) -> None:
+    with store.connect(read_only=True) as con:
+        whole = queries.readings_many(con, BOTH)
+        frame, sample = drift.read_side(con, BOTH, max_rows=2000)
+        again, _ = drift.read_side(con, BOTH, max_rows=2000)
+    pd.testing.assert_frame_equal(frame, again)
+    assert sample.sampled and len(frame) == sample.readings <= 2000 and sample.total_readings == len(whole)
+    keys = ["dataset", "unit"]
+    pd.testing.assert_frame_equal(frame, whole.merge(frame[keys].drop_duplicates(), on=keys))  # engines complete
+    assert sample.engines == frame.groupby(keys).ngroups < 30
+    assert sample.describe() == f"{sample.engines} of 30 engines ({len(frame):,} of {len(whole):,} readings)"

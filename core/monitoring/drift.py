@@ -8,15 +8,72 @@ reference (e.g. sensor_1 in FD001) has no scale to drift on and is reported but 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import duckdb
 import numpy as np
 import pandas as pd
 
+from core.data import queries
 from core.data.cmapss import FAIL_HORIZON, RUL_CAP, SENSORS
 from core.errors import UserError
-from core.monitoring.regimes import near_constant, normalise_by_regime, require_columns
-from core.monitoring.statistics import Level, Thresholds, check_method, ks, level, psi, sample_array, wasserstein
+from core.monitoring.prediction_drift import choose_engines
+from core.monitoring.regimes import normalise_by_regime, require_columns, sorted_near_constant
+from core.monitoring.statistics import Level, SortedPair, Thresholds, check_method, level, sample_array
+
+# Reading one side --------------------------------------------------------------------------
+
+MAX_SIDE_ROWS = 65_000
+"""Readings per side a comparison reads: a larger side is cut to a seeded sample of whole engines. Every NASA
+file (the largest, train_FD004, has 61,249 readings) is compared whole."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How much of one side a comparison read: every reading, or a seeded sample of whole engines."""
+
+    engines: int
+    readings: int
+    total_engines: int
+    total_readings: int
+    seed: int
+
+    @property
+    def sampled(self) -> bool:
+        """True when only part of the side was read."""
+        return self.engines < self.total_engines
+
+    def describe(self) -> str:
+        """e.g. '325 of 20,000 engines (64,980 of 3,558,202 readings)', or 'all 100 engines (20,631 readings)'."""
+        if not self.sampled:
+            return f"all {self.total_engines:,} engines ({self.total_readings:,} readings)"
+        return (f"{self.engines:,} of {self.total_engines:,} engines ({self.readings:,} of {self.total_readings:,} "
+                "readings)")
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable copy."""
+        return {**asdict(self), "sampled": self.sampled}
+
+
+def read_side(con: duckdb.DuckDBPyConnection, names: Sequence[str], max_rows: int = MAX_SIDE_ROWS,
+              seed: int = 0) -> tuple[pd.DataFrame, Sample]:
+    """The readings of the datasets ``names`` (with a ``dataset`` column), whole when they hold at most
+    ``max_rows`` readings together, else of a seeded sample of whole engines (chosen in DuckDB from the
+    per-engine counts, so only the chosen engines' rows are read), and what was read."""
+    parts = [queries.engines(con, name).assign(dataset=name) for name in names]
+    sizes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["dataset", "unit", "readings"])
+    sizes = sizes[sizes["readings"] > 0].set_index(["dataset", "unit"])["readings"].sort_index()
+    total = int(sizes.sum())
+    if total <= max_rows:
+        frame = queries.readings_many(con, list(names))
+        return frame, Sample(len(sizes), len(frame), len(sizes), total, seed)
+    keep = choose_engines(sizes, max_rows, seed)
+    datasets, units = keep.get_level_values(0), keep.get_level_values(1)
+    frame = pd.concat([queries.readings_of_engines(con, name, sorted(units[datasets == name]))
+                       for name in names if (datasets == name).any()], ignore_index=True)
+    return frame, Sample(len(keep), len(frame), len(sizes), total, seed)
+
 
 # Comparing frames ----------------------------------------------------------------------------
 
@@ -61,23 +118,20 @@ def drift_table(
     warn, alert = limits.levels(method)
     rows = []
     for name in names:
-        r, c = reference[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float)
-        results = {
-            "psi": psi(r, c, limits.psi_alert),
-            "ks": ks(r, c, limits.ks_alert),
-            "wasserstein": wasserstein(r, c, limits.wasserstein_alert),
-        }
-        feature_level = level(results[method].score, warn, alert)
+        pair = SortedPair.of(reference[name].to_numpy(dtype=float), current[name].to_numpy(dtype=float))
+        ks_score, ks_p_value = pair.ks()
+        scores = {"psi": pair.psi(), "ks": ks_score, "wasserstein": pair.wasserstein()}
+        feature_level = level(scores[method], warn, alert)
         rows.append(
             {
                 "feature": name,
-                "psi": results["psi"].score,
-                "ks": results["ks"].score,
-                "ks_p_value": results["ks"].p_value,
-                "wasserstein": results["wasserstein"].score,
+                "psi": scores["psi"],
+                "ks": scores["ks"],
+                "ks_p_value": ks_p_value,
+                "wasserstein": scores["wasserstein"],
                 "drifted": feature_level == "alert",
                 "level": feature_level,
-                "informative": not near_constant(r),
+                "informative": not sorted_near_constant(pair.reference),
             }
         )
     return pd.DataFrame(rows, columns=[*TABLE_COLUMNS])

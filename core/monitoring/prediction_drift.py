@@ -42,12 +42,17 @@ def sample_engines(frame: pd.DataFrame, max_rows: int = MAX_ROWS, seed: int = 0)
     if len(frame) <= max_rows:
         return frame
     keys = ["dataset", "unit"] if "dataset" in frame.columns else ["unit"]
-    sizes = frame.groupby(keys, sort=True).size()
-    order = np.random.default_rng(seed).permutation(len(sizes))
-    cumulative = sizes.iloc[order].cumsum().to_numpy()
-    keep = sizes.index[order[: max(1, int(np.searchsorted(cumulative, max_rows, side="right")))]]
+    keep = choose_engines(frame.groupby(keys, sort=True).size(), max_rows, seed)
     chosen = frame.set_index(keys).index.isin(keep)
     return frame[chosen]
+
+
+def choose_engines(sizes: pd.Series, max_rows: int, seed: int = 0) -> pd.Index:
+    """A seeded sample of the engines in ``sizes`` (engine key -> readings, sorted by key) holding at most
+    ``max_rows`` readings together (at least one engine is always chosen)."""
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    cumulative = sizes.iloc[order].cumsum().to_numpy()
+    return sizes.index[order[: max(1, int(np.searchsorted(cumulative, max_rows, side="right")))]]
 
 
 def predicted_rul(ensemble: Ensemble, frame: pd.DataFrame, label: str = "current") -> np.ndarray:

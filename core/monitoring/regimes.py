@@ -63,9 +63,13 @@ class RegimeSummary:
 
 def near_constant(values: object, share: float = NEAR_CONSTANT_SHARE) -> bool:
     """True when the most common value covers at least ``share`` of the sample."""
-    array = sample_array(values, "given")
-    _, counts = np.unique(array, return_counts=True)
-    return bool(counts.max() >= share * array.size)
+    return sorted_near_constant(np.sort(sample_array(values, "given")), share)
+
+
+def sorted_near_constant(values: np.ndarray, share: float = NEAR_CONSTANT_SHARE) -> bool:
+    """:func:`near_constant` of a sample already sorted (the longest run of equal values is the mode's count)."""
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1], [True])))
+    return bool(np.diff(starts).max() >= share * values.size)
 
 
 def _moments(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
