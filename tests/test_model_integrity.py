@@ -131,3 +131,20 @@ def test_a_replaced_tracking_database_is_reported(pm_home: Path, tmp_path: Path)
         registry.champion_version()
     with pytest.raises(UserError, match="was replaced"):
         ModelCache().get("1")
+
+
+def test_a_version_registered_before_content_hashes_is_checked_against_its_manifest(pm_home: Path,
+                                                                                     tmp_path: Path) -> None:
+    from core.operations.bundle_cache import CONTENT_TAG, file_sha256
+
+    bundle = tmp_path / "legacy"
+    bundle.mkdir()
+    (bundle / "lstm.pt").write_bytes(b"weights" * 100)
+    (bundle / "manifest.json").write_text(json.dumps({"files": {"lstm.pt": file_sha256(bundle / "lstm.pt")}}))
+    _, version = registry.log_training(bundle_dir=bundle, params={}, metrics={}, history=[], lineage={}, tags={})
+    registry.client().delete_model_version_tag(registry.model_name(), str(version), CONTENT_TAG)
+    cached = registry.bundle_dir(version)
+    assert cached.name == registry.bundle_key(version) == registry.client().get_model_version(
+        registry.model_name(), str(version)).run_id
+    (cached / "lstm.pt").write_bytes(b"garbage")
+    assert (registry.bundle_dir(version) / "lstm.pt").read_bytes() == b"weights" * 100
