@@ -34,18 +34,25 @@ SESSION_DEFAULTS: dict[str, object] = {
 
 
 def init_session() -> None:
-    """Create the fleet store if needed and put the session defaults every page relies on in place."""
-    _store_ready(str(config.paths().duckdb))
+    """Create the fleet store if needed and put the session defaults every page relies on in place.
+
+    A store that cannot be prepared (a read-only home, a file another process holds) is said in one
+    sentence; the pages still draw, and those that only read work on a read-only store.
+    """
+    try:
+        _store_ready(str(config.paths().duckdb))
+    except UserError as err:
+        show_error(err)
     _warm_up()
     for key, value in SESSION_DEFAULTS.items():
         st.session_state.setdefault(key, value)
 
 
 @st.cache_resource(show_spinner=False)
-def _store_ready(path: str) -> str:
-    """Create the DuckDB file and its schema once per path, so read-only opens find it."""
-    with store.connect():
-        return path
+def _store_ready(path: str) -> bool:
+    """Create the DuckDB file and its schema once per path where it may be written, so read-only opens find
+    it; whether the store is writable."""
+    return store.prepare()
 
 
 @st.cache_resource(show_spinner=False)

@@ -41,11 +41,14 @@ def append_readings(dataset: str, rows: pd.DataFrame, role: str = "fleet", sourc
     """
     if role not in store.IN_SERVICE_ROLES:
         raise UserError(f"Readings are appended to fleet or evaluation datasets, not to {role} ones.")
-    with store.connect() as con:
+
+    def append(con: Any) -> dict[str, Any]:
         found = queries.find_dataset(con, dataset)
         subset = str(found["subset"]) if found else "user"
-        role = str(found["role"]) if found else role
-        return writes.append_readings(con, dataset, subset, role, source, rows).to_dict()
+        return writes.append_readings(con, dataset, subset, str(found["role"]) if found else role, source,
+                                      rows).to_dict()
+
+    return store.write(append)
 
 
 def record_outcome(dataset: str, engine: str, cycle: int, event: str, note: str = "",
@@ -60,7 +63,8 @@ def record_outcome(dataset: str, engine: str, cycle: int, event: str, note: str 
     if isinstance(cycle, bool) or int(cycle) != cycle or cycle < 1:
         raise UserError(f"The cycle must be a positive whole number; got {cycle}.")
     cycle = int(cycle)
-    with store.connect() as con:
+
+    def record(con: Any) -> dict[str, Any]:
         found = queries.get_dataset(con, dataset)
         if found["role"] not in store.IN_SERVICE_ROLES:
             raise UserError(f"'{dataset}' is a {found['role']} dataset; outcomes are recorded for engines in "
@@ -83,7 +87,9 @@ def record_outcome(dataset: str, engine: str, cycle: int, event: str, note: str 
                       "model_version": version, "closed": event in CLOSING_EVENTS, "history_dataset": None}
             if event in CLOSING_EVENTS:
                 result["history_dataset"] = _close(con, found, info, cycle, event)
-    return result
+        return result
+
+    return store.write(record)
 
 
 def _close(con: Any, found: dict, info: dict, cycle: int, event: str) -> str:

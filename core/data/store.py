@@ -1,18 +1,28 @@
-"""The DuckDB fleet store: schema and short-lived connections (reads in :mod:`core.data.queries`, writes in
+"""The DuckDB fleet store: schema and connections (reads in :mod:`core.data.queries`, writes in
 :mod:`core.data.writes`, checks in :mod:`core.data.validation`).
 
-Connections are opened per operation and closed at once, because DuckDB lets only one process hold the
-file. Every write that touches several rows runs in one transaction (:func:`transaction`). Values always
-travel as ``?`` parameters; table and column names come only from the fixed lists in this package.
+Within one process there is one open handle per database file, in one configuration
+(:class:`SharedStore`): every :func:`connect` takes a ``cursor()`` of it, and the handle is closed
+when the last cursor is, because DuckDB lets only one process hold the file. The handle is
+read-write when the file (and its folder) can be written, and read-only otherwise, so pages that
+only read keep working on a read-only home. Every read-write :func:`connect` goes through the
+process's one writer path (a lock), so two sessions of the server never write at the same time;
+a conflict that still reaches DuckDB becomes a :class:`UserError` and nothing is changed. Every
+write that touches several rows runs in one transaction (:func:`transaction`). Values always travel
+as ``?`` parameters; table and column names come only from the fixed lists in this package.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -29,6 +39,7 @@ IN_SERVICE_ROLES = ("fleet", "evaluation")
 SCHEMA_VERSION = 3
 
 _DEFAULT_LOCK_WAIT_S = 5.0
+T = TypeVar("T")
 
 
 def lock_wait_s() -> float:
@@ -127,70 +138,256 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+CONFLICT = ("Another change to the fleet store was being written at the same moment, so this one was not "
+            "applied; nothing was changed. Try again.")
+"""The sentence for a write DuckDB refused because another transaction changed the same rows first."""
+
+_CONFLICTS = (duckdb.TransactionException, duckdb.ConstraintException)
+_CONFLICT_ATTEMPTS = 3
+_STORAGE_FAILURES = (duckdb.IOException, duckdb.PermissionException, duckdb.OutOfMemoryException,
+                     duckdb.FatalException)
+
+
 def _is_lock_error(err: duckdb.Error) -> bool:
     text = str(err).lower()
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
-def _open(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _reason(err: duckdb.Error) -> str:
+    """DuckDB's message without its closing punctuation, to end a sentence of ours."""
+    return str(err).strip().rstrip(".!")
+
+
+def _holder(err: duckdb.Error) -> str:
+    """' (process 1234)' when DuckDB's lock message names the process holding the file, else ''."""
+    found = re.search(r"\(PID (\d+)\)", str(err))
+    return f" (process {found.group(1)})" if found else ""
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file: the file and its folder, or create them."""
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+def read_only_sentence(path: Path) -> str:
+    """Why a write is refused on a store this process can only read."""
+    return (f"The fleet database {path} is read-only here (its file or folder is not writable), so nothing can be "
+            "loaded, deleted or recorded; pages and commands that only read keep working.")
+
+
+def _open_handle(path: Path) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """(handle, read_only): the file opened read-write when it may be written, read-only otherwise.
+
+    Creates the file and brings its schema up to date when opened read-write. While another process
+    holds the file, retries for :func:`lock_wait_s` seconds, then raises :class:`UserError`.
+    """
+    read_only = not _writable(path)
+    if not path.exists():
+        if read_only:
+            raise UserError(f"The fleet database {path} does not exist and its folder is not writable, so it "
+                            "cannot be created; set PM_HOME to a writable folder.")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"The folder of the fleet database {path} could not be created: "
+                            f"{err.strerror or err}.") from err
+    deadline = time.monotonic() + lock_wait_s()
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as err:
+            if not read_only and path.exists() and "permission" in str(err).lower():
+                read_only = True
+                continue
+            if not _is_lock_error(err):
+                raise UserError(f"The fleet database {path} could not be opened: {_reason(err)}.") from err
+            if time.monotonic() >= deadline:
+                raise UserError(f"The fleet database {path} is in use by another process{_holder(err)}: only "
+                                "one process may open it. Stop the dashboard (or the other command), or do this "
+                                "from the dashboard, then try again.") from err
+            time.sleep(0.2)
+        except duckdb.ConnectionException as err:
+            # Code outside this module holds the file with another configuration: wait for it to close.
+            if "different configuration" not in str(err) or time.monotonic() >= deadline:
+                raise UserError(f"The fleet database {path} could not be opened: {_reason(err)}.") from err
+            time.sleep(0.02)
+        except duckdb.Error as err:
+            raise UserError(f"The fleet database {path} could not be opened: {_reason(err)}.") from err
     try:
-        return duckdb.connect(path, read_only=read_only)
-    except duckdb.ConnectionException as err:
-        if read_only and "different configuration" in str(err):
-            return duckdb.connect(path)
+        if read_only:
+            _check_schema(con, path)
+        else:
+            _ensure_schema(con)
+    except duckdb.Error as err:
+        con.close()
+        raise UserError(f"The fleet database {path} could not be prepared: {_reason(err)}.") from err
+    except BaseException:
+        con.close()
         raise
+    return con, read_only
+
+
+class SharedStore:
+    """The one handle of a database file in this process, shared by cursors, with its one writer lock.
+
+    The handle opens with the first cursor and closes with the last, so other processes (the CLI,
+    background jobs) can open the file whenever this process is not using it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writer = threading.RLock()
+        """Held around every read-write :func:`connect`: the process's one writer path."""
+        self._state = threading.Lock()
+        self._handle: duckdb.DuckDBPyConnection | None = None
+        self._read_only = False
+        self._users = 0
+
+    def cursor(self) -> tuple[duckdb.DuckDBPyConnection, bool]:
+        """(a new cursor of the handle, whether the handle is read-only), opening the handle if needed.
+
+        Every cursor must be given back with :meth:`release`.
+        """
+        with self._state:
+            if self._handle is None:
+                self._handle, self._read_only = _open_handle(self.path)
+            try:
+                cursor = self._handle.cursor()
+            except duckdb.Error as err:
+                if self._users == 0:
+                    self._close()
+                raise UserError(f"The fleet database {self.path} could not be read: {_reason(err)}.") from err
+            self._users += 1
+            return cursor, self._read_only
+
+    def release(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Close a cursor from :meth:`cursor`; the last one closes the handle."""
+        try:
+            cursor.close()
+        finally:
+            with self._state:
+                self._users -= 1
+                if self._users == 0:
+                    self._close()
+
+    def _close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except duckdb.Error as err:
+                raise UserError(f"The fleet database {self.path} could not be written back: {_reason(err)}.") from err
+
+
+_SHARED: dict[Path, SharedStore] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(path: Path) -> SharedStore:
+    """This process's :class:`SharedStore` of the database file `path`."""
+    with _SHARED_LOCK:
+        return _SHARED.setdefault(path, SharedStore(path))
+
+
+def _sentence(err: duckdb.Error, path: Path) -> UserError | None:
+    """The UserError for a failure a user can meet (a conflict, a full or unwritable disk); None for defects."""
+    if isinstance(err, _CONFLICTS):
+        return UserError(CONFLICT)
+    if isinstance(err, _STORAGE_FAILURES):
+        return UserError(f"The fleet database {path} could not be written or read: {_reason(err)}; nothing was changed.")
+    return None
 
 
 @contextmanager
 def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open the fleet database at ``config.paths().duckdb`` for one operation, then close it.
+    """A connection (a cursor of this process's one handle) to ``config.paths().duckdb`` for one operation.
 
-    The schema is created when missing (not in ``read_only`` mode, where a missing file is
-    a :class:`UserError`). While another process holds the file, retries for
-    ``PM_DB_LOCK_WAIT_S`` seconds (default 5) and then raises :class:`UserError`.
+    ``read_only``: the operation only reads; a missing file is then a :class:`UserError`. Otherwise
+    the operation may write: it waits for the process's writer lock, the file and its schema are
+    created when missing, and a store this process can only read is refused with
+    :func:`read_only_sentence`. A conflict or storage failure DuckDB raises inside the block becomes a
+    :class:`UserError` (the transaction it hit was rolled back). While another process holds the file,
+    retries for ``PM_DB_LOCK_WAIT_S`` seconds (default 5), then raises :class:`UserError`.
     """
     path = config.paths().duckdb
     if read_only and not path.exists():
         raise UserError(f"The fleet database {path} does not exist yet; load data first with "
                         "'python -m core ingest' or the Data page.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_wait_s()
+    store = shared(path)
+    with nullcontext() if read_only else store.writer:
+        con, handle_read_only = store.cursor()
+        try:
+            if handle_read_only and not read_only:
+                raise UserError(read_only_sentence(path))
+            yield con
+        except duckdb.Error as err:
+            sentence = _sentence(err, path)
+            if sentence is None:
+                raise
+            raise sentence from err
+        finally:
+            store.release(con)
+
+
+def write(operation: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run ``operation(con)`` in a read-write :func:`connect`, again (up to three times in all) when
+    DuckDB reports a conflict with another transaction; a conflict that remains is a :class:`UserError`."""
+    attempt = 1
     while True:
         try:
-            con = _open(str(path), read_only)
-            break
-        except duckdb.IOException as err:
-            if not _is_lock_error(err):
-                raise UserError(f"The fleet database {path} could not be opened: {err}.") from err
-            if time.monotonic() >= deadline:
-                raise UserError(f"The fleet database {path} is in use by another process; "
-                                "close it (or stop the dashboard) and try again.") from err
-            time.sleep(0.2)
-        except duckdb.ConnectionException as err:
-            # A read-only connection of this process (another thread) is open: they are short, wait for it.
-            if "different configuration" not in str(err) or time.monotonic() >= deadline:
-                raise UserError(f"The fleet database {path} could not be opened: {err}.") from err
-            time.sleep(0.02)
-    try:
-        if not read_only:
-            _ensure_schema(con)
-        yield con
-    finally:
-        con.close()
+            with connect() as con:
+                return operation(con)
+        except UserError as err:
+            if attempt == _CONFLICT_ATTEMPTS or not isinstance(err.__cause__, _CONFLICTS):
+                raise
+            attempt += 1
+
+
+def prepare() -> bool:
+    """Create the fleet database and its schema (or upgrade an old one) when this process may write it.
+
+    Returns whether the store is writable; a read-only store, or none in an unwritable home, is left
+    as it is (reads work or say the store is missing; writes say why they cannot).
+    """
+    path = config.paths().duckdb
+    if not _writable(path):
+        return False
+    store = shared(path)
+    con, read_only = store.cursor()
+    store.release(con)
+    return not read_only
+
+
+def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """UserError unless a store opened read-only is at :data:`SCHEMA_VERSION` (it cannot be upgraded)."""
+    tables = first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'store_meta'")
+    current = first_row(con, "SELECT value FROM store_meta WHERE key = 'schema_version'") if tables else None
+    if current is None or current[0] != str(SCHEMA_VERSION):
+        raise UserError(f"The fleet database {path} is read-only here and was written by an older version; "
+                        "open it once with write access (e.g. `python -m core datasets` as its owner) to upgrade it.")
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables, or bring a schema-1 store (datasets with a ``split``) up to date, in one transaction.
+    """Create missing tables, or bring a schema-1 or -2 store up to date, in one transaction.
 
-    A store already at :data:`SCHEMA_VERSION` is only read, so concurrent connections do not write here.
+    Runs when the handle opens read-write, before any cursor exists, so no thread of this process
+    works on the store meanwhile; DuckDB's file lock keeps other processes out. The schema is read
+    again inside the transaction, so a store upgraded meanwhile is left as it is; a store already at
+    :data:`SCHEMA_VERSION` is only read.
     """
-    current = first_row(con, "SELECT value FROM store_meta WHERE key = 'schema_version'") if first_row(
-        con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'store_meta'") else None
-    if current and current[0] == str(SCHEMA_VERSION):
-        return
-    (old,) = first_row(con, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'datasets' "
-                            "AND column_name = 'split'") or (0,)
     with transaction(con):
+        tables = first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'store_meta'")
+        current = first_row(con, "SELECT value FROM store_meta WHERE key = 'schema_version'") if tables else None
+        if current and current[0] == str(SCHEMA_VERSION):
+            return
+        (old,) = first_row(con, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'datasets' "
+                                "AND column_name = 'split'") or (0,)
         for statement in _SCHEMA:
             con.execute(statement)
         if old:

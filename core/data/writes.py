@@ -1,7 +1,8 @@
 """Writes to the fleet store: datasets with their readings, RUL truth, predictions and feedback.
 
-Each function writes inside the caller's connection; callers wrap several writes in
-:func:`core.data.store.transaction` so a failure leaves the store as it was.
+Each function writes inside the caller's connection, a read-write :func:`core.data.store.connect` (the
+process's one writer path); callers wrap several writes in :func:`core.data.store.transaction` so a
+failure leaves the store as it was.
 """
 
 from __future__ import annotations

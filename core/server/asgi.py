@@ -50,9 +50,9 @@ def _refresh(services: Services) -> Callable[[], None]:
 
 
 def _prepare_state() -> None:
-    """Create the store's schema and the registry database before requests use them concurrently."""
-    with store.connect():
-        pass
+    """Create the store's schema (where it may be written) and the registry database before requests use them
+    concurrently."""
+    store.prepare()
     registry.init()
 
 
