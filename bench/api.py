@@ -3,6 +3,8 @@
 - single predict (test_FD001 engines, with and without SHAP factors), one client after another: p50/p95;
 - throughput with ``--clients`` concurrent clients (keep-alive connections), for ``--throughput-s`` seconds;
 - batch-predict of 100 engines (test_FD001) and of 707 engines (the four test sets), readings in the body;
+- for each of these, the server process's CPU time per request (from ``/proc``), a figure that depends far
+  less on what else runs on the machine than the wall-clock ones;
 - a bounded mixed load for ``--load-s`` seconds (predict, small batches, health, alerts, metrics and
   deliberately bad requests, which must get 422): unexpected answers counted as errors, and the server's
   resident memory after warm-up (one request of each kind), before the mixed load and after it.
@@ -78,6 +80,21 @@ def _bodies(names: list[str]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _with_server_cpu(pid: int, measure: Any) -> dict[str, Any]:
+    """``measure()``'s figures plus the server's CPU milliseconds per request while it ran."""
+    before = _cpu_s(pid)
+    figures = measure()
+    requests = figures.get("requests", figures.get("n", 0))
+    figures["server_cpu_ms_per_request"] = (_cpu_s(pid) - before) * 1000.0 / max(requests, 1)
+    return figures
+
+
 def _ms(values: list[float]) -> dict[str, float]:
     array = np.asarray(values) * 1000.0
     return {"p50_ms": float(np.percentile(array, 50)), "p95_ms": float(np.percentile(array, 95)),
@@ -132,6 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start the server, measure, stop it; return the figures and the machine they ran on."""
     if min(args.repeats, args.clients, args.batch_repeats) < 1 or min(args.throughput_s, args.load_s) <= 0:
         raise UserError("Repetitions, clients and durations must be positive.")
+    load_at_start = os.getloadavg()[0]
     bodies = _bodies(TEST_SETS)
     fd001 = bodies["test_FD001"]
     everything = [e for name in TEST_SETS for e in bodies[name]]
@@ -149,10 +167,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for method, path in (("GET", "/api/v1/health"), ("GET", "/api/v1/alerts"), ("GET", "/metrics")):
             client.call(method, path)
         rss_start = server.rss_mb()
+        pid = server.proc.pid
         result: dict[str, Any] = {
-            "single_predict": _sequential(client, single, "/api/v1/predict", args.repeats),
-            "single_predict_no_factors": _sequential(Client(server.url, token), single,
-                                                     "/api/v1/predict?factors=false", args.repeats),
+            "single_predict": _with_server_cpu(pid, lambda: _sequential(client, single, "/api/v1/predict",
+                                                                        args.repeats)),
+            "single_predict_no_factors": _with_server_cpu(pid, lambda: _sequential(
+                Client(server.url, token), single, "/api/v1/predict?factors=false", args.repeats)),
         }
 
         def predict(path: str) -> Any:
@@ -160,10 +180,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 return c.call("POST", path, rng.choice(single))[0] == 200, 1
             return work
 
-        result["throughput"] = _concurrent(server.url, token, args.clients, args.throughput_s,
-                                           predict("/api/v1/predict"))
-        result["throughput_no_factors"] = _concurrent(server.url, token, args.clients, args.throughput_s,
-                                                      predict("/api/v1/predict?factors=false"))
+        result["throughput"] = _with_server_cpu(pid, lambda: _concurrent(
+            server.url, token, args.clients, args.throughput_s, predict("/api/v1/predict")))
+        result["throughput_no_factors"] = _with_server_cpu(pid, lambda: _concurrent(
+            server.url, token, args.clients, args.throughput_s, predict("/api/v1/predict?factors=false")))
         for label, engines in (("batch_100", fd001), ("batch_707", everything)):
             payload = json.dumps({"engines": engines}).encode()
             client = Client(server.url, token)  # uvicorn closes a connection idle for 5 s
@@ -205,22 +225,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "title": "REST API over HTTP on 127.0.0.1 (server: python app.py; clients in the benchmark process)",
         "server_log": str(log),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.machine(),
-                    "load_average_1m": os.getloadavg()[0]},
+                    "load_average_1m": os.getloadavg()[0], "load_average_at_start": load_at_start},
     })
     return result
 
 
 def render(result: dict[str, Any]) -> str:
     """A small table of the figures."""
-    lines = [result["title"], f"{result['machine']['cpus']} CPUs, load average {result['machine']['load_average_1m']:.1f}"]
+    machine = result["machine"]
+    lines = [result["title"], f"{machine['cpus']} CPUs, load average {machine['load_average_at_start']:.1f} at the "
+                              f"start, {machine['load_average_1m']:.1f} at the end"]
     for key in ("single_predict", "single_predict_no_factors"):
         r = result[key]
         lines.append(f"{key:<28} p50 {r['p50_ms']:.1f} ms  p95 {r['p95_ms']:.1f} ms  ({r['n']} requests, "
-                     f"{r['errors']} errors)")
+                     f"{r['errors']} errors; server CPU {r['server_cpu_ms_per_request']:.1f} ms per request)")
     for key in ("throughput", "throughput_no_factors", "mixed_load"):
         r = result[key]
+        cpu = f", server CPU {r['server_cpu_ms_per_request']:.1f} ms per request" if key != "mixed_load" else ""
         lines.append(f"{key:<28} {r['predictions_per_s']:.1f} predictions/s, {r['requests_per_s']:.1f} requests/s "
-                     f"with {r['clients']} clients, p95 {r['p95_ms']:.0f} ms, {r['errors']} errors")
+                     f"with {r['clients']} clients, p95 {r['p95_ms']:.0f} ms, {r['errors']} errors{cpu}")
     for key in ("batch_100", "batch_707"):
         r = result[key]
         lines.append(f"{key:<28} {r['median_s']:.3f} s median ({r['engines']} engines, {r['body_mb']:.1f} MB body, "

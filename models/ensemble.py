@@ -11,6 +11,7 @@ half by default: worth a look at the next inspection), LOW otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,17 +71,22 @@ class Ensemble:
         return fs.keys, torch.from_numpy(fs.windows)
 
     # ------------------------------------------------------------ prediction
-    def components(self, fs: FeatureSet) -> pd.DataFrame:
+    def member_outputs(self, fs: FeatureSet) -> dict[str, np.ndarray]:
         """Each model's raw outputs for the rows of `fs`: rul_xgb, rul_lstm, p_xgb, p_lstm."""
         rul_x, p_x = self.xgb.predict(fs.tree)
         rul_l, p_l = self.lstm.predict(fs.windows)
-        return pd.DataFrame({"rul_xgb": rul_x, "rul_lstm": rul_l, "p_xgb": p_x, "p_lstm": p_l})
+        return {"rul_xgb": rul_x, "rul_lstm": rul_l, "p_xgb": p_x, "p_lstm": p_l}
 
-    def blend(self, parts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(blended RUL, calibrated failure probability) from :meth:`components` output."""
+    def components(self, fs: FeatureSet) -> pd.DataFrame:
+        """:meth:`member_outputs` as a table, one row per row of `fs`."""
+        return pd.DataFrame(self.member_outputs(fs))
+
+    def blend(self, parts: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(blended RUL, calibrated failure probability) from :meth:`member_outputs` (or :meth:`components`)."""
         w, v = self.weights["rul_xgb"], self.weights["p_xgb"]
-        rul = np.clip(w * parts["rul_xgb"].to_numpy() + (1 - w) * parts["rul_lstm"].to_numpy(), 0.0, self.cap)
-        p_raw = v * parts["p_xgb"].to_numpy() + (1 - v) * parts["p_lstm"].to_numpy()
+        member = {name: np.asarray(parts[name], dtype=float) for name in ("rul_xgb", "rul_lstm", "p_xgb", "p_lstm")}
+        rul = np.clip(w * member["rul_xgb"] + (1 - w) * member["rul_lstm"], 0.0, self.cap)
+        p_raw = v * member["p_xgb"] + (1 - v) * member["p_lstm"]
         return rul, self.calibrator.apply(p_raw)
 
     def risk(self, p: np.ndarray) -> np.ndarray:
@@ -94,7 +100,7 @@ class Ensemble:
         ``ood`` is True where the engine ran outside the model's experience (``ood_reason`` says
         which regime or sensors); both stay False/'' for a feature set built without the check.
         """
-        rul, p = self.blend(self.components(fs))
+        rul, p = self.blend(self.member_outputs(fs))
         low, high = self.conformal.interval(rul)
         n = len(fs.keys)
         ood = np.zeros(n, dtype=bool) if fs.ood is None else np.asarray(fs.ood, dtype=bool)

@@ -314,9 +314,9 @@ def test_concurrent_predictions_share_one_model_call_and_each_gets_its_own_engin
     requests = [_engine_frames([EngineReadings(**engine_body(home, "test_FD001", unit, engine=f"E{unit}"))], "")
                 for unit in range(1, 7)]
     alone = [predicting.predict_frame(cache, served, frame, ids, False)[0] for frame, ids in requests]
-    batcher = Batcher()
+    batcher = Batcher(workers=1)
     with batcher._cond:  # hold the model busy until all six requests wait, so one call serves them all
-        batcher._busy = True
+        batcher._running = 1
     answers: list[Any] = [None] * len(requests)
 
     def ask(i: int) -> None:
@@ -329,7 +329,7 @@ def test_concurrent_predictions_share_one_model_call_and_each_gets_its_own_engin
     while len(batcher._pending) < len(requests):
         time.sleep(0.01)
     with batcher._cond:
-        batcher._busy = False
+        batcher._running = 0
         batcher._cond.notify_all()
     for thread in threads:
         thread.join(timeout=60)
@@ -339,3 +339,7 @@ def test_concurrent_predictions_share_one_model_call_and_each_gets_its_own_engin
         assert shared["cycle"] == single["cycle"] and shared["risk"] == single["risk"]
         assert shared["rul"] == pytest.approx(single["rul"], abs=1e-3)
     assert len(answers[0]["factors"]) == 5 and "factors" not in answers[1]
+    explained_alone = predicting.predict_frame(cache, served, *requests[0], True)[0]["factors"]
+    assert [f["name"] for f in answers[0]["factors"]] == [f["name"] for f in explained_alone]
+    assert [f["contribution"] for f in answers[0]["factors"]] == pytest.approx(
+        [f["contribution"] for f in explained_alone], abs=1e-4)

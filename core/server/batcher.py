@@ -1,16 +1,19 @@
 """Coalescing concurrent predictions into one model call (leader/follower, no extra thread).
 
-Each request thread queues its engines and waits; the first waiting thread that finds the model idle
-takes up to ``max_engines`` queued engines (its own first), runs features and the ensemble once for all
-of them, and wakes the others. Features are per engine and the models predict row by row, so an engine's
-answer does not depend on its batch companions. On one or two cores this turns many small model calls
-(each with fixed pandas, XGBoost and torch overhead) into a few larger ones.
+Each request thread queues its engines and waits; a waiting thread that finds fewer than ``workers``
+model calls running takes up to ``max_engines`` queued engines (its own first), runs features, the
+ensemble and, for the requests that ask for them, the SHAP factors (one batched explanation) once for all
+of them, and wakes the others. Features are per engine, the models predict row by row and the explainer
+uses the same sample points for every engine, so an engine's answer does not depend on its batch
+companions. On one or two cores this turns many small model calls (each with fixed pandas, XGBoost and
+torch overhead) into a few larger ones; ``workers`` calls at a time keep every core busy.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,13 @@ import pandas as pd
 from core.data.features import FeatureSet
 from core.server.model_cache import Served
 
+if TYPE_CHECKING:
+    from models.explain import Explainer
+
 MAX_ENGINES = 64
+WORKERS = 2
+"""Model calls that may run at once (this machine's two cores)."""
+Factors = list[tuple[str, float]]
 
 
 @dataclass
@@ -28,6 +37,8 @@ class Result:
     fs: FeatureSet
     predictions: pd.DataFrame
     rows: np.ndarray
+    factors: list[Factors] | None = None
+    """Per engine, its top inputs and their combined SHAP contribution (cycles), when asked for."""
 
 
 @dataclass(eq=False)
@@ -35,14 +46,18 @@ class _Job:
     served: Served
     frame: pd.DataFrame
     engines: int
+    explainer: Explainer | None = None
+    factors: int = 0
     result: Result | None = None
     error: BaseException | None = None
+    taken: bool = False
+    """Taken into a batch by some thread (which will set ``done``)."""
     done: bool = False
     offset: int = 0
 
 
 def _run(jobs: list[_Job]) -> None:
-    """Predict the jobs of one model version in one call; on a failure, each job alone (its own error)."""
+    """Predict (and explain) the jobs of one model in one call; on a failure, each job alone (its own error)."""
     frames, offset = [], 0
     for job in jobs:
         job.offset = offset
@@ -53,6 +68,9 @@ def _run(jobs: list[_Job]) -> None:
         combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         fs = ensemble.features(combined, "last")
         predictions = ensemble.predict_features(fs)
+        units = predictions["unit"].to_numpy()
+        rows = [np.flatnonzero((units > job.offset) & (units <= job.offset + job.engines)) for job in jobs]
+        factors = _factors(jobs, fs, rows)
     except Exception as err:  # noqa: BLE001 - retried per job below, so each request gets its own error
         if len(jobs) == 1:
             jobs[0].error = err
@@ -60,46 +78,64 @@ def _run(jobs: list[_Job]) -> None:
         for job in jobs:
             _run([job])
         return
-    units = predictions["unit"].to_numpy()
-    for job in jobs:
-        rows = np.flatnonzero((units > job.offset) & (units <= job.offset + job.engines))
-        part = predictions.iloc[rows].assign(unit=units[rows] - job.offset)
-        job.result = Result(fs=fs, predictions=part.reset_index(drop=True), rows=rows)
+    for job, mine in zip(jobs, rows, strict=True):
+        part = predictions.iloc[mine].assign(unit=units[mine] - job.offset)
+        job.result = Result(fs=fs, predictions=part.reset_index(drop=True), rows=mine, factors=factors.get(id(job)))
+
+
+def _factors(jobs: list[_Job], fs: FeatureSet, rows: list[np.ndarray]) -> dict[int, list[Factors]]:
+    """The top factors of every job that asks for them (by ``id(job)``), from one batched explanation."""
+    wanted = [(job, mine) for job, mine in zip(jobs, rows, strict=True) if job.explainer is not None and job.factors]
+    if not wanted:
+        return {}
+    explainer, k = wanted[0][0].explainer, max(job.factors for job, _ in wanted)
+    assert explainer is not None
+    together = explainer.top_factors(fs, np.concatenate([mine for _, mine in wanted]), k)
+    out, start = {}, 0
+    for job, mine in wanted:
+        out[id(job)] = [top[:job.factors] for top in together[start:start + len(mine)]]
+        start += len(mine)
+    return out
 
 
 class Batcher:
     """Coalesces concurrent prediction requests (thread-safe)."""
 
-    def __init__(self, max_engines: int = MAX_ENGINES) -> None:
+    def __init__(self, max_engines: int = MAX_ENGINES, workers: int = WORKERS) -> None:
         self.max_engines = max_engines
+        self.workers = workers
         self._cond = threading.Condition()
         self._pending: list[_Job] = []
-        self._busy = False
+        self._running = 0
         self.calls = 0
 
-    def predict(self, served: Served, frame: pd.DataFrame, engines: int) -> Result:
-        """Features and predictions of `frame` (units 1..`engines`), computed together with concurrent requests."""
-        job = _Job(served=served, frame=frame, engines=engines)
+    def predict(self, served: Served, frame: pd.DataFrame, engines: int, explainer: Explainer | None = None,
+                factors: int = 0) -> Result:
+        """Features and predictions of `frame` (units 1..`engines`), with each engine's top `factors` inputs
+        when an `explainer` is given, computed together with concurrent requests."""
+        job = _Job(served=served, frame=frame, engines=engines, explainer=explainer, factors=factors)
+        batch: list[_Job] | None = None
         with self._cond:
             self._pending.append(job)
-            while self._busy and not job.done:
+            while not job.done and (job.taken or self._running >= self.workers):
                 self._cond.wait()
             if not job.done:
                 batch = self._take(job)
-                self._busy = True
-        if not job.done:
+                self._running += 1
+        if batch is not None:
             try:
-                by_version: dict[int, list[_Job]] = {}
+                by_model: dict[int, list[_Job]] = {}
                 for item in batch:
-                    by_version.setdefault(item.served.version, []).append(item)
-                for group in by_version.values():
+                    by_model.setdefault(id(item.served), []).append(item)
+                for group in by_model.values():
                     _run(group)
-                    self.calls += 1
+                    with self._cond:
+                        self.calls += 1
             finally:
                 with self._cond:
                     for item in batch:
                         item.done = True
-                    self._busy = False
+                    self._running -= 1
                     self._cond.notify_all()
         if job.error is not None:
             raise job.error
@@ -116,4 +152,6 @@ class Batcher:
             batch.append(other)
             size += other.engines
             self._pending.remove(other)
+        for item in batch:
+            item.taken = True
         return batch

@@ -45,21 +45,21 @@ def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: d
                   batcher: Batcher | None = None) -> list[dict[str, Any]]:
     """One answer per engine of `frame` (units ``ids`` keys, 1..n) at its last cycle, with ``factors`` if asked.
 
-    With a `batcher`, the model call is shared with concurrent requests (:mod:`core.server.batcher`).
+    With a `batcher`, the model call and the explanation are shared with concurrent requests
+    (:mod:`core.server.batcher`); without, all engines of `frame` are explained together.
     """
+    explainer = cache.explainer(served) if factors else None
     if batcher is not None:
-        shared = batcher.predict(served, frame, len(ids))
-        fs, predictions, rows = shared.fs, shared.predictions, shared.rows
+        shared = batcher.predict(served, frame, len(ids), explainer, TOP_FACTORS if factors else 0)
+        predictions, tops = shared.predictions, shared.factors
     else:
         fs = served.ensemble.features(frame, "last")
         predictions = served.ensemble.predict_features(fs)
-        rows = np.arange(len(predictions))
+        tops = explainer.top_factors(fs, np.arange(len(predictions)), TOP_FACTORS) if explainer is not None else None
     answers = _answers(predictions, ids, served.version)
-    if factors:
-        explainer = cache.explainer(served)
-        for answer, row in zip(answers, rows, strict=True):
-            top = explainer.explain(fs, int(row)).by_sensor.head(TOP_FACTORS)
-            answer["factors"] = [_factor(str(n), float(c)) for n, c in zip(top["input"], top["combined"], strict=True)]
+    if tops is not None:
+        for answer, top in zip(answers, tops, strict=True):
+            answer["factors"] = [_factor(name, contribution) for name, contribution in top]
     return answers
 
 
