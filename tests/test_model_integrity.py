@@ -5,7 +5,8 @@ running process is reported instead of silently recreated."""
 from __future__ import annotations
 
 import json
-import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -117,16 +118,21 @@ def test_a_deleted_tracking_database_is_reported_not_recreated(pm_home: Path, tm
     assert not (pm_home / "mlflow.db").exists()
 
 
-def test_a_replaced_tracking_database_is_reported(pm_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["restored as a new file", "written over in place"])
+def test_a_replaced_tracking_database_is_reported(pm_home: Path, tmp_path: Path, how: str) -> None:
     from core.server.model_cache import ModelCache
 
     registry.init()
     _log_bundle(tmp_path, "a")
-    (pm_home / "mlflow.db").rename(tmp_path / "moved.db")
-    unrelated = {k: v for k, v in os.environ.items() if k != tracking_store.IDENTITY_ENV}  # e.g. a shell
-    started = subprocess.run([sys.executable, "-c", "from core.operations import registry; registry.init()"],
-                             cwd=REPO, capture_output=True, text=True, timeout=300, env=unrelated)
-    assert started.returncode == 0, started.stderr[-2000:]
+    database, other = pm_home / "mlflow.db", tmp_path / "other.db"
+    shutil.copyfile(database, other)
+    with sqlite3.connect(other) as con:  # another registry: same content, its own identity
+        con.execute(f"UPDATE {tracking_store.TABLE} SET id = 'another registry'")
+    if how == "restored as a new file":
+        database.unlink()
+        shutil.copyfile(other, database)
+    else:
+        database.write_bytes(other.read_bytes())
     with pytest.raises(UserError, match="was replaced while this process ran"):
         registry.champion_version()
     with pytest.raises(UserError, match="was replaced"):
