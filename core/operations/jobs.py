@@ -5,7 +5,9 @@ A job is a Python module run as ``python -m <module> <args...>`` in its own sess
 with the repository root as working directory, so it survives Streamlit reruns, closed tabs and a crash
 of the process that started it. Its state lives in a job record (:mod:`core.operations.job_records`);
 ``start.lock`` serialises check-and-start, so two simultaneous starts of an exclusive job (threads or
-processes) give one job and one refusal.
+processes) give one job and one refusal. Work that runs in the calling process (a foreground ``python -m
+core train`` or ``tune``) takes the same single-training slot through :func:`foreground`: a record naming
+that process, so the exclusive jobs and it refuse each other.
 
 Reading a record (:func:`get`, :func:`list_jobs`, :func:`running`) checks that a job the record calls
 running still has its process (same pid *and* the same start time, so a reused pid is not mistaken for
