@@ -72,9 +72,7 @@ def _stamp(path: Path) -> str:
         with con:
             con.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL)")
             con.execute(f"INSERT OR IGNORE INTO {TABLE} (one, id) VALUES (1, ?)", (uuid.uuid4().hex,))
-    except sqlite3.OperationalError as err:  # a read-only database: it stays unstamped, the inode still identifies it
-        if "readonly" not in str(err).replace(" ", ""):
-            raise
+    except sqlite3.OperationalError:  # a read-only database or folder: unstamped, the inode still identifies it
         return ""
     finally:
         con.close()
