@@ -194,11 +194,19 @@ def signed_in_app(small_fd001: Path, monkeypatch: pytest.MonkeyPatch):
     return sign_in
 
 
-def test_without_users_a_forced_sign_in_shows_only_how_to_create_an_admin(pm_home: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(policy.ENV_AUTH, "required")
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
+@pytest.mark.parametrize(("mode", "address"), [("required", "127.0.0.1"), ("auto", "0.0.0.0")])
+def test_without_users_a_required_sign_in_shows_only_how_to_create_an_admin(
+        pm_home: Path, monkeypatch: pytest.MonkeyPatch, mode: str, address: str) -> None:
+    from streamlit import config
+
+    monkeypatch.setenv(policy.ENV_AUTH, mode)
+    bound = config.get_option("server.address")
+    config.set_option("server.address", address)
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.run()
+    finally:
+        config.set_option("server.address", bound)
     assert [t.value for t in at.title] == ["Sign in"]
     assert [c.value for c in at.code] == ["python -m core users add NAME --role admin"]
     assert not at.text_input and not at.button and not at.dataframe and not at.metric
