@@ -138,7 +138,11 @@ st.caption(f"{fleet.risk_rule(ensemble.thresholds)} {fleet.rul_cap_note(cap)} Sc
            "listed.")
 
 if not counts["engines"]:
-    st.info("No engine matches these filters." if text.strip() == "" else f"No engine id contains '{text.strip()}'.")
+    if stale and not text.strip():
+        st.info("No score is stored for these engines yet: the table appears when the scoring job has finished.")
+    else:
+        st.info("No engine matches these filters." if text.strip() == ""
+                else f"No engine id contains '{text.strip()}'.")
     st.stop()
 
 st.plotly_chart(charts.fleet_rul(sample), key="fleet_chart")
