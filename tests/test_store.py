@@ -117,3 +117,53 @@ def test_lock_held_by_another_process_gives_a_sentence(pm_home: Path, monkeypatc
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_write_retries_a_conflict_and_then_says_a_sentence(pm_home: Path) -> None:
+    import duckdb
+
+    attempts: list[int] = []
+
+    def conflicting(times: int):
+        def operation(con) -> int:
+            attempts.append(1)
+            if len(attempts) <= times:
+                raise duckdb.TransactionException("TransactionContext Error: Conflict on tuple deletion!")
+            return len(attempts)
+        return operation
+
+    assert store.write(conflicting(2)) == 3
+    attempts.clear()
+    with pytest.raises(UserError) as refused:
+        store.write(conflicting(99))
+    assert str(refused.value) == store.CONFLICT and len(attempts) == 3
+
+
+def test_a_duplicate_inside_a_write_is_a_sentence_and_changes_nothing(pm_home: Path, cmapss_slice) -> None:
+    frame = frame_of(cmapss_slice("train_FD001", 1))
+    with store.connect() as con:
+        writes.create_dataset(con, "mine", "user", "history", "test", frame)
+    with pytest.raises(UserError, match=r"^The change would store a second copy of data .*; nothing was changed\.$"):
+        with store.connect() as con, store.transaction(con):
+            con.execute("DELETE FROM readings WHERE cycle = 1")
+            con.execute("INSERT INTO datasets (name, subset, role, source, loaded_at) VALUES ('mine', 'u', "
+                        "'history', 'x', now())")
+    with store.connect(read_only=True) as con:
+        assert queries.get_dataset(con, "mine")["rows"] == len(frame) == len(queries.readings(con, "mine"))
+
+
+def test_an_engine_id_closed_before_a_reload_is_refused_with_a_sentence(pm_home: Path, cmapss_slice) -> None:
+    from core.data import fleet_ops
+
+    frame = frame_of(cmapss_slice("test_FD001", 1))
+    rows = frame.drop(columns="unit").assign(engine="ESN-1")
+    fleet_ops.append_readings("ops", rows)
+    fleet_ops.record_outcome("ops", "ESN-1", 500, "failure")
+    with store.connect() as con:
+        writes.delete_dataset(con, "ops")
+    fleet_ops.append_readings("ops", rows)
+    with pytest.raises(UserError, match=r"^The history dataset 'ops-closed' already holds an engine ESN-1 closed "):
+        fleet_ops.record_outcome("ops", "ESN-1", 500, "removal")
+    with store.connect(read_only=True) as con:
+        assert queries.engines(con, "ops")["closed_event"].isna().all()
+        assert len(queries.engines(con, "ops-closed")) == 1

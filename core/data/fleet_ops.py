@@ -102,6 +102,10 @@ def _close(con: Any, found: dict, info: dict, cycle: int, event: str) -> str:
     if existing is not None and existing["role"] != "history":
         raise UserError(f"The dataset '{target}' exists but is not a history dataset; rename it to record "
                         "closed engines.")
+    if existing is not None and queries.find_engine(con, target, str(info["engine"])) is not None:
+        raise UserError(f"The history dataset '{target}' already holds an engine {info['engine']} closed earlier "
+                        f"(before '{found['name']}' was loaded again), so this outcome was not recorded; give the "
+                        f"engine a new id, or delete '{target}' if its engines should not be trained on.")
     next_unit = 1 if existing is None else 1 + int(
         con.execute("SELECT coalesce(max(unit), 0) FROM engines WHERE dataset_id = ?", [existing["id"]]).fetchall()[0][0])
     arrays = validate_readings(rows.assign(unit=next_unit), f"Engine {info['engine']}")

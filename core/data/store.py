@@ -142,7 +142,7 @@ CONFLICT = ("Another change to the fleet store was being written at the same mom
             "applied; nothing was changed. Try again.")
 """The sentence for a write DuckDB refused because another transaction changed the same rows first."""
 
-_CONFLICTS = (duckdb.TransactionException, duckdb.ConstraintException)
+_CONFLICTS = (duckdb.TransactionException,)
 _CONFLICT_ATTEMPTS = 3
 _STORAGE_FAILURES = (duckdb.IOException, duckdb.PermissionException, duckdb.OutOfMemoryException,
                      duckdb.FatalException)
@@ -296,11 +296,19 @@ def shared(path: Path) -> SharedStore:
 
 
 def _sentence(err: duckdb.Error, path: Path) -> UserError | None:
-    """The UserError for a failure a user can meet (a conflict, a full or unwritable disk); None for defects."""
+    """The UserError for a failure a user can meet (a conflict, a duplicate, a full or unwritable disk); None for
+    defects. An aborted transaction is judged by the error that aborted it."""
+    cause = err.__context__
+    if isinstance(err, duckdb.TransactionException) and isinstance(cause, duckdb.Error) and "aborted" in str(err):
+        err = cause
+    if isinstance(err, duckdb.ConstraintException):
+        return UserError(f"The change would store a second copy of data the fleet store already holds "
+                         f"({_reason(err)}); nothing was changed.")
     if isinstance(err, _CONFLICTS):
         return UserError(CONFLICT)
     if isinstance(err, _STORAGE_FAILURES):
-        return UserError(f"The fleet database {path} could not be written or read: {_reason(err)}; nothing was changed.")
+        return UserError(f"The fleet database {path} could not be written or read: {_reason(err)}; nothing was "
+                         "changed.")
     return None
 
 
