@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 HELP = "run a benchmark: ingest, accuracy, train_time, latency, pages, api or scale (results go in BENCHMARKS.md)"
-BENCHMARKS = ("ingest", "accuracy", "train_time", "latency", "pages", "api", "scale")
+BENCHMARKS = ("ingest", "accuracy", "train_time", "latency", "pages", "api", "scale", "stress")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
