@@ -209,11 +209,14 @@ if import_folder is None:
 else:
     upload_tab, folder_tab = st.tabs(["Upload files", "From a folder"])
 with upload_tab:
+    if not access.can("load"):
+        access.note("load")
     files = st.file_uploader(
         "C-MAPSS files, NASA's zip, CSV or Parquet",
         type=["txt", "gz", "zip", "csv", "parquet"],
         accept_multiple_files=True,
         key="uploads",
+        disabled=not access.can("load"),
     )
     if files:
         _check_and_load([(f.name, f.getvalue()) for f in files], "upload", chosen_role, dataset_name)

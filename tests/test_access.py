@@ -243,7 +243,9 @@ def test_a_viewer_signs_in_and_gets_no_load_or_delete_and_a_stale_delete_is_refu
     assert any("python -m core users token NAME" in c.value for c in at.caption)
     at.switch_page("pages/data.py").run()
     assert not [b for b in at.button if b.key in ("delete", "confirm_delete")]
-    assert "Only the admin role or higher may delete datasets; you are a viewer." in [c.value for c in at.caption]
+    notes = [c.value for c in at.caption]
+    assert "Only the admin role or higher may delete datasets; you are a viewer." in notes
+    assert "Only the operator role or higher may load data; you are a viewer." in notes
 
     at = signed_in_app("ada")
     at.switch_page("pages/data.py").run()

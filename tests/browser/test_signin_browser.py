@@ -49,6 +49,7 @@ def test_sign_in_first_then_the_role_decides_the_buttons(browser_page, dashboard
     _sign_in(page, url, "vic")
     _open(page, "Data", "Fleet data")
     page.get_by_text("Only the admin role or higher may delete datasets; you are a viewer.").wait_for()
+    page.get_by_text("Only the operator role or higher may load data; you are a viewer.").wait_for()
     assert page.get_by_role("button", name="Delete…").count() == 0
     _open(page, "Models", "Models and retraining")
     page.get_by_text("Only the admin role or higher may retrain models; you are a viewer.").wait_for()
