@@ -117,7 +117,8 @@ def test_sign_in_is_required_beyond_loopback_or_when_forced(monkeypatch: pytest.
 # -------------------------------------------------------------------------------------------- CLI
 
 
-def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *argv: str, stdin: str = "") -> tuple[int, str]:
+def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *argv: str,
+         stdin: str = "") -> tuple[int, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     code = cli.main(list(argv))
     captured = capsys.readouterr()

@@ -43,8 +43,9 @@ WRITE_LOCK = threading.Lock()
 """Serialises the API's writes to the store within this process."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
-    for code, text in ((401, "no or wrong bearer token"), (403, "the token's role may not do this"), (404, "unknown dataset or engine"),
-                       (413, "request body too large"), (422, "invalid request; the sentence names the field"))
+    for code, text in ((401, "no or wrong bearer token"), (403, "the token's role may not do this"),
+                       (404, "unknown dataset or engine"), (413, "request body too large"),
+                       (422, "invalid request; the sentence names the field"))
 }
 
 
@@ -134,7 +135,10 @@ def build_api(services: Services) -> FastAPI:
     """The FastAPI app of ``/api/v1``."""
     app = FastAPI(title="Turbofan fleet RUL API", version="1", docs_url="/docs", openapi_url="/openapi.json",
                   redoc_url=None, description="Predictions, readings, outcomes and alerts of the fleet dashboard's "
-                                              "server. Send `Authorization: Bearer <token>` (Home page).")
+                                              "server. Send `Authorization: Bearer <token>`: the admin token (Home "
+                                              "page, for admins) or a user's token with that user's role (`python "
+                                              "-m core users token NAME`; viewers read, operators also send "
+                                              "readings and outcomes).")
     app.state.services = services
     errors.install(app)
     app.add_middleware(errors.BodyLimitMiddleware)
