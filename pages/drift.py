@@ -55,7 +55,7 @@ def side(names: tuple[str, ...], fingerprint: tuple) -> tuple[pd.DataFrame, drif
     """Readings of one side of a comparison, whole or a seeded sample of whole engines when it holds more than
     :data:`core.monitoring.drift.MAX_SIDE_ROWS` (shared read-only, cached per datasets and content)."""
     with store.connect(read_only=True) as con:
-        return drift.read_side(con, names)
+        return drift.read_side(con, names, drift.MAX_SIDE_ROWS)
 
 
 def _frame(names: tuple[str, ...], window: int | None) -> pd.DataFrame:

@@ -299,3 +299,19 @@ def test_a_larger_side_is_the_same_seeded_sample_of_whole_engines_on_every_read(
     pd.testing.assert_frame_equal(frame, whole.merge(frame[keys].drop_duplicates(), on=keys))  # engines complete
     assert sample.engines == frame.groupby(keys).ngroups < 30
     assert sample.describe() == f"{sample.engines} of 30 engines ({len(frame):,} of {len(whole):,} readings)"
+
+
+def test_the_drift_page_says_how_much_of_each_side_it_compared(fleet: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(drift, "MAX_SIDE_ROWS", 3000)  # train_FD001 here: 2,136 readings; train_FD002: 3,905
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)
+    at.run()  # through app.py (navigation), then to the page
+    at.switch_page("pages/drift.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (note,) = [c.value for c in at.caption if c.value.startswith("Compared:")]
+    assert note.startswith("Compared: reference all 10 engines (2,136 readings), current ")
+    assert " of 20 engines (" in note and "of 3,905 readings)" in note
+    assert "seeded sample of whole engines" in note and "computed on the sample" in note
+    assert at.selectbox(key="drift_current").value == "train_FD002"
