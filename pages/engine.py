@@ -21,6 +21,7 @@ from pages import access, charts, ui
 
 TOP_SENSORS = 4  # the most influential sensors get a what-if slider and are plotted by default
 IN_SERVICE = ("fleet", "evaluation")
+LISTED_ENGINES = 1_000  # a dataset with more engines has its engine typed, not picked from a list that long
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -59,6 +60,10 @@ def _pick_engine() -> None:
     show(st.session_state["_engine_dataset"], st.session_state["_engine_id"])
 
 
+def _type_engine() -> None:
+    show(st.session_state["_engine_dataset"], st.session_state["_engine_typed"].strip() or None)
+
+
 ui.init_session()  # idempotent; keeps the page whole even when run outside app.py
 st.title("Engine")
 
@@ -93,6 +98,7 @@ role = str(roles[dataset])
 closed = pd.notna(info["closed_event"])
 show(dataset, engine_id)
 st.session_state["_engine_dataset"], st.session_state["_engine_id"] = dataset, engine_id
+st.session_state["_engine_typed"] = engine_id
 
 
 closed_events = dict(zip(ids, engines["closed_event"]))
@@ -106,7 +112,11 @@ def _engine_option(engine: str) -> str:
 pick = st.columns([2, 2, 2])
 pick[0].selectbox("Dataset", names, key="_engine_dataset", on_change=_pick_dataset,
                   format_func=lambda n: f"{n} ({roles[n]})")
-pick[1].selectbox("Engine", ids, key="_engine_id", on_change=_pick_engine, format_func=_engine_option)
+if len(ids) > LISTED_ENGINES:
+    pick[1].text_input("Engine id", key="_engine_typed", on_change=_type_engine,
+                       help=f"{len(ids):,} engines: type an id (e.g. {ids[0]}); the Fleet page lists them by risk.")
+else:
+    pick[1].selectbox("Engine", ids, key="_engine_id", on_change=_pick_engine, format_func=_engine_option)
 pick[2].page_link("pages/fleet.py", label="Back to the fleet", icon=":material/arrow_back:")
 
 try:

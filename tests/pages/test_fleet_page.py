@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.data import fleet_ops, queries, score_queries, store
+from core.data import fleet_ops, ingest, queries, score_queries, store, synth
 from core.operations import scoring_job
 from core.serving import scoring
 from models.ensemble import Ensemble
@@ -185,3 +185,25 @@ def test_the_table_is_paged_in_triage_order(app_env: Path) -> None:
     second = app.dataframe[0].value
     assert len(first) == len(second) == 50 and _metrics(app)["Engines"] == "100"
     pd.testing.assert_frame_equal(pd.concat([first, second], ignore_index=True), whole.reset_index(drop=True))
+
+
+def test_an_engine_of_a_large_fleet_is_opened_by_typing_its_id(app_env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path, cmapss_dir: Path) -> None:
+    monkeypatch.setattr(Ensemble, "predict_features", PREDICT)  # the Engine page predicts its one engine
+    home = Path(shutil.copytree(app_env, tmp_path / "large"))
+    monkeypatch.setenv("PM_HOME", str(home))
+    out = tmp_path / "large_fleet.parquet"
+    synth.write(synth.generate(1_001, 2, synth.load_source(cmapss_dir)), out, "parquet")
+    ingest.load([out])
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.query_params["dataset"], app.query_params["engine"] = "large_fleet", "ESN-000500"
+    app.run()
+    app.switch_page("pages/engine.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="_engine_dataset").value == "large_fleet"
+    assert app.text_input(key="_engine_typed").value == "ESN-000500"
+    assert any("Engine ESN-000500 of large_fleet" in c.value for c in app.caption)
+    app.text_input(key="_engine_typed").set_value("ESN-001001").run()
+    assert any("Engine ESN-001001 of large_fleet" in c.value for c in app.caption)
+    assert app.query_params["engine"] == "ESN-001001"
