@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="folder with the C-MAPSS files (default PM_DATA_DIR or "
                                                      "<repo>/../shared/data/cmapss)")
     parser.add_argument("--seed", type=int, default=13, help="seed of the threads' random choices")
+    parser.add_argument("--browsers", type=int, default=0,
+                        help="run the threads inside a dashboard server (localhost) with this many Chromium sessions "
+                             "loading files on its Data page at the same time (default 0: threads only)")
 
 
 def _lines(folder: Path, name: str, units: int) -> list[str]:
@@ -164,48 +167,33 @@ def consistency() -> dict[str, int]:
     return found
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the threads for ``--seconds`` on a scratch home, then check the store."""
-    source = Path(args.data).expanduser().resolve() if args.data else (
-        config.data_dir() or (config.REPO_ROOT.parent / "shared" / "data" / "cmapss").resolve())
-    if not (source / "train_FD001.txt.gz").is_file():
-        raise UserError(f"train_FD001.txt.gz is not in {source}; pass --data.")
-    scratch = Path(tempfile.mkdtemp(prefix="pm-stress-"))
-    saved = {k: os.environ.get(k) for k in ("PM_HOME", "PM_DUCKDB")}
-    os.environ["PM_HOME"] = str(scratch / "home")
-    os.environ.pop("PM_DUCKDB", None)
-    try:
-        files = _files(source, scratch / "files")
-        rows = _fleet_rows(files["train"])
-        store.prepare()
-        tally = Tally()
-        stop = threading.Event()
+def _run_threads(count: int, seconds: float, seed: int, files: dict[str, Path], rows: pd.DataFrame
+                 ) -> tuple[Tally, float]:
+    """Run `count` threads (roles from :data:`ROLES`) for `seconds`; their tally and the seconds they ran."""
+    tally = Tally()
+    stop = threading.Event()
 
-        def work(k: int) -> None:
-            rng = random.Random(args.seed * 1000 + k)
-            role = ROLES[k % len(ROLES)]
-            while not stop.is_set():
-                tally.run(*_operation(role, rng, files, rows))
+    def work(k: int) -> None:
+        rng = random.Random(seed * 1000 + k)
+        role = ROLES[k % len(ROLES)]
+        while not stop.is_set():
+            tally.run(*_operation(role, rng, files, rows))
 
-        threads = [threading.Thread(target=work, args=(k,), name=f"stress-{k}") for k in range(args.threads)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        stop.wait(args.seconds)
-        stop.set()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        checked = consistency()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(scratch, ignore_errors=True)
+    threads = [threading.Thread(target=work, args=(k,), name=f"stress-{k}") for k in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return tally, time.perf_counter() - started
+
+
+def _summary(tally: Tally, elapsed: float, threads: int) -> dict[str, Any]:
+    checked = consistency()
     return {
-        "threads": args.threads, "seconds": round(elapsed, 1), "load_average": list(os.getloadavg()),
+        "threads": threads, "seconds": round(elapsed, 1), "load_average": list(os.getloadavg()),
         "operations": dict(tally.done), "operations_total": sum(tally.done.values()),
         "seconds_p50": {k: round(statistics.median(v), 3) for k, v in tally.seconds.items()},
         "seconds_max": {k: round(max(v), 3) for k, v in tally.seconds.items()},
@@ -213,6 +201,63 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tracebacks": len(tally.tracebacks), "first_tracebacks": tally.tracebacks[:3],
         "consistency": checked, "consistent": all(v == 0 for k, v in checked.items() if k != "datasets_left"),
     }
+
+
+def _source(value: str | None) -> Path:
+    source = Path(value).expanduser().resolve() if value else (
+        config.data_dir() or (config.REPO_ROOT.parent / "shared" / "data" / "cmapss").resolve())
+    if not (source / "train_FD001.txt.gz").is_file():
+        raise UserError(f"train_FD001.txt.gz is not in {source}; pass --data.")
+    return source
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the threads for ``--seconds`` on a scratch home, then check the store; with ``--browsers``, in a
+    dashboard server with that many browser sessions loading on its Data page meanwhile."""
+    source = _source(args.data)
+    scratch = Path(tempfile.mkdtemp(prefix="pm-stress-"))
+    scratch.chmod(0o755)
+    saved = {k: os.environ.get(k) for k in ("PM_HOME", "PM_DUCKDB")}
+    os.environ["PM_HOME"] = str(scratch / "home")
+    os.environ.pop("PM_DUCKDB", None)
+    try:
+        files = _files(source, scratch / "files")
+        if args.browsers:
+            from bench import stress_browsers
+
+            return stress_browsers.run(scratch, args)
+        store.prepare()
+        tally, elapsed = _run_threads(args.threads, args.seconds, args.seed, files, _fleet_rows(files["train"]))
+        return _summary(tally, elapsed, args.threads)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def serve(folder: str, seconds: float, threads: int, seed: int, server_args: list[str]) -> None:
+    """In a dashboard server process (``python app.py server_args``): once the file ``go`` appears in `folder`,
+    run the threads there for `seconds` and write their summary to ``threads.json`` in `folder`."""
+    import json
+    import runpy
+    import sys
+
+    base = Path(folder)
+    files = {"train": base / "files" / "train_FD001.txt", "test": base / "files" / "test_FD001.txt",
+             "rul": base / "files" / "RUL_FD001.txt"}
+
+    def later() -> None:
+        while not (base / "go").exists():
+            time.sleep(0.1)
+        tally, elapsed = _run_threads(threads, seconds, seed, files, _fleet_rows(files["train"]))
+        (base / "threads.json").write_text(json.dumps(_summary(tally, elapsed, threads)))
+
+    threading.Thread(target=later, name="stress-start", daemon=True).start()
+    sys.argv = ["app.py", *server_args]
+    runpy.run_path(str(config.REPO_ROOT / "app.py"), run_name="__main__")
 
 
 def render(result: dict[str, Any]) -> str:
@@ -229,4 +274,12 @@ def render(result: dict[str, Any]) -> str:
     lines.extend(result["first_tracebacks"])
     lines.append("consistency: " + ", ".join(f"{k} {v}" for k, v in result["consistency"].items())
                  + (" (consistent)" if result["consistent"] else " (INCONSISTENT)"))
+    browsers = result.get("browsers")
+    if browsers:
+        lines.append(f"browser sessions: {browsers['sessions']}, loads done {browsers['operations']}, "
+                     f"median s {browsers['seconds_p50']}, tracebacks {browsers['tracebacks']}")
+        lines.extend(f"  {count:>5}  {sentence}" for sentence, count in browsers["refusals"].items())
+        lines.extend(browsers["first_tracebacks"])
+        lines.append(f"tracebacks in the server's log: {result['server_log_tracebacks']}")
+        lines.append(result["server_log_first_traceback"])
     return "\n".join(lines)
