@@ -1,11 +1,13 @@
 """Benchmark: threads of one process loading, deleting, appending, recording outcomes and reading the store at once.
 
-Run ``python -m core bench stress [--seconds 60] [--threads 10] [--data DIR] [--json]``. Each thread plays a
-browser session or an API client of the server process and calls the functions the pages and the API
-call (``ingest.load``, the Data page's delete, ``fleet_ops.append_readings`` / ``record_outcome``, the
-pages' reads) on small slices of the real files, in a scratch ``PM_HOME`` (no network). Reported:
+Run ``python -m core bench stress [--seconds 60] [--threads 10] [--browsers 0] [--data DIR] [--json]``.
+Each thread plays a browser session or an API client of the server process and calls the functions the
+pages and the API call (``ingest.load``, the Data page's delete, ``fleet_ops.append_readings`` /
+``record_outcome``, the pages' reads) on small slices of the real files, in a scratch ``PM_HOME`` (no network). Reported:
 operations done per kind, refusals grouped by sentence (numbers replaced by ``N``), tracebacks (any
 exception that is not a :class:`UserError`; must be 0) and a consistency check of the store at the end.
+With ``--browsers N`` the threads run inside a dashboard server on a loopback port while N Chromium
+sessions load files on its Data page (:mod:`bench.stress_browsers`).
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def _delete(name: str) -> None:
 
 
 def _read(rng: random.Random) -> None:
-    """What a page rerun reads: the listing (sidebar), then one dataset's readings or engines, or an engine's history."""
+    """What a page rerun reads: the listing (sidebar), then one dataset's readings or engines, or an engine's
+    history."""
     with store.connect(read_only=True) as con:
         names = queries.list_datasets(con)["name"].tolist()
         if not names:

@@ -1,8 +1,8 @@
 """A runtime home this process may only read (issue 13, finding 6).
 
 The home is made read-only with ``chmod``; under root, which ignores permission bits, the checks run
-in a child process as the unprivileged user ``nobody`` (through util-linux ``setpriv``). Pages that only read keep working on the
-read-only store, and every write, command or odd path is refused with one sentence.
+in a child process as the unprivileged user ``nobody`` (through util-linux ``setpriv``). Pages that only
+read keep working on the read-only store, and every write, command or odd path is refused with one sentence.
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ def as_reader(args: list[str], home: Path, **env: str) -> subprocess.CompletedPr
     scratch.chmod(0o777)
     variables = {**{k: v for k, v in os.environ.items() if not k.startswith(("PM_", "MLFLOW_"))},
                  "PM_HOME": str(home), "HOME": str(scratch), "PM_DB_LOCK_WAIT_S": "1", **env}
-    prefix = ["setpriv", f"--reuid={READER_UID}", f"--regid={READER_UID}", "--clear-groups"] if os.geteuid() == 0 else []
+    prefix = (["setpriv", f"--reuid={READER_UID}", f"--regid={READER_UID}", "--clear-groups"]
+              if os.geteuid() == 0 else [])
     try:
         return subprocess.run([*prefix, sys.executable, *args], cwd=REPO_ROOT, env=variables, capture_output=True,
                               text=True, timeout=300)
@@ -154,7 +155,7 @@ def test_reads_work_and_writes_are_refused_with_a_sentence(reader, read_only_hom
 def test_commands_read_or_say_one_sentence(reader, read_only_home: Path) -> None:
     loaded = str(read_only_home.parent / "files" / "train_FD001.txt")
     runs = [("datasets",), ("drift", "--reference", "train_FD001", "--current", "test_FD001"),
-            ("ingest", loaded), ("score", "--dataset", "test_FD001", "--no-record")]
+            ("ingest", loaded), ("score", "--dataset", "test_FD001", "--no-record"), ("ingest", "/proc/self/mem")]
     odd = [("PM_DUCKDB", "/proc/self/mem"), ("PM_HOME", "/proc/self/mem")]
     done = reader(["-c", CLI_CHECK, json.dumps(runs), json.dumps(odd)])
     assert done.returncode == 0, done.stderr[-2000:]
@@ -163,11 +164,12 @@ def test_commands_read_or_say_one_sentence(reader, read_only_home: Path) -> None
     for result in results:
         assert "Traceback" not in result["stderr"], result
         assert result["code"] == 0 or len(result["stderr"].strip().splitlines()) == 1, result
-    listed, drift, ingest, score, *odd_homes = results
+    listed, drift, ingest, score, memory, *odd_homes = results
     assert listed["code"] == 0 and "train_FD001" in listed["stdout"]
     assert drift["code"] == 0 and "prediction_psi: n/a (no model)" in drift["stdout"]
     assert ingest["stderr"].strip() == f"error: {store.read_only_sentence(read_only_home / 'fleet.duckdb')}"
     assert score["code"] == 1 and score["stderr"].startswith("error: ")
+    assert memory["stderr"].strip() == "error: /proc/self/mem could not be read: Input/output error."
     assert all(r["code"] == 1 and "/mem" in r["stderr"] for r in odd_homes)
 
 

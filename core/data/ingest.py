@@ -197,6 +197,9 @@ def _unpack(source: Leaf, unpacker: Unpacker, ctx: _Context, known: dict[str, st
         raise
     except UserError as err:
         return [_Parsed(_error_report(source.label, source.filename, source.source, str(err)))]
+    except OSError as err:
+        return [_Parsed(_error_report(source.label, source.filename, source.source,
+                                      f"{source.label} could not be read: {err.strerror or err}."))]
     batch = []
     for leaf in leaves:
         report = _report(leaf, ctx)
