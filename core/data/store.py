@@ -352,7 +352,7 @@ def write(operation: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
             with connect() as con:
                 return operation(con)
         except UserError as err:
-            if attempt == _CONFLICT_ATTEMPTS or not isinstance(err.__cause__, _CONFLICTS):
+            if attempt == _CONFLICT_ATTEMPTS or str(err) != CONFLICT:
                 raise
             attempt += 1
 
