@@ -18,7 +18,7 @@ def test_upload_on_the_data_page_lists_the_dataset(browser_page, dashboard, dash
     url = dashboard(dashboard_env)
     page = browser_page
     page.goto(f"{url}/data")
-    page.get_by_text("Upload files").first.wait_for()
+    page.get_by_text("C-MAPSS files, NASA's zip, CSV or Parquet").first.wait_for()  # no folder tabs without PM_IMPORT_ROOT
     page.locator("input[type=file]").first.set_input_files(str(upload))
     page.get_by_role("button", name=re.compile(r"^Load 1 file")).click()
     page.get_by_text("Loaded 1 datasets").wait_for()
