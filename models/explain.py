@@ -189,8 +189,9 @@ def background_windows(ensemble: Ensemble, frame: pd.DataFrame, n: int = 32, see
 
 NSAMPLES = 16
 """Expected-gradient sample points per explained engine when serving (see :class:`Explainer`)."""
-POINTS_PER_PASS = 512
-"""Sample points per forward and backward pass of the LSTM (bounds the memory of a batched explanation)."""
+POINTS_PER_PASS = 128
+"""Sample points per forward and backward pass of the LSTM: bounds the memory a batched explanation holds at once
+(the pass keeps every LSTM step's activations for the gradient) at a cost that grows with the points anyway."""
 
 
 def gradient_explainer_plan(n_background: int, nsamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
