@@ -123,6 +123,22 @@ def test_a_load_and_a_delete_at_once_leave_a_whole_dataset_or_none(files: dict[s
         ingest.load([test])
 
 
+def test_an_append_and_a_delete_of_one_dataset_at_once_leave_it_whole_or_gone(files: dict[str, Path]) -> None:
+    lines = files["test_FD001"].read_text().splitlines()
+    early, late = files["test_FD001"].with_name("early.txt"), files["test_FD001"].with_name("late.txt")
+    early.write_text("\n".join(line for line in lines if int(line.split()[1]) <= 10) + "\n")
+    late.write_text("\n".join(line for line in lines if int(line.split()[1]) > 10) + "\n")
+    sizes = {len(lines) - 10 * 3, len(lines)}
+    for _ in range(ROUNDS):
+        ingest.load([early], role="fleet", dataset="ops")
+        results = together(lambda: ingest.load([late], role="fleet", dataset="ops"), lambda: delete("ops"))
+        assert refusals(results) == []
+        left = consistent()
+        assert left == {} or (set(left) == {"ops"} and left["ops"] in sizes)
+        if left:
+            delete("ops")
+
+
 def test_a_load_succeeds_while_other_sessions_keep_reading(files: dict[str, Path]) -> None:
     ingest.load([files["test_FD001"]])
     stop = threading.Event()
