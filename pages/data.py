@@ -106,8 +106,7 @@ def _check_and_load(sources: list, key: str, role: str | None, dataset: str | No
         st.rerun()
 
 
-FOLDER_JOB = "folder_job"
-"""Session key of this session's folder check or load job (see :mod:`core.operations.ingest_job`)."""
+FOLDER_JOB = "folder_job"  # session key of this session's folder check or load job (core.operations.ingest_job)
 
 
 def _folder_job() -> job_records.JobRecord | None:

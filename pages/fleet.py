@@ -20,10 +20,8 @@ from models.ensemble import RISK_LEVELS
 from pages import charts, ui
 
 IN_SERVICE = ("fleet", "evaluation")  # roles whose datasets are chosen by default: engines in service
-PAGE_ROWS = (50, 100, 250)
-"""Choices of engines per page of the table."""
-CHART_SAMPLE = 500
-"""Engines drawn in the chart at most (a fixed sample of the filtered engines)."""
+PAGE_ROWS = (50, 100, 250)  # choices of engines per page of the table
+CHART_SAMPLE = 500  # engines drawn in the chart at most (a fixed sample of the filtered engines)
 
 
 def engine_url(dataset: str, engine: str) -> str:
