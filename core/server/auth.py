@@ -41,12 +41,15 @@ def _read(path: Path) -> str:
 
 def _generate(path: Path) -> str:
     """Write a new random token to `path`, readable and writable by the owner only; keep one written meanwhile."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read(path)
+    except OSError as err:
+        raise UserError(f"No API token could be written to {path} ({err.strerror}); set {ENV_TOKEN} to a secret "
+                        f"of at least {MIN_TOKEN_LENGTH} characters, or make PM_HOME writable.") from err
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(token + "\n")
     return token
