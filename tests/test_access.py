@@ -257,3 +257,14 @@ def test_a_viewer_signs_in_and_gets_no_load_or_delete_and_a_stale_delete_is_refu
     assert [e.value for e in at.error] == ["Only the admin role or higher may delete datasets; you are a viewer."]
     with store.connect(read_only=True) as con:
         assert "test_FD001" in set(queries.list_datasets(con)["name"])
+
+
+def test_an_unwritable_home_gets_a_sentence_about_the_api_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.server import auth
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder\n")
+    monkeypatch.setenv("PM_HOME", str(blocker / "home"))  # a folder under a file cannot be made, not even by root
+    monkeypatch.delenv("PM_API_TOKEN", raising=False)
+    with pytest.raises(UserError, match="No API token could be written .* set PM_API_TOKEN"):
+        auth.api_token()
