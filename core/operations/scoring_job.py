@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from core.data import score_queries, store, writes
 from core.operations import job_records, job_runtime, jobs, registry
 
@@ -47,8 +49,8 @@ def active() -> job_records.JobRecord | None:
     return next((job for job in jobs.list_jobs(limit=5, kind=KIND) if job.state in job_records.ACTIVE_STATES), None)
 
 
-def start(created_by: str = "", force: bool = False) -> job_records.JobRecord | None:
-    """Start the scoring job if the champion has stale engines (or `force`), unless one runs already.
+def start(created_by: str = "") -> job_records.JobRecord | None:
+    """Start the scoring job if the champion has stale engines, unless one runs already.
 
     Returns the running or started job, or None when there is nothing to score (or no champion yet).
     """
@@ -59,17 +61,16 @@ def start(created_by: str = "", force: bool = False) -> job_records.JobRecord | 
         running = active()
         if running is not None:
             return running
-        if not force:
-            with store.connect(read_only=True) as con:
-                if score_queries.stale_count(con, version) == 0:
-                    return None
+        with store.connect(read_only=True) as con:
+            if score_queries.stale_count(con, version) == 0:
+                return None
         bundle = registry.bundle_dir(version)
         return jobs.start(KIND, MODULE, ["--version", str(version), "--bundle", str(bundle)],
                           config={"model_version": version}, data={"bundle": str(bundle)}, created_by=created_by,
                           exclusive=False)
 
 
-def _batches(stale: Any, size: int) -> list[Any]:
+def _batches(stale: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     """Stale engines cut into batches of at most `size`, never mixing datasets."""
     out = []
     for _, part in stale.groupby("dataset_id", sort=True):

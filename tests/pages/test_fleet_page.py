@@ -168,7 +168,7 @@ def test_stale_scores_start_the_scoring_job_and_the_stored_ones_stay_listed(app_
     next_cycle = rows.tail(1).assign(cycle=rows["cycle"].max() + 1, engine=engine).drop(columns="unit")
     fleet_ops.append_readings("test_FD001", next_cycle)
     started: list[str] = []
-    monkeypatch.setattr(scoring_job, "start", lambda created_by="", force=False: started.append(created_by))
+    monkeypatch.setattr(scoring_job, "start", lambda created_by="": started.append(created_by))
     app = _fleet(AppTest.from_file(APP, default_timeout=120))
     assert started == ["fleet page"]
     assert any("1 engine(s) have readings newer" in i.value for i in app.info)
