@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from core.data import queries, store
-from core.monitoring import statistics, verdicts
+from core.data import store
+from core.monitoring import drift, statistics, verdicts
 
 HELP = "compare a dataset with a reference: per-sensor drift, drift share and a retraining verdict"
 
@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Read both datasets from the store, measure prediction drift with the model if one exists, and assess."""
     thresholds = statistics.Thresholds(share=args.share).with_levels(args.method, args.warn, args.alert)
     with store.connect(read_only=True) as con:
-        reference = queries.readings(con, args.reference)
-        current = queries.readings(con, args.current)
+        reference, reference_read = drift.read_side(con, [args.reference])
+        current, current_read = drift.read_side(con, [args.current])
     prediction_psi, reason, version = _prediction_drift(reference, current, args.model, thresholds.prediction_psi)
     report = verdicts.assess(
         reference,
@@ -64,13 +64,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prediction_psi=prediction_psi,
         prediction_psi_reason=reason,
     )
-    return {"reference": args.reference, "current": args.current, "model_version": version, **report.to_dict()}
+    return {"reference": args.reference, "current": args.current, "model_version": version,
+            "reference_read": reference_read.to_dict(), "current_read": current_read.to_dict(), **report.to_dict()}
 
 
 def render(result: dict[str, Any]) -> str:
     """A fixed-width table, one feature per line, then the drift share, verdict and thresholds."""
     view = "regime-normalised" if result["normalised"] else "raw"
     lines = [f"{result['current']} vs {result['reference']} ({view} values, decided by {result['method']})"]
+    sides = [("reference", result["reference_read"]), ("current", result["current_read"])]
+    for side, read in sides:
+        if read["sampled"]:
+            lines.append(f"{side}: a seeded sample of {read['engines']:,} of {read['total_engines']:,} engines "
+                         f"({read['readings']:,} of {read['total_readings']:,} readings); statistics are of the sample")
     lines.append(f"{'feature':<10} {'psi':>8} {'ks':>6} {'wasserstein':>11}  level")
     for row in result["features"]:
         note = "" if row["informative"] else "  (near-constant in reference, not counted)"
