@@ -271,3 +271,22 @@ def test_the_token_is_generated_once_owner_only_and_pm_api_token_overrides_it(tm
     monkeypatch.setenv("PM_API_TOKEN", "short")
     with pytest.raises(Exception, match="shorter than 16"):
         auth.api_token()
+
+
+def test_the_server_watcher_scores_readings_appended_through_the_api(server, home) -> None:
+    from core.data import score_queries, store
+    from core.operations import jobs, scoring_job
+    from core.server.alert_rules import Watcher, start_scoring
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    assert client.post("/api/v1/readings", json={"dataset": "line-D", "readings": _fleet_rows(home, (1, 2, 3))}
+                       ).status_code == 200
+    with store.connect(read_only=True) as con:
+        assert score_queries.stale_count(con, 1, ["line-D"]) == 3, "appended engines have no score yet"
+    Watcher(parts.services.cache, Notifier(), on_change=start_scoring).check(force=True)
+    job = scoring_job.latest()
+    assert job is not None and job.created_by == "server"
+    assert jobs.wait(job.id, timeout_s=300).state == "succeeded"
+    with store.connect(read_only=True) as con:
+        assert score_queries.stale_count(con, 1, ["line-D"]) == 0, "the job stored their scores"

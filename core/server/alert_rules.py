@@ -1,4 +1,5 @@
-"""The alert rules, and the watcher thread that evaluates them when data, outcomes, models or jobs change.
+"""The alert rules, and the watcher thread that evaluates them when data, outcomes, models or jobs change
+(and, in the server, starts the scoring job for engines whose stored scores are stale).
 
 Rules (each alert stored once, see :mod:`core.server.alerts`):
 
@@ -6,15 +7,19 @@ Rules (each alert stored once, see :mod:`core.server.alerts`):
   is HIGH; once per engine;
 - ``drift``: a fleet dataset whose readings drift against the champion's training data (regime-normalised
   PSI over the model's sensors, training engines cut at the fleet engines' ages as the Drift page does:
-  :func:`core.monitoring.drift.match_life_stage`) with a drift share above ``DRIFT_SHARE_LIMIT``; once per
-  dataset and champion;
+  :func:`core.monitoring.drift.match_life_stage`; each side read as the page reads it, whole or a seeded
+  sample of whole engines: :func:`core.monitoring.drift.read_side`) with a drift share above
+  ``DRIFT_SHARE_LIMIT``; once per dataset and champion;
 - ``live_rmse``: the champion's live RMSE on closed engines more than ``LIVE_RMSE_RATIO`` times its
   validation RMSE; once per champion version;
 - ``job``: a training job that failed; once per job.
 
 The watcher looks for a change every ``POLL_S`` seconds (datasets and their rows, stored predictions,
 outcomes, champion version, training jobs) and at once when poked after an API write; a rule that
-cannot be evaluated (e.g. the store is busy) is logged and tried again at the next change.
+cannot be evaluated (e.g. the store is busy) is logged and tried again at the next change. The server's
+watcher is given :func:`start_scoring` as ``on_change``: a change starts :mod:`core.operations.scoring_job`
+when the champion has stale scores (readings appended through the
+API or loaded by the CLI, a new champion), so the Fleet page and the risk rule find scores ready.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from core import config
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.monitoring import drift
-from core.operations import jobs, registry
+from core.operations import jobs, registry, scoring_job
 from core.server import metrics
 from core.server.alerts import Alert, Notifier, save_new
 from core.server.model_cache import ModelCache
@@ -78,8 +83,8 @@ def drift_alerts(cache: ModelCache, datasets: list[str], seen: dict[str, tuple])
             stamp = (version, int(listing.loc[name, "rows"]))
             if seen.get(name) == stamp:
                 continue
-            reference = reference if reference is not None else queries.readings_many(con, reference_names)
-            current = queries.readings(con, name)
+            reference = reference if reference is not None else drift.read_side(con, reference_names)[0]
+            current = drift.read_side(con, [name])[0]
             matched = drift.match_life_stage(reference, current)
             table = drift.compare_frames(matched, current, list(ensemble.pipeline.sensors), normalise=True)
             share = drift.drift_share(table)
@@ -131,12 +136,22 @@ def fingerprint(cache: ModelCache) -> tuple:
     return (data, counts, cache.champion_version(), job_states)
 
 
+def start_scoring() -> None:
+    """Start the scoring job when the champion has stale scores; a refusal is logged, the rules still run."""
+    try:
+        scoring_job.start(created_by="server")
+    except (UserError, duckdb.Error) as err:
+        LOG.warning("Scoring job not started: %s", err)
+
+
 class Watcher:
     """A daemon thread evaluating the rules on change; new alerts are stored, then sent to the webhook."""
 
     def __init__(self, cache: ModelCache, notifier: Notifier, poll_s: float = POLL_S,
-                 on_alerts: Callable[[list[Alert]], None] | None = None) -> None:
+                 on_alerts: Callable[[list[Alert]], None] | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.cache = cache
+        self.on_change = on_change
         self.notifier = notifier
         self.poll_s = poll_s
         self.on_alerts = on_alerts
@@ -169,6 +184,8 @@ class Watcher:
             current = fingerprint(self.cache)
             if not force and current == self._last:
                 return []
+            if self.on_change is not None:
+                self.on_change()
             found: list[Alert] = job_alerts()
             if current[0] is not None:
                 with store.connect(read_only=True) as con:

@@ -23,7 +23,7 @@ from core.data import store
 from core.errors import UserError
 from core.operations import jobs, registry
 from core.server import auth, metrics
-from core.server.alert_rules import TRAIN_KIND, Watcher
+from core.server.alert_rules import TRAIN_KIND, Watcher, start_scoring
 from core.server.alerts import Notifier
 from core.server.api import Services, build_api
 from core.server.model_cache import ModelCache
@@ -69,7 +69,7 @@ def build(watch: bool = True) -> ServerParts:
     """Routes, middleware and lifespan of the server; the API token is read (or generated) now."""
     cache = ModelCache()
     notifier = Notifier()
-    watcher = Watcher(cache, notifier) if watch else None
+    watcher = Watcher(cache, notifier, on_change=start_scoring) if watch else None
     services = Services(cache, watcher, auth.api_token())
     routes: list[BaseRoute] = [
         Mount("/api/v1", app=build_api(services)),
