@@ -231,30 +231,3 @@ def test_a_closed_engine_trains_with_its_realised_end_of_life(fd001_store, fleet
     prep = FeaturePipeline().fit(rows).prepare(closed)
     _, rul_true, _ = prepared_targets(prep, 125.0, offsets)
     assert rul_true[-1] == 7.0 and rul_true[0] == last - 1 + 7
-
-
-def test_only_engines_with_new_readings_are_scored_again(fd001_store, fleet_files):
-    first, second, _ = fleet_files
-    ingest.load([first, second], role="fleet", dataset="ops")
-    frame = scoring.fleet_frame(["train_FD001"])[0]
-    ensemble = train(frame[frame["unit"] <= 12], TINY).ensemble
-
-    def stored() -> int:
-        with store.connect(read_only=True) as con:
-            return int(con.execute("SELECT count(*) FROM predictions").fetchall()[0][0])
-
-    table, computed = scoring.current_scores(ensemble, ["ops"], 7)
-    assert computed == 10 and stored() == 10 and len(table) == 10
-    again, computed = scoring.current_scores(ensemble, ["ops"], 7)
-    assert computed == 0 and stored() == 10
-    pd.testing.assert_frame_equal(again.sort_values("unit").reset_index(drop=True),
-                                  table.sort_values("unit").reset_index(drop=True), check_dtype=False)
-    next_cycle = queries_rows(2).assign(engine="ESN-7002")
-    next_cycle["cycle"] += 1
-    fleet_ops.append_readings("ops", next_cycle)
-    updated, computed = scoring.current_scores(ensemble, ["ops"], 7)
-    assert computed == 1 and stored() == 11
-    moved = updated.set_index("unit").loc[2, "cycle"]
-    assert moved == next_cycle["cycle"].iloc[0]
-    _, computed = scoring.current_scores(ensemble, ["ops"], 8)
-    assert computed == 10, "a new model version scores every engine"

@@ -40,33 +40,3 @@ def record(predictions: pd.DataFrame, version: int) -> None:
     with store.connect() as con:
         for name, part in predictions.groupby("dataset"):
             writes.insert_predictions(con, str(name), part, version)
-
-
-def current_scores(ensemble: Ensemble, names: list[str], version: int) -> tuple[pd.DataFrame, int]:
-    """Predictions of model `version` at the last cycle of every open engine of `names`, and how many were computed.
-
-    Stored predictions of this version that are at an engine's last cycle are reused; engines with newer
-    readings (or none stored) are scored now and their predictions stored. Engines closed by an outcome
-    are left out. Columns as :func:`score`, with ``true_rul`` where known.
-    """
-    with store.connect(read_only=True) as con:
-        stored = queries.latest_predictions(con, names, str(version))
-        engines = pd.concat([queries.engines(con, n).assign(dataset=n) for n in names], ignore_index=True)
-        truth = pd.concat([queries.rul_truth(con, n).assign(dataset=n) for n in names], ignore_index=True)
-        engines = engines[engines["closed_event"].isna() & engines["last_cycle"].notna()]
-        keyed = engines.merge(stored[["dataset", "unit", "cycle"]], on=["dataset", "unit"], how="left")
-        stale = keyed[keyed["cycle"] != keyed["last_cycle"]]
-        rows = [queries.readings_of_engines(con, n, part["unit"].tolist()) for n, part in stale.groupby("dataset")]
-    fresh = stored.merge(engines[["dataset", "unit", "last_cycle"]], left_on=["dataset", "unit", "cycle"],
-                         right_on=["dataset", "unit", "last_cycle"]).drop(columns="last_cycle")
-    parts = [fresh[PREDICTION_COLUMNS]]
-    if rows:
-        computed = ensemble.predict_last(pd.concat(rows, ignore_index=True))[PREDICTION_COLUMNS]
-        record(computed, version)
-        parts.append(computed)
-    table = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) \
-        else pd.DataFrame(columns=PREDICTION_COLUMNS)
-    truth = truth.rename(columns={"rul": "true_rul"})
-    table = table.merge(truth[["dataset", "unit", "true_rul"]], on=["dataset", "unit"], how="left") \
-        if not truth.empty else table.assign(true_rul=float("nan"))
-    return table, len(stale)
