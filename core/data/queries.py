@@ -167,21 +167,6 @@ def closed_since(con: duckdb.DuckDBPyConnection, when: object | None) -> int:
     return int(row[0]) if row else 0
 
 
-def latest_predictions(con: duckdb.DuckDBPyConnection, names: Sequence[str], model_version: str) -> pd.DataFrame:
-    """The newest stored prediction of `model_version` for each engine of the datasets `names`.
-
-    Columns: dataset, unit, cycle, rul, rul_low, rul_high, p_fail_30, risk, ood, ood_reason.
-    """
-    ids = [get_dataset(con, n)["id"] for n in names]
-    return con.execute(
-        "SELECT d.name AS dataset, p.unit, p.cycle, p.rul, p.rul_low, p.rul_high, p.p_fail_30, p.risk, "
-        "coalesce(p.ood, false) AS ood, coalesce(p.ood_reason, '') AS ood_reason FROM predictions p JOIN datasets d ON d.id = p.dataset_id "
-        "WHERE p.dataset_id IN (SELECT unnest(?::INTEGER[])) AND p.model_version = ? "
-        "QUALIFY row_number() OVER (PARTITION BY p.dataset_id, p.unit ORDER BY p.cycle DESC, p.created_at DESC) = 1",
-        [ids, str(model_version)],
-    ).df()
-
-
 def readings_of_engines(con: duckdb.DuckDBPyConnection, name: str, units: Sequence[int]) -> pd.DataFrame:
     """Readings (with a leading ``dataset`` column) of the given engines of one dataset, by unit and cycle."""
     dataset_id = get_dataset(con, name)["id"]
