@@ -197,7 +197,7 @@ def lstm_heatmap(values: np.ndarray, channels: list[str], cycles: list[int]) -> 
         colorscale="RdBu", colorbar=dict(title="cycles"),
         hovertemplate="%{y} at cycle %{x}: %{z:+.2f} cycles<extra></extra>",
     ))
-    return _layout(fig, 420, xaxis_title="cycle", title="LSTM: attribution per sensor and time (GradientExplainer)")
+    return _layout(fig, 420, xaxis_title="cycle", title="LSTM: SHAP per sensor and time (expected gradients)")
 
 
 def sensor_attribution(by_sensor: pd.DataFrame, top: int = 10, compare: pd.DataFrame | None = None) -> go.Figure:

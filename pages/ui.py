@@ -1,6 +1,6 @@
 """Shared UI pieces for the pages: session defaults, cached resources, sidebar status.
 
-The model stack (torch, XGBoost, SHAP through ``core.serving``) is imported where it is used and
+The model stack (torch and XGBoost, through ``core.serving``) is imported where it is used and
 warmed up in a background thread at start (:func:`init_session`), so the first page draws at once.
 """
 

@@ -27,7 +27,6 @@ Progress = Callable[[dict[str, Any]], None]
 def _versions() -> dict[str, str]:
     import duckdb
     import mlflow
-    import shap
     import sklearn
     import torch
     import xgboost
@@ -36,7 +35,6 @@ def _versions() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "xgboost": xgboost.__version__,
-        "shap": shap.__version__,
         "mlflow": mlflow.__version__,
         "scikit-learn": sklearn.__version__,
         "duckdb": duckdb.__version__,

@@ -6,7 +6,7 @@ that time without a registry read on every request. Loaded models are kept by th
 version number alone (a new registry reuses the numbers), the last ``KEEP`` used; loading is serialised by one
 lock so concurrent first requests load a model once. Every request first checks that the tracking database is
 still the one the server started with (a deleted or replaced ``mlflow.db`` is a UserError, not a silent switch).
-The model stack (torch, XGBoost, SHAP) is imported on the first load, so the server answers before it.
+The model stack (torch, XGBoost) is imported on the first load, so the server answers before it.
 """
 
 from __future__ import annotations
