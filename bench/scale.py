@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import pages as page_bench
+from core import config
 from core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,28 +162,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"{args.model_home} is not a folder; give a PM_HOME with a trained champion.")
     scratch = Path(tempfile.mkdtemp(prefix="pm-scale-"))
     home = Path(shutil.copytree(args.model_home, scratch / "home"))
-    saved = {k: os.environ.get(k) for k in ("PM_HOME", "PM_MAX_FILE_MB", "PM_DUCKDB", "MLFLOW_TRACKING_URI")}
-    os.environ.update(PM_HOME=str(home), PM_MAX_FILE_MB="4096")
-    for key in ("PM_DUCKDB", "MLFLOW_TRACKING_URI"):
-        os.environ.pop(key, None)
+    scratch_env = {"PM_HOME": str(home), "PM_MAX_FILE_MB": "4096", "PM_DUCKDB": None, "MLFLOW_TRACKING_URI": None}
     load_before = os.getloadavg()
     steps: dict[str, Any] = {}
     try:
-        fleet_file = scratch / f"{DATASET}.parquet"
-        steps["synth"] = _cli(["synth", "--engines", str(args.engines), "--seed", str(args.seed),
-                               "--out", str(fleet_file), "--json"])
-        steps["ingest"] = _cli(["ingest", str(fleet_file), "--json"])
-        steps["score_full"] = _scoring_job()
-        steps["append"] = _cli(["ingest", str(_append_one_cycle(scratch, args.append_engines)), "--dataset", DATASET,
-                                "--json"])
-        steps["score_incremental"] = _scoring_job()
-        steps["pages"] = _pages(args)
+        with config.environment(scratch_env):
+            fleet_file = scratch / f"{DATASET}.parquet"
+            steps["synth"] = _cli(["synth", "--engines", str(args.engines), "--seed", str(args.seed),
+                                   "--out", str(fleet_file), "--json"])
+            steps["ingest"] = _cli(["ingest", str(fleet_file), "--json"])
+            steps["score_full"] = _scoring_job()
+            appended = _append_one_cycle(scratch, args.append_engines)
+            steps["append"] = _cli(["ingest", str(appended), "--dataset", DATASET, "--json"])
+            steps["score_incremental"] = _scoring_job()
+            steps["pages"] = _pages(args)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
     return {

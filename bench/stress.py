@@ -220,24 +220,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     source = _source(args.data)
     scratch = Path(tempfile.mkdtemp(prefix="pm-stress-"))
     scratch.chmod(0o755)
-    saved = {k: os.environ.get(k) for k in ("PM_HOME", "PM_DUCKDB")}
-    os.environ["PM_HOME"] = str(scratch / "home")
-    os.environ.pop("PM_DUCKDB", None)
     try:
-        files = _files(source, scratch / "files")
-        if args.browsers:
-            from bench import stress_browsers
+        with config.environment({"PM_HOME": str(scratch / "home"), "PM_DUCKDB": None}):
+            files = _files(source, scratch / "files")
+            if args.browsers:
+                from bench import stress_browsers
 
-            return stress_browsers.run(scratch, args)
-        store.prepare()
-        tally, elapsed = _run_threads(args.threads, args.seconds, args.seed, files, _fleet_rows(files["train"]))
-        return _summary(tally, elapsed, args.threads)
+                return stress_browsers.run(scratch, args)
+            store.prepare()
+            tally, elapsed = _run_threads(args.threads, args.seconds, args.seed, files, _fleet_rows(files["train"]))
+            return _summary(tally, elapsed, args.threads)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.config import ensure_home, paths
+from core.config import ensure_home, environment, paths
 from core.errors import UserError
 from core.operations import bundle_cache, tracking_store
 from core.operations.gate import GateRules, gate
@@ -73,16 +73,8 @@ def sandbox(name: str = SIM_MODEL_NAME, created_by: str = "simulation") -> Itera
 
     Versions registered inside are tagged ``created_by``; the previous environment is restored after.
     """
-    saved = {var: os.environ.get(var) for var in (MODEL_ENV, CREATED_BY_ENV)}
-    os.environ[MODEL_ENV], os.environ[CREATED_BY_ENV] = name, created_by
-    try:
+    with environment({MODEL_ENV: name, CREATED_BY_ENV: created_by}):
         yield name
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
 
 
 def creator_kind(created_by: str) -> str:
