@@ -86,6 +86,25 @@ def cmapss_slice(cmapss_text: Callable[[str], str]) -> Callable[..., list[str]]:
 
 
 @pytest.fixture
+def schema_1_store(pm_home: Path) -> Path:
+    """A store as schema 1 wrote it (train/test splits, no roles, no engines table): one dataset, no readings."""
+    import duckdb
+
+    from core import config
+
+    path = config.paths().duckdb
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE datasets (id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, subset VARCHAR "
+                "NOT NULL, split VARCHAR NOT NULL, source VARCHAR NOT NULL, sha256 VARCHAR, rows BIGINT NOT NULL "
+                "DEFAULT 0, engines INTEGER NOT NULL DEFAULT 0, loaded_at TIMESTAMP NOT NULL)")
+    con.execute("CREATE TABLE feedback (created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER "
+                "NOT NULL, cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR)")
+    con.execute("INSERT INTO datasets VALUES (1, 'train_FD001', 'FD001', 'train', 'x', 'abc', 0, 0, now())")
+    con.close()
+    return path
+
+
+@pytest.fixture
 def fd001_store(pm_home: Path, cmapss_dir: Path) -> Path:
     """``pm_home`` with train_FD001, test_FD001 and RUL_FD001 loaded; returns the home."""
     from core.data import ingest

@@ -190,20 +190,7 @@ def test_cli_ingest_datasets_outcome_and_accuracy(fd001_store, fleet_files, caps
     assert "No closed engine has stored predictions" in capsys.readouterr().out
 
 
-def test_a_schema_1_store_is_migrated(pm_home):
-    import duckdb
-
-    from core import config
-
-    path = config.paths().duckdb
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE datasets (id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, subset VARCHAR "
-                "NOT NULL, split VARCHAR NOT NULL, source VARCHAR NOT NULL, sha256 VARCHAR, rows BIGINT NOT NULL "
-                "DEFAULT 0, engines INTEGER NOT NULL DEFAULT 0, loaded_at TIMESTAMP NOT NULL)")
-    con.execute("CREATE TABLE feedback (created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER "
-                "NOT NULL, cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR)")
-    con.execute("INSERT INTO datasets VALUES (1, 'train_FD001', 'FD001', 'train', 'x', 'abc', 0, 0, now())")
-    con.close()
+def test_a_schema_1_store_is_migrated(schema_1_store):
     with store.connect() as con:
         listing = queries.list_datasets(con)
         shas = queries.known_sha256(con)

@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -202,18 +201,7 @@ def test_the_same_readings_appended_twice_at_once_are_stored_once(files: dict[st
     assert consistent() == {"live": len(rows[rows["cycle"] <= 5 * ROUNDS])}
 
 
-def test_an_old_store_upgraded_by_two_threads_at_once_is_upgraded_once(pm_home: Path) -> None:
-    from core import config
-
-    con = duckdb.connect(str(config.paths().duckdb))
-    con.execute("CREATE TABLE datasets (id INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, subset VARCHAR "
-                "NOT NULL, split VARCHAR NOT NULL, source VARCHAR NOT NULL, sha256 VARCHAR, rows BIGINT NOT NULL "
-                "DEFAULT 0, engines INTEGER NOT NULL DEFAULT 0, loaded_at TIMESTAMP NOT NULL)")
-    con.execute("CREATE TABLE feedback (created_at TIMESTAMP NOT NULL, dataset_id INTEGER NOT NULL, unit INTEGER "
-                "NOT NULL, cycle INTEGER NOT NULL, outcome VARCHAR NOT NULL, note VARCHAR)")
-    con.execute("INSERT INTO datasets VALUES (1, 'train_FD001', 'FD001', 'train', 'x', 'abc', 0, 0, now())")
-    con.close()
-
+def test_an_old_store_upgraded_by_two_threads_at_once_is_upgraded_once(schema_1_store: Path) -> None:
     def listing() -> list[str]:
         with store.connect() as opened:
             return queries.list_datasets(opened)["role"].tolist()
