@@ -268,6 +268,16 @@ def test_reporter_without_a_record_writes_nothing(capsys: pytest.CaptureFixture[
     assert list(config.paths().home.glob("**/*.json")) == []
 
 
+def test_a_step_reporter_reports_every_step_and_logs_each_new_message_once() -> None:
+    reporter = job_runtime.Reporter(None)
+    reporter.phase("score")
+    report = reporter.step_reporter()
+    for done, message in ((1, "pass 1"), (2, "pass 1"), (3, "pass 2")):
+        report(done, 4, message)
+    assert reporter._fields["step"] == 3 and reporter._fields["total"] == 4
+    assert reporter._log == ["[score]", "pass 1", "pass 2"]
+
+
 def test_cli_lists_shows_and_cancels(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["jobs", "list"]) == 0
     assert capsys.readouterr().out.strip() == "No jobs yet."

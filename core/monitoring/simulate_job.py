@@ -28,14 +28,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def job(reporter: job_runtime.Reporter) -> dict[str, Any]:
         reporter.phase("simulate", f"streaming {settings.steps} steps of {settings.engines_per_step} engines")
-        last = [""]
-
-        def progress(done: int, total: int, message: str) -> None:
-            reporter.progress(done, total)
-            if message != last[0]:
-                reporter.log(message)
-                last[0] = message
-
+        progress = reporter.step_reporter()
         timeline = simulate.run(settings, args.timeline, progress, created_by=f"simulation {job_id or ''}".strip(),
                                 job_id=job_id)
         return {"timeline": str(args.timeline), "summary": timelines.summary(timeline), "events": timeline["events"]}

@@ -95,6 +95,18 @@ class Reporter:
             self._losses.append(entry)
         self._flush()
 
+    def step_reporter(self) -> Callable[[int, int, str], None]:
+        """A ``(done, total, message)`` callback for core work: reports progress, and logs each new message once."""
+        last = [""]
+
+        def report(done: int, total: int, message: str) -> None:
+            self.progress(done, total)
+            if message != last[0]:
+                self.log(message)
+                last[0] = message
+
+        return report
+
     def log(self, line: str) -> None:
         """Add a line to the job's log (stdout) and to the record's log tail."""
         sys.stdout.write(line + "\n")

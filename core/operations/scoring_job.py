@@ -131,14 +131,7 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(SCORING_THREADS)
         reporter.phase("score", "scoring engines with new readings")
-        last = [""]
-
-        def progress(done: int, total: int, message: str) -> None:
-            reporter.progress(done, total)
-            if message != last[0]:
-                reporter.log(message)
-                last[0] = message
-
+        progress = reporter.step_reporter()
         return score_stale(args.version, progress, bundle=args.bundle)
 
     job_runtime.run_job(job)
