@@ -16,6 +16,39 @@ def _metric(page, label: str) -> str:
     return card.locator("[data-testid=stMetricValue]").inner_text()
 
 
+def _settled_box(locator, tries: int = 40) -> dict[str, float]:
+    """The locator's bounding box once it stopped moving between two looks 250 ms apart."""
+    last = None
+    for _ in range(tries):
+        box = locator.bounding_box()
+        if box is not None and box == last:
+            return box
+        last = box
+        locator.page.wait_for_timeout(250)
+    raise AssertionError(f"The element kept moving: last box {last}.")
+
+
+def _click_third_row(page) -> None:
+    """Click the third engine's selection box in the Fleet table (a canvas grid: by position) until the Engine
+    page opens. The chart above the table is drawn after it and can push it down, so the click waits for the
+    chart and for the table to stop moving, and is tried again (re-measured) if the page did not switch."""
+    page.locator("[data-testid=stPlotlyChart] .main-svg").first.wait_for()
+    grid = page.locator("[data-testid=stDataFrame]").first
+    row_height = 35  # header row, then one row per engine (triage order)
+    for _ in range(3):
+        grid.scroll_into_view_if_needed()
+        box = _settled_box(grid)
+        page.mouse.click(box["x"] + 15, box["y"] + row_height * 3 + row_height / 2)
+        try:
+            page.get_by_role("tab", name="What if").wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if urllib.parse.urlparse(page.url).path == "/engine":  # the click took; the page is still drawing
+                page.get_by_role("tab", name="What if").wait_for()
+                return
+    raise AssertionError("Clicking an engine's row in the Fleet table did not open the Engine page.")
+
+
 def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashboard, dashboard_env: dict[str, str],
                                                             model_home: Path, tmp_path: Path) -> None:
     url = dashboard({**dashboard_env, "PM_HOME": str(model_home)})
@@ -24,13 +57,7 @@ def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashbo
     page.get_by_text("Cost of acting on the risk levels").wait_for()
     assert page.locator("[data-testid=stMetric]").filter(has_text="Engines").first.inner_text().endswith("100")
 
-    grid = page.locator("[data-testid=stDataFrame]").first
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    assert box is not None
-    row_height = 35  # header row, then one row per engine (triage order): click the third row's selection box
-    page.mouse.click(box["x"] + 15, box["y"] + row_height * 3 + row_height / 2)
-    page.get_by_role("tab", name="What if").wait_for()
+    _click_third_row(page)
     opened = urllib.parse.urlparse(page.url)
     query = urllib.parse.parse_qs(opened.query)
     assert opened.path == "/engine" and query["dataset"] == ["test_FD001"], "a shareable address of the engine"
