@@ -8,9 +8,14 @@ Steps, in a scratch ``PM_HOME`` (a copy of ``--model-home``, which holds a champ
   it) scores every engine; ``score_full_s`` is the job's wall time (process start, imports and model load
   included), ``scoring_s`` the time its scoring loop took;
 - ``append`` and ``score_incremental``: one more cycle for ``--append-engines`` engines is appended
-  (``python -m core ingest --dataset``), then the job scores those engines again;
+  (``python -m core ingest --dataset``), then the scoring job scores those engines again (a fresh process:
+  the path a CLI user without a running server takes);
 - ``pages``: the dashboard (``python app.py``) in headless Chromium: Fleet, one Engine (``ESN-000123``) and
-  Drift, first visit and the median of ``--repeats`` warm visits (settled as in ``bench pages``).
+  Drift, first visit and the median of ``--repeats`` warm visits (settled as in ``bench pages``);
+- ``score_in_server``: with that server running and warm, one more cycle for the same engines is appended
+  with the CLI; ``s`` is the time from the end of that command until the server has stored their new
+  scores (read through ``GET /api/v1/engines/...`` for the first and the last engine, every 50 ms), which
+  includes the server noticing the change (its watcher looks every second).
 
 Peak RSS: of each CLI step and each job (its ``VmHWM``, sampled every 50 ms while it runs) and of the
 dashboard server after the page visits (``VmHWM``). Run
@@ -20,8 +25,10 @@ dashboard server after the page visits (``VmHWM``). Run
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import statistics
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +127,33 @@ def _append_one_cycle(home: Path, engines: int) -> Path:
     return path
 
 
-def _pages(args: argparse.Namespace) -> dict[str, Any]:
-    """Fleet, Engine and Drift in headless Chromium: first visit and warm median; the server's peak RSS."""
+def _latest_cycle(url: str, token: str, engine: str) -> int | None:
+    """The cycle of an engine's latest stored prediction, read through the server's API."""
+    request = urllib.request.Request(f"{url}/api/v1/engines/{DATASET}/{engine}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        latest = json.load(response)["latest_prediction"]
+    return None if latest is None else int(latest["cycle"])
+
+
+def _score_in_server(url: str, token: str, appended: Path, timeout_s: float) -> dict[str, Any]:
+    """Append `appended` with the CLI while the server runs; seconds until the server stored the new scores."""
+    import pandas as pd
+
+    frame = pd.read_csv(appended)
+    firsts = frame.iloc[[0, -1]]
+    appended_step = _cli(["ingest", str(appended), "--dataset", DATASET, "--json"])
+    started = time.perf_counter()
+    while any(_latest_cycle(url, token, str(row.engine)) != int(row.cycle) for row in firsts.itertuples()):
+        if time.perf_counter() - started > timeout_s:
+            raise UserError(f"The server did not score the appended engines within {timeout_s:.0f} s.")
+        time.sleep(0.05)
+    return {"s": round(time.perf_counter() - started, 2), "engines": len(frame), "append_s": appended_step["s"]}
+
+
+def _pages(args: argparse.Namespace, appended: Path) -> dict[str, Any]:
+    """Fleet, Engine and Drift in headless Chromium: first visit and warm median; then scoring in the server
+    after a CLI append of `appended`; the server's peak RSS."""
     from playwright.sync_api import TimeoutError as PageTimeout
     from playwright.sync_api import sync_playwright
 
@@ -131,7 +164,9 @@ def _pages(args: argparse.Namespace) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     targets = {"fleet": f"{url}/fleet", "engine": f"{url}/engine?dataset={DATASET}&engine={ENGINE}",
                "drift": f"{url}/drift"}
-    proc = page_bench._start_server(port)
+    token = secrets.token_urlsafe(24)
+    with config.environment({"PM_API_TOKEN": token}):
+        proc = page_bench._start_server(port)
     first: dict[str, float | None] = {}
     warm: dict[str, float | None] = {}
     try:
@@ -149,11 +184,13 @@ def _pages(args: argparse.Namespace) -> dict[str, Any]:
                     first.setdefault(name, None)
                     warm[name] = None
             browser.close()
+        in_server = _score_in_server(url, token, appended, args.timeout)
         server_peak = _hwm_mb(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
-    return {"first_visit_s": first, "settle_s": warm, "server_peak_rss_mb": round(server_peak or 0.0, 1)}
+    return {"first_visit_s": first, "settle_s": warm, "score_in_server": in_server,
+            "server_peak_rss_mb": round(server_peak or 0.0, 1)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -175,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             appended = _append_one_cycle(scratch, args.append_engines)
             steps["append"] = _cli(["ingest", str(appended), "--dataset", DATASET, "--json"])
             steps["score_incremental"] = _scoring_job()
-            steps["pages"] = _pages(args)
+            steps["pages"] = _pages(args, _append_one_cycle(scratch, args.append_engines))
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -201,5 +238,8 @@ def render(result: dict[str, Any]) -> str:
     pages = steps["pages"]
     for name, seconds in pages["settle_s"].items():
         lines.append(f"page {name:<13} first {pages['first_visit_s'][name]} s, warm median {seconds} s")
+    in_server = pages["score_in_server"]
+    lines.append(f"scored in the server: {in_server['engines']:,} engines {in_server['s']} s after their append "
+                 f"({in_server['append_s']} s)")
     lines.append(f"server peak RSS {pages['server_peak_rss_mb']} MB")
     return "\n".join(lines)

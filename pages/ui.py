@@ -1,13 +1,15 @@
 """Shared UI pieces for the pages: session defaults, cached resources, sidebar status.
 
 The model stack (torch and XGBoost, through ``core.serving``) is imported where it is used and
-warmed up in a background thread at start (:func:`init_session`), so the first page draws at once.
+warmed up in a background thread a few seconds after the first session starts (:func:`init_session`), so the
+first page draws at once.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 
 HEAVY_MODULES = ("mlflow", "core.serving.whatif", "core.serving.fleet", "models.bundle")
 """Imported in the background at start: they take seconds (torch above all) and no first page needs them."""
+WARM_UP_DELAY_S = 3.0
+"""Seconds the background imports wait, so they do not slow the first page's drawing (a page that needs a
+module sooner imports it itself)."""
 
 SESSION_DEFAULTS: dict[str, object] = {
     "fleet_datasets": None,
@@ -57,8 +62,10 @@ def _store_ready(path: str) -> bool:
 
 @st.cache_resource(show_spinner=False)
 def _warm_up() -> threading.Thread:
-    """Start importing :data:`HEAVY_MODULES` in a daemon thread, once per server process."""
+    """Start importing :data:`HEAVY_MODULES` in a daemon thread after :data:`WARM_UP_DELAY_S`, once per server
+    process."""
     def load() -> None:
+        time.sleep(WARM_UP_DELAY_S)
         for name in HEAVY_MODULES:
             importlib.import_module(name)
 
@@ -123,7 +130,6 @@ def sidebar_status() -> None:
     with st.sidebar:
         try:
             listing = datasets()
-            version = champion_version()
         except UserError as err:
             show_error(err)
             return
@@ -133,9 +139,25 @@ def sidebar_status() -> None:
         else:
             st.write(f"{len(listing)} datasets · {int(listing['engines'].sum()):,} engines")
         st.caption("Serving model")
+        if registry.opening():
+            registry_opening()
+            return
+        try:
+            version = champion_version()
+        except UserError as err:
+            show_error(err)
+            return
         st.write(f"`rul-ensemble` v{version} (champion)" if version is not None else "None yet")
         if jobs.running() is not None:
             training_progress()
+
+
+@st.fragment(run_every="1s")
+def registry_opening() -> None:
+    """Said while the server opens the model registry after its start; the app reruns once it is open."""
+    if not registry.opening():
+        st.rerun(scope="app")
+    st.write("Opening the model registry…")
 
 
 @st.fragment(run_every="2s")

@@ -276,17 +276,49 @@ def test_the_token_is_generated_once_owner_only_and_pm_api_token_overrides_it(tm
 def test_the_server_watcher_scores_readings_appended_through_the_api(server, home) -> None:
     from core.data import score_queries, store
     from core.operations import jobs, scoring_job
-    from core.server.alert_rules import Watcher, start_scoring
+    from core.server.alert_rules import Watcher
     from core.server.alerts import Notifier
+    from core.server.scoring import ServerScorer
 
     client, parts = server
+    cache = parts.services.cache
     assert client.post("/api/v1/readings", json={"dataset": "line-D", "readings": _fleet_rows(home, (1, 2, 3))}
                        ).status_code == 200
     with store.connect(read_only=True) as con:
         assert score_queries.stale_count(con, 1, ["line-D"]) == 3, "appended engines have no score yet"
-    Watcher(parts.services.cache, Notifier(), on_change=start_scoring).check(force=True)
+    Watcher(cache, Notifier(), on_change=ServerScorer(cache)).check(force=True)
+    assert scoring_job.latest() is None, "three engines are scored in the server, without a job"
+    with store.connect(read_only=True) as con:
+        assert score_queries.stale_count(con, 1, ["line-D"]) == 0, "the server stored their scores"
+        stored = con.execute("SELECT count(*) FROM predictions p JOIN datasets d ON d.id = p.dataset_id "
+                             "WHERE d.name = 'line-D'").fetchone()[0]
+    assert stored == 3
+
+    assert client.post("/api/v1/readings", json={"dataset": "line-D", "readings": _fleet_rows(home, (4, 5, 6))}
+                       ).status_code == 200
+    assert ServerScorer(cache, limit=2).run()["kind"] == "score", "a backlog over the limit goes to the job"
     job = scoring_job.latest()
     assert job is not None and job.created_by == "server"
     assert jobs.wait(job.id, timeout_s=300).state == "succeeded"
     with store.connect(read_only=True) as con:
         assert score_queries.stale_count(con, 1, ["line-D"]) == 0, "the job stored their scores"
+
+
+def test_the_watcher_wakes_for_a_write_to_the_store_and_not_for_reads(server, home) -> None:
+    from core.data import store
+    from core.server.alert_rules import Watcher
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    changes: list[int] = []
+    watcher = Watcher(parts.services.cache, Notifier(), on_change=lambda: changes.append(1))
+    watcher.check()
+    assert changes == [1], "the first look evaluates"
+    with store.connect(read_only=True) as con:
+        con.execute("SELECT count(*) FROM readings").fetchall()
+    watcher.check()
+    assert changes == [1], "a read is not a change"
+    assert client.post("/api/v1/readings", json={"dataset": "line-E", "readings": _fleet_rows(home, (1,), last=5)}
+                       ).status_code == 200
+    watcher.check()
+    assert changes == [1, 1], "appended readings are a change"

@@ -124,6 +124,23 @@ _MIGRATE_V2 = [
 """Schema 2 to 3: stored predictions keep the out-of-experience flag and its reason."""
 
 
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a file, or None when it does not exist."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def stamp() -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(modification time in ns, size) of the store's file and of its write-ahead log, None where absent: a
+    committed write changes one of them and a read changes neither, so it keys caches of what the store holds
+    for a few file stats instead of a query."""
+    database = config.paths().duckdb
+    return _file_stamp(database), _file_stamp(database.with_name(database.name + ".wal"))
+
+
 def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> tuple | None:
     """The first row of a query, or None; fetches the whole result so the connection is free again.
 

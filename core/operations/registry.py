@@ -27,11 +27,12 @@ Integrity and concurrency:
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,9 +58,11 @@ PROCESS_TAGS = ("pm_host", "pm_pid", "pm_pid_start")
 """Run tags naming the process that logs the run, so a run or version it left behind can be told from a live one."""
 END_REASON_TAG = "pm_end_reason"
 
+LOG = logging.getLogger("core.operations.registry")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _init_lock = threading.Lock()
 _initialised: set[str] = set()
+_background: dict[str, threading.Thread] = {}
 
 
 def model_name() -> str:
@@ -137,6 +140,44 @@ def init() -> None:
     clean up after trainings that were killed (:func:`recover`)."""
     _mlflow()
     recover()
+
+
+def init_in_background(after: Callable[[], None] | None = None, delay_s: float = 0.0,
+                       stop: threading.Event | None = None) -> threading.Thread:
+    """Run :func:`init` (importing MLflow takes seconds) in a daemon thread after `delay_s`, then `after`; return
+    the thread.
+
+    The server starts it at start-up, so it answers at once and its first page is drawn before MLflow is
+    imported (a page or request that needs the registry sooner opens it itself; the two are serialised).
+    :func:`opening` says whether it is still to open. Nothing is done once `stop` is set (the server is
+    stopping) or when the process has moved to another registry meanwhile. A failure is logged here and raised
+    again to the first caller that needs the registry.
+    """
+    uri = paths().mlflow_uri
+    stopping = stop or threading.Event()
+
+    def work() -> None:
+        if stopping.wait(delay_s) or paths().mlflow_uri != uri:
+            return
+        try:
+            init()
+        except UserError as err:
+            LOG.warning("The model registry could not be opened: %s", err)
+            return
+        if after is not None and not stopping.is_set():
+            after()
+
+    thread = threading.Thread(target=work, name="registry-init", daemon=True)
+    _background[uri] = thread
+    thread.start()
+    return thread
+
+
+def opening() -> bool:
+    """Whether :func:`init_in_background` is still to open the registry at the configured URI."""
+    uri = paths().mlflow_uri
+    thread = _background.get(uri)
+    return thread is not None and thread.is_alive() and uri not in _initialised
 
 
 def check_store() -> None:

@@ -11,7 +11,8 @@ by the starter, which also hands it the bundle folder, so the job never opens th
 champion gets a job of its own.
 
 :func:`start` launches it (one scoring job at a time; a second call returns the running one) after a load or
-append and when the Fleet page finds stale scores; :func:`score_stale` is the same work in the calling process.
+append and when the Fleet page finds stale scores; :func:`score_stale` is the same work in the calling process
+(the server does it with the champion it holds when few engines are stale: :mod:`core.server.scoring`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from core.data import score_queries, store, writes
 from core.operations import job_records, job_runtime, jobs, registry
+
+if TYPE_CHECKING:
+    from models.ensemble import Ensemble
 
 KIND = "score"
 MODULE = "core.operations.scoring_job"
@@ -49,6 +54,12 @@ def active() -> job_records.JobRecord | None:
     return next((job for job in jobs.list_jobs(limit=5, kind=KIND) if job.state in job_records.ACTIVE_STATES), None)
 
 
+def lock() -> AbstractContextManager[None]:
+    """The lock held while deciding to start a scoring job, and while the server scores in its own process, so
+    the same engines are never scored twice at once."""
+    return job_records.flock(job_records.jobs_dir() / "scoring.lock")
+
+
 def start(created_by: str = "") -> job_records.JobRecord | None:
     """Start the scoring job if the champion has stale engines, unless one runs already.
 
@@ -57,7 +68,7 @@ def start(created_by: str = "") -> job_records.JobRecord | None:
     version = registry.champion_version()
     if version is None:
         return None
-    with job_records.flock(job_records.jobs_dir() / "scoring.lock"):
+    with lock():
         running = active()
         if running is not None:
             return running
@@ -79,11 +90,12 @@ def _batches(stale: pd.DataFrame, size: int) -> list[pd.DataFrame]:
 
 
 def score_stale(version: int | None = None, progress: Progress | None = None, batch: int = BATCH_ENGINES,
-                bundle: Path | None = None) -> dict[str, Any]:
+                bundle: Path | None = None, ensemble: Ensemble | None = None) -> dict[str, Any]:
     """Score and store, in batches, every engine model `version` (default: the champion) has not scored at its
-    last cycle, until none is left or :data:`MAX_PASSES` passes ran. `bundle` is the version's bundle folder
-    (default: fetched from the registry). Returns the version, engines scored, batches, passes and the seconds
-    it took (model loading included)."""
+    last cycle, until none is left or :data:`MAX_PASSES` passes ran. `ensemble` is that version already loaded
+    (the server's); without it the version's `bundle` folder (default: fetched from the registry) is loaded,
+    its boosters on :data:`SCORING_THREADS` threads. Returns the version, engines scored, batches, passes and
+    the seconds it took (model loading included)."""
     from models.bundle import load_bundle
     from models.ensemble import OUTPUT_COLUMNS
 
@@ -91,7 +103,7 @@ def score_stale(version: int | None = None, progress: Progress | None = None, ba
     version = registry.champion_version() if version is None else version
     if version is None:
         return {"model_version": None, "engines": 0, "batches": 0, "passes": 0, "seconds": 0.0}
-    scored, batches, passes, ensemble = 0, 0, 0, None
+    scored, batches, passes = 0, 0, 0
     for passes in range(1, MAX_PASSES + 1):
         with store.connect(read_only=True) as con:
             stale = score_queries.stale_engines(con, version)

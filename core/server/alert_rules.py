@@ -14,12 +14,12 @@ Rules (each alert stored once, see :mod:`core.server.alerts`):
   validation RMSE; once per champion version;
 - ``job``: a training job that failed; once per job.
 
-The watcher looks for a change every ``POLL_S`` seconds (datasets and their rows, stored predictions,
-outcomes, champion version, training jobs) and at once when poked after an API write; a rule that
+The watcher looks for a change every ``POLL_S`` seconds (the store's files, champion version, training
+jobs: :func:`fingerprint`) and at once when poked after an API write; a rule that
 cannot be evaluated (e.g. the store is busy) is logged and tried again at the next change. The server's
-watcher is given :func:`start_scoring` as ``on_change``: a change starts :mod:`core.operations.scoring_job`
-when the champion has stale scores (readings appended through the
-API or loaded by the CLI, a new champion), so the Fleet page and the risk rule find scores ready.
+watcher is given :class:`core.server.scoring.ServerScorer` as ``on_change``, called before the rules: engines
+with new readings (appended through the API or loaded by the CLI) or a new champion are scored, so the Fleet
+page and the risk rule find scores ready.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from typing import Any
 
 import duckdb
 
-from core import config
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.monitoring import drift
-from core.operations import jobs, registry, scoring_job
+from core.operations import jobs, registry
 from core.server import metrics
 from core.server.alerts import Alert, Notifier, save_new
 from core.server.model_cache import ModelCache
@@ -43,7 +42,8 @@ from core.server.model_cache import ModelCache
 LOG = logging.getLogger("core.server.alerts")
 DRIFT_SHARE_LIMIT = 0.3
 LIVE_RMSE_RATIO = 1.3
-POLL_S = 10.0
+POLL_S = 1.0
+"""Seconds between looks for a change (a few file stats when nothing changed: :func:`fingerprint`)."""
 RECENT_JOBS = 20
 TRAIN_KIND = "train"
 """The kind of training jobs (``core.operations.retrain.TRAIN_KIND``; not imported, as it brings in the
@@ -126,22 +126,12 @@ def job_alerts() -> list[Alert]:
 
 
 def fingerprint(cache: ModelCache) -> tuple:
-    """What the rules depend on: datasets and rows, predictions and outcomes stored, champion, training jobs."""
+    """What the rules depend on, cheaply: the store's file stamps (:func:`core.data.store.stamp`: any write to
+    datasets, readings, predictions or outcomes changes them, reads do not; None before the store exists), the
+    champion, training jobs."""
     job_states = tuple((j.id, j.state) for j in jobs.list_jobs(limit=RECENT_JOBS, kind=TRAIN_KIND))
-    if not config.paths().duckdb.exists():
-        return (None, cache.champion_version(), job_states)
-    with store.connect(read_only=True) as con:
-        data = tuple(con.execute("SELECT name, role, rows FROM datasets ORDER BY name").fetchall())
-        counts = con.execute("SELECT (SELECT count(*) FROM predictions), (SELECT count(*) FROM feedback)").fetchall()[0]
-    return (data, counts, cache.champion_version(), job_states)
-
-
-def start_scoring() -> None:
-    """Start the scoring job when the champion has stale scores; a refusal is logged, the rules still run."""
-    try:
-        scoring_job.start(created_by="server")
-    except (UserError, duckdb.Error) as err:
-        LOG.warning("Scoring job not started: %s", err)
+    files = store.stamp()
+    return (files if files[0] is not None else None, cache.champion_version(), job_states)
 
 
 class Watcher:

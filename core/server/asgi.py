@@ -2,8 +2,10 @@
 
 - ``/api/v1``: the REST API (:mod:`core.server.api`); ``/metrics``: Prometheus text (:mod:`core.server.metrics`);
 - middleware: request count and latency of those two;
-- lifespan: create the store and the registry database once, load the champion in the background, start the
-  alert watcher, stop it at shutdown.
+- lifespan: create the store's schema before the first request; open the registry database (importing MLflow
+  takes seconds) in the background a few seconds later, so the dashboard answers and draws its first page at
+  once, then start the alert watcher (which scores engines with new readings) and load the champion; stop the
+  watcher at shutdown.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ from core.data import store
 from core.errors import UserError
 from core.operations import jobs, registry
 from core.server import auth, metrics
-from core.server.alert_rules import TRAIN_KIND, Watcher, start_scoring
+from core.server.alert_rules import TRAIN_KIND, Watcher
 from core.server.alerts import Notifier
 from core.server.api import Services, build_api
 from core.server.model_cache import ModelCache
+from core.server.scoring import ServerScorer
 
 LOG = logging.getLogger("core.server")
+REGISTRY_DELAY_S = 3.0
+"""Seconds after start before the server opens the registry and loads the champion in the background: the first
+page is drawn first (a page or request that needs the registry sooner opens it itself)."""
 
 
 @dataclass
@@ -49,27 +55,25 @@ def _refresh(services: Services) -> Callable[[], None]:
     return refresh
 
 
-def _prepare_state() -> None:
-    """Create the store's schema (where it may be written) and the registry database before requests use them
-    concurrently."""
-    store.prepare()
-    registry.init()
-
-
-def _warm_up(cache: ModelCache) -> None:
-    """Load the champion and its explainer in the background, so the first prediction does not wait for them."""
-    try:
-        if cache.champion_version() is not None:
-            cache.explainer(cache.get(None))
-    except UserError as err:
-        LOG.warning("The champion could not be loaded ahead of the first prediction: %s", err)
+def _warm_up(cache: ModelCache, watcher: Watcher | None) -> Callable[[], None]:
+    """What runs once the registry is open: start the watcher, then load the champion and its explainer, so the
+    first prediction does not wait for them."""
+    def warm_up() -> None:
+        if watcher is not None:
+            watcher.start()
+        try:
+            if cache.champion_version() is not None:
+                cache.explainer(cache.get(None))
+        except UserError as err:
+            LOG.warning("The champion could not be loaded ahead of the first prediction: %s", err)
+    return warm_up
 
 
 def build(watch: bool = True) -> ServerParts:
     """Routes, middleware and lifespan of the server; the API token is read (or generated) now."""
     cache = ModelCache()
     notifier = Notifier()
-    watcher = Watcher(cache, notifier, on_change=start_scoring) if watch else None
+    watcher = Watcher(cache, notifier, on_change=ServerScorer(cache)) if watch else None
     services = Services(cache, watcher, auth.api_token())
     routes: list[BaseRoute] = [
         Mount("/api/v1", app=build_api(services)),
@@ -80,15 +84,15 @@ def build(watch: bool = True) -> ServerParts:
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         try:
-            await run_in_threadpool(_prepare_state)
+            await run_in_threadpool(store.prepare)
         except UserError as err:
-            LOG.warning("The store or registry is not ready yet: %s", err)
-        threading.Thread(target=_warm_up, args=(cache,), name="model-warm-up", daemon=True).start()
-        if watcher is not None:
-            watcher.start()
+            LOG.warning("The store is not ready yet: %s", err)
+        stopping = threading.Event()
+        registry.init_in_background(after=_warm_up(cache, watcher), delay_s=REGISTRY_DELAY_S, stop=stopping)
         try:
             yield
         finally:
+            stopping.set()
             if watcher is not None:
                 watcher.stop()
             notifier.stop()
