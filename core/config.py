@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,10 +36,20 @@ class Paths:
 
 
 def paths() -> Paths:
-    """Resolve the runtime paths from the environment (read on every call, so tests can change it)."""
-    home = Path(os.environ.get("PM_HOME", REPO_ROOT / "data")).expanduser().resolve()
-    duck = Path(os.environ.get("PM_DUCKDB", home / "fleet.duckdb")).expanduser().resolve()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(home / 'mlflow.db').as_posix()}"
+    """The runtime paths the environment names (read on every call, so tests can change it; resolved once per
+    setting and working folder, as every request of the server asks for them several times)."""
+    return _resolve(os.environ.get("PM_HOME"), os.environ.get("PM_DUCKDB"), os.environ.get("MLFLOW_TRACKING_URI"),
+                    os.getcwd())
+
+
+@functools.lru_cache(maxsize=32)
+def _resolve(home_env: str | None, duck_env: str | None, uri_env: str | None, cwd: str) -> Paths:
+    """:class:`Paths` for these values of ``PM_HOME``, ``PM_DUCKDB`` and ``MLFLOW_TRACKING_URI``, relative
+    ones taken from `cwd`."""
+    base = Path(cwd)
+    home = (base / Path(home_env or REPO_ROOT / "data").expanduser()).resolve()
+    duck = (base / Path(duck_env).expanduser()).resolve() if duck_env else (home / "fleet.duckdb").resolve()
+    uri = uri_env or f"sqlite:///{(home / 'mlflow.db').as_posix()}"
     return Paths(
         home=home,
         duckdb=duck,
@@ -76,15 +87,16 @@ def environment(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set these environment variables (None unsets one) until the block ends, then restore what was there."""
     saved = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set(values)
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set(saved)
+
+
+def _set(values: Mapping[str, str | None]) -> None:
+    """Set these environment variables; None unsets one."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -159,6 +159,21 @@ def test_batched_explanation_equals_one_by_one(tiny: Ensemble, explainer: Explai
         np.testing.assert_allclose([c for _, c in top], head["combined"], rtol=1e-5, atol=1e-6)
 
 
+def test_factors_of_a_blend_that_gives_the_lstm_no_weight_come_from_the_trees(tiny: Ensemble,
+                                                                             fd001: pd.DataFrame) -> None:
+    trees_only = dataclasses.replace(tiny, weights={"rul_xgb": 1.0, "p_xgb": 0.6})
+    explainer = Explainer(trees_only, background_windows(trees_only, fd001, n=16))
+    fs = trees_only.features(fd001, "last")
+    rows = list(range(len(fs.keys)))
+    full = explainer.attributions(fs, rows)
+    assert np.abs(full.lstm_by_input).max() > 0, "the LSTM part is not zero: only its weight is"
+    np.testing.assert_allclose(explainer.combined(fs, rows), full.combined, rtol=1e-9, atol=1e-9)
+    for row, top in zip(rows[:3], explainer.top_factors(fs, rows[:3], 5), strict=True):
+        assert [name for name, _ in top] == list(explainer.explain(fs, row).by_sensor.head(5)["input"])
+    with pytest.raises(UserError, match="no row"):
+        explainer.combined(fs, [len(rows)])
+
+
 def test_stratified_points_agree_with_a_many_sample_reference(tiny: Ensemble, fd001: pd.DataFrame) -> None:
     # Against a 2,048-point reference, averaged over seeds: 32 stratified points err less than GradientExplainer's
     # 32 independent ones (the former default), and the served 16 stratified points at most half as much again,
