@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import pandas as pd
 import streamlit as st
 
 from core.data import score_queries, store
@@ -22,6 +23,22 @@ from pages import charts, ui
 IN_SERVICE = ("fleet", "evaluation")  # roles whose datasets are chosen by default: engines in service
 PAGE_ROWS = (50, 100, 250)  # choices of engines per page of the table
 CHART_SAMPLE = 500  # engines drawn in the chart at most (a fixed sample of the filtered engines)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def fleet_view(stamp: tuple, version: int, shown: score_queries.FleetFilter, page: int,
+               size: int) -> tuple[int, dict, int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stale count, counts, pages, the table's page, the chart's sample and the cost inputs of a filter, kept
+    while the store's file `stamp` (:func:`core.data.store.stamp`) is unchanged: revisits and reruns that change
+    nothing the queries read skip them."""
+    with store.connect(read_only=True) as con:
+        stale = score_queries.stale_count(con, version, list(shown.datasets))
+        counts = score_queries.fleet_summary(con, version, shown)
+        pages = max(1, -(-counts["engines"] // size))
+        rows = score_queries.fleet_page(con, version, shown, (min(page, pages) - 1) * size, size)
+        sample = score_queries.fleet_sample(con, version, shown, CHART_SAMPLE)
+        costs_input = score_queries.fleet_costs_input(con, version, shown)
+    return stale, counts, pages, rows, sample, costs_input
 
 
 def engine_url(dataset: str, engine: str) -> str:
@@ -112,13 +129,7 @@ shown = score_queries.FleetFilter(datasets=tuple(chosen), risks=tuple(risks), ru
 size = int(st.session_state.get("fleet_page_rows", PAGE_ROWS[1]))  # the pager is drawn below; one read for all
 page = int(st.session_state.get("fleet_page", 1))
 try:
-    with store.connect(read_only=True) as con:
-        stale = score_queries.stale_count(con, version, chosen)
-        counts = score_queries.fleet_summary(con, version, shown)
-        pages = max(1, -(-counts["engines"] // size))
-        rows = score_queries.fleet_page(con, version, shown, (min(page, pages) - 1) * size, size)
-        sample = score_queries.fleet_sample(con, version, shown, CHART_SAMPLE)
-        costs_input = score_queries.fleet_costs_input(con, version, shown)
+    stale, counts, pages, rows, sample, costs_input = fleet_view(store.stamp(), version, shown, page, size)
     scoring_status(version, stale)
 except UserError as err:
     ui.show_error(err)
