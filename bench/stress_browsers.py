@@ -17,16 +17,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench import pages as page_bench
 from bench import stress
 from core import config
 from core.errors import UserError
@@ -34,26 +32,6 @@ from core.errors import UserError
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 _START_TIMEOUT_S = 120.0
 _STEP_TIMEOUT_S = 90.0
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_healthy(proc: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise UserError(f"The dashboard exited with {proc.returncode}: {log.read_text()[-500:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
-    raise UserError(f"The dashboard did not answer on {url} within {_START_TIMEOUT_S:.0f} s.")
 
 
 def _alerts(page: Any) -> list[str]:
@@ -107,7 +85,7 @@ def _session(url: str, uploads: list[Path], stop_at: float, tally: stress.Tally)
 
 def run(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Serve the dashboard on `scratch`'s home with the threads inside it, drive the browser sessions, report."""
-    port = _port()
+    port = page_bench._free_port()
     url = f"http://127.0.0.1:{port}"
     server_args = ["--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                    "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
@@ -120,7 +98,7 @@ def run(scratch: Path, args: argparse.Namespace) -> dict[str, Any]:
             start_new_session=True)
     tally = stress.Tally()
     try:
-        _wait_healthy(proc, url, log)
+        page_bench._wait_healthy(url, proc, _START_TIMEOUT_S, log)
         (scratch / "go").touch()
         stop_at = time.monotonic() + args.seconds
         uploads = [scratch / "files" / "train_FD001.txt", scratch / "files" / "test_FD001.txt"]
