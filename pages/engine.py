@@ -157,90 +157,98 @@ m[4].metric("Risk", baseline.risk)
 st.caption(f"Engine {engine_id} of {dataset} ({role}). {truth_note}")
 
 explanation = baseline.explanation
-trends_tab, outcomes_tab, why_tab, whatif_tab = st.tabs(["Trends", "Outcomes", "Why this prediction", "What if"])
+# Only the open tab is drawn (a click on another reruns the page): the Why and What-if tabs hold five charts and
+# the what-if sliders, which the browser otherwise draws on every visit; the open tab is kept for the session.
+trends_tab, outcomes_tab, why_tab, whatif_tab = st.tabs(["Trends", "Outcomes", "Why this prediction", "What if"],
+                                                        key="engine_tab", on_change="rerun")
 
 with trends_tab:
-    left, right = st.columns([3, 1])
-    scale = right.radio("Scale", ["regime-normalised", "raw"], key="engine_scale",
-                        help="Regime-normalised: each reading minus its operating regime's training mean, "
-                             "in training standard deviations (what the models see).")
-    options = SENSORS if scale == "raw" else ensemble.pipeline.sensors
-    chosen = right.multiselect("Sensors", options, default=explanation.top_sensors(TOP_SENSORS),
-                               key=f"engine_sensors_{scale}", format_func=sensors.label)
-    frame = engine if scale == "raw" else whatif.normalised(ensemble, engine)
-    title = "Sensor readings" if scale == "raw" else "Regime-normalised sensors"
-    left.plotly_chart(charts.sensor_trends(frame, chosen, title, separate=scale == "raw",
-                                           y_title=None if scale == "raw" else "training σ from the regime mean"),
-                      key="engine_trends")
-    true_line = None
-    if end_rul is not None:
-        true_line = (end_rul + trajectory["cycle"].max() - trajectory["cycle"]).clip(upper=RUL_CAP)
-    st.plotly_chart(charts.rul_trajectory(trajectory, true_line, outcomes), key="engine_trajectory")
-    if not outcomes.empty:
-        st.caption("Dotted lines mark the engine's recorded outcomes.")
+    if trends_tab.open:
+        left, right = st.columns([3, 1])
+        scale = right.radio("Scale", ["regime-normalised", "raw"], key="engine_scale",
+                            help="Regime-normalised: each reading minus its operating regime's training mean, "
+                                 "in training standard deviations (what the models see).")
+        options = SENSORS if scale == "raw" else ensemble.pipeline.sensors
+        chosen = right.multiselect("Sensors", options, default=explanation.top_sensors(TOP_SENSORS),
+                                   key=f"engine_sensors_{scale}", format_func=sensors.label)
+        frame = engine if scale == "raw" else whatif.normalised(ensemble, engine)
+        title = "Sensor readings" if scale == "raw" else "Regime-normalised sensors"
+        left.plotly_chart(charts.sensor_trends(frame, chosen, title, separate=scale == "raw",
+                                               y_title=None if scale == "raw" else "training σ from the regime mean"),
+                          key="engine_trends")
+        true_line = None
+        if end_rul is not None:
+            true_line = (end_rul + trajectory["cycle"].max() - trajectory["cycle"]).clip(upper=RUL_CAP)
+        st.plotly_chart(charts.rul_trajectory(trajectory, true_line, outcomes), key="engine_trajectory")
+        if not outcomes.empty:
+            st.caption("Dotted lines mark the engine's recorded outcomes.")
 
 with outcomes_tab:
-    message = st.session_state.pop("engine_outcome_message", None)
-    if message is not None:
-        st.success(message, icon=":material/check_circle:")
-    if outcomes.empty:
-        st.caption("No outcome is recorded for this engine.")
-    else:
-        st.dataframe(outcomes, hide_index=True, width="stretch", key="engine_outcomes",
-                     column_order=["cycle", "event", "note", "created_at", "model_version"],
-                     column_config={"created_at": st.column_config.DatetimeColumn("recorded (UTC)"),
-                                    "model_version": st.column_config.TextColumn("model serving then")})
-    if closed:
-        predictions = pd.DataFrame(history["predictions"])
-        predictions = predictions[predictions["cycle"] <= int(info["closed_cycle"])] if len(predictions) else predictions
-        if predictions.empty:
-            st.info("No prediction of this engine was stored before it closed, so there is nothing to compare "
-                    "with the RUL it realised.")
+    if outcomes_tab.open:
+        message = st.session_state.pop("engine_outcome_message", None)
+        if message is not None:
+            st.success(message, icon=":material/check_circle:")
+        if outcomes.empty:
+            st.caption("No outcome is recorded for this engine.")
         else:
-            st.plotly_chart(charts.prediction_history(predictions, int(info["closed_cycle"]), float(ensemble.cap),
-                                                      outcomes), key="engine_prediction_history")
-            st.caption(f"{len(predictions)} stored prediction(s) of this engine against the RUL it realised "
-                       f"(closed cycle {int(info['closed_cycle'])} minus the prediction's cycle).")
-    elif role in IN_SERVICE and not access.can("record_outcome"):
-        access.note("record_outcome")
-    elif role in IN_SERVICE:
-        st.markdown("**Record an outcome**")
-        with st.form(f"outcome_{dataset}_{engine_id}"):
-            event = st.selectbox("Event", fleet_ops.EVENTS, key=f"outcome_event_{dataset}_{engine_id}",
-                                 help="A failure or removal closes the engine: its readings become history "
-                                      "(training data) and it leaves the fleet list. An inspection is only noted.")
-            cycle = st.number_input("Cycle", min_value=1, value=int(info["last_cycle"]), step=1,
-                                    key=f"outcome_cycle_{dataset}_{engine_id}",
-                                    help="The cycle of the event; the last reading's cycle or later.")
-            note = st.text_input("Note", key=f"outcome_note_{dataset}_{engine_id}")
-            submitted = st.form_submit_button("Record outcome")
-        if submitted and access.permit("record_outcome"):
-            try:
-                result = fleet_ops.record_outcome(dataset, engine_id, int(cycle), event, note, model_version=version)
-            except UserError as err:
-                ui.show_error(err)
+            st.dataframe(outcomes, hide_index=True, width="stretch", key="engine_outcomes",
+                         column_order=["cycle", "event", "note", "created_at", "model_version"],
+                         column_config={"created_at": st.column_config.DatetimeColumn("recorded (UTC)"),
+                                        "model_version": st.column_config.TextColumn("model serving then")})
+        if closed:
+            predictions = pd.DataFrame(history["predictions"])
+            if len(predictions):
+                predictions = predictions[predictions["cycle"] <= int(info["closed_cycle"])]
+            if predictions.empty:
+                st.info("No prediction of this engine was stored before it closed, so there is nothing to compare "
+                        "with the RUL it realised.")
             else:
-                st.session_state["engine_outcome_message"] = outcome_command.render(result)
-                st.rerun()
-    else:
-        st.caption(f"Outcomes are recorded for engines in service; {dataset} is a {role} dataset.")
+                st.plotly_chart(charts.prediction_history(predictions, int(info["closed_cycle"]), float(ensemble.cap),
+                                                          outcomes), key="engine_prediction_history")
+                st.caption(f"{len(predictions)} stored prediction(s) of this engine against the RUL it realised "
+                           f"(closed cycle {int(info['closed_cycle'])} minus the prediction's cycle).")
+        elif role in IN_SERVICE and not access.can("record_outcome"):
+            access.note("record_outcome")
+        elif role in IN_SERVICE:
+            st.markdown("**Record an outcome**")
+            with st.form(f"outcome_{dataset}_{engine_id}"):
+                event = st.selectbox("Event", fleet_ops.EVENTS, key=f"outcome_event_{dataset}_{engine_id}",
+                                     help="A failure or removal closes the engine: its readings become history "
+                                          "(training data) and it leaves the fleet list. An inspection is only noted.")
+                cycle = st.number_input("Cycle", min_value=1, value=int(info["last_cycle"]), step=1,
+                                        key=f"outcome_cycle_{dataset}_{engine_id}",
+                                        help="The cycle of the event; the last reading's cycle or later.")
+                note = st.text_input("Note", key=f"outcome_note_{dataset}_{engine_id}")
+                submitted = st.form_submit_button("Record outcome")
+            if submitted and access.permit("record_outcome"):
+                try:
+                    result = fleet_ops.record_outcome(dataset, engine_id, int(cycle), event, note,
+                                                      model_version=version)
+                except UserError as err:
+                    ui.show_error(err)
+                else:
+                    st.session_state["engine_outcome_message"] = outcome_command.render(result)
+                    st.rerun()
+        else:
+            st.caption(f"Outcomes are recorded for engines in service; {dataset} is a {role} dataset.")
 
 with why_tab:
-    w = explanation.weight_xgb
-    st.markdown("\n".join(f"- {line}" for line in whatif.labelled_sentences(explanation)))
-    st.plotly_chart(charts.sensor_attribution(explanation.by_sensor), key="why_sensors")
-    st.caption(
-        f"Each input's effect combines the two models by the ensemble's RUL weights (XGBoost {w:.2f}, "
-        f"LSTM {1 - w:.2f}). σ is the sensor's spread within its operating regime in the training data."
-    )
-    tree_col, lstm_col = st.columns(2)
-    tree_col.plotly_chart(charts.tree_waterfall(explanation.tree, explanation.tree_base), key="why_tree")
-    window_cycles = list(range(baseline.cycle - len(explanation.lstm) + 1, baseline.cycle + 1))
-    lstm_col.plotly_chart(charts.lstm_heatmap(explanation.lstm, whatif.lstm_channel_labels(ensemble), window_cycles),
-                          key="why_lstm")
-    if w >= 1.0:
-        lstm_col.caption("The ensemble gives the LSTM no weight in the RUL blend, so its part does not move "
-                         "the prediction; it is shown for reference.")
+    if why_tab.open:
+        w = explanation.weight_xgb
+        st.markdown("\n".join(f"- {line}" for line in whatif.labelled_sentences(explanation)))
+        st.plotly_chart(charts.sensor_attribution(explanation.by_sensor), key="why_sensors")
+        st.caption(
+            f"Each input's effect combines the two models by the ensemble's RUL weights (XGBoost {w:.2f}, "
+            f"LSTM {1 - w:.2f}). σ is the sensor's spread within its operating regime in the training data."
+        )
+        tree_col, lstm_col = st.columns(2)
+        tree_col.plotly_chart(charts.tree_waterfall(explanation.tree, explanation.tree_base), key="why_tree")
+        window_cycles = list(range(baseline.cycle - len(explanation.lstm) + 1, baseline.cycle + 1))
+        lstm_col.plotly_chart(charts.lstm_heatmap(explanation.lstm, whatif.lstm_channel_labels(ensemble),
+                                                  window_cycles), key="why_lstm")
+        if w >= 1.0:
+            lstm_col.caption("The ensemble gives the LSTM no weight in the RUL blend, so its part does not move "
+                             "the prediction; it is shown for reference.")
 
 
 @st.fragment
@@ -296,6 +304,7 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
 
 
 with whatif_tab:
-    st.caption("Shift the recent readings of the sensors that move this prediction most and see the prediction, "
-               "interval, risk and explanation change, next to the unmodified baseline.")
-    what_if_panel(ensemble, explainer, engine, baseline, f"whatif_{dataset}_{engine_id}")
+    if whatif_tab.open:
+        st.caption("Shift the recent readings of the sensors that move this prediction most and see the prediction, "
+                   "interval, risk and explanation change, next to the unmodified baseline.")
+        what_if_panel(ensemble, explainer, engine, baseline, f"whatif_{dataset}_{engine_id}")

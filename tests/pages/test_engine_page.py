@@ -17,10 +17,13 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE_FIXTURES = Path(__file__).resolve().parent / "conftest.py"
 
 
-def _engine(engine: tuple[str, str] | None, params: dict[str, str] | None = None) -> AppTest:
+def _engine(engine: tuple[str, str] | None, params: dict[str, str] | None = None, tab: str | None = None) -> AppTest:
+    """The Engine page for `engine` (or opened by the address `params`), with the tab `tab` open (default Trends)."""
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()  # through app.py (navigation, session defaults), then to the page
     app.session_state["engine"] = engine
+    if tab is not None:
+        app.session_state["engine_tab"] = tab
     app.switch_page("pages/engine.py")
     for key, value in (params or {}).items():
         app.query_params[key] = value
@@ -45,17 +48,21 @@ def test_engine_page_shows_the_prediction_trends_and_explanation(app_env: Path) 
     assert metrics["Risk"] == expected["risk"]
     assert any("True RUL after the last cycle" in c.value and "evaluation" in c.value for c in app.caption)
     assert [t.label for t in app.tabs] == ["Trends", "Outcomes", "Why this prediction", "What if"]
-    charts = app.get("plotly_chart")
-    assert len(charts) >= 6  # trends, trajectory, attribution, waterfall, heatmap, what-if (2)
-    assert any("fleet-average prediction" in m.value for m in app.markdown)
-    sentences = next(m.value for m in app.markdown if "fleet-average prediction" in m.value)
-    assert "sensor_" not in sentences and "(" in sentences.splitlines()[1]  # e.g. "Ps30 HPC static pressure (psia)"
+    assert len(app.get("plotly_chart")) == 2, "only the open tab (Trends: sensors and RUL trajectory) is drawn"
+    assert not any(s.key.startswith("whatif_") for s in app.slider)
     picker = app.multiselect(key="engine_sensors_regime-normalised")
     assert picker.value and all(not label.startswith("sensor_") for label in map(picker.format_func, picker.value))
 
+    app.session_state["engine_tab"] = "Why this prediction"  # what a click on the tab does
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.get("plotly_chart")) == 3  # attribution by sensor, XGBoost waterfall, LSTM heatmap
+    sentences = next(m.value for m in app.markdown if "fleet-average prediction" in m.value)
+    assert "sensor_" not in sentences and "(" in sentences.splitlines()[1]  # e.g. "Ps30 HPC static pressure (psia)"
+
 
 def test_slider_moves_the_prediction_and_reset_restores_it(app_env: Path) -> None:
-    app = _engine(("test_FD001", "3"))
+    app = _engine(("test_FD001", "3"), tab="What if")
     baseline = _metrics(app)["Predicted RUL"]
     sliders = [s for s in app.slider if s.key.startswith("whatif_test_FD001_3_sensor_")]
     assert len(sliders) == 4
@@ -132,7 +139,7 @@ def test_outcomes_are_recorded_refused_and_a_closed_engine_compares_predictions(
     fleet_page.run()
     assert "5" in set(fleet_page.dataframe[0].value["engine"])
 
-    app = _engine(None, {"dataset": "test_FD001", "engine": "5"})
+    app = _engine(None, {"dataset": "test_FD001", "engine": "5"}, tab="Outcomes")
     last = int(_metrics(app)["Last cycle"])
     assert app.number_input(key="outcome_cycle_test_FD001_5").value == last
     _submit(app, "test_FD001_5", "failure", last - 1)
