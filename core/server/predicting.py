@@ -23,7 +23,8 @@ AGE = "age"
 start)."""
 
 TOP_FACTORS = 5
-ANSWER_COLUMNS = ("cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk")
+ANSWER_COLUMNS = ("cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "ood", "ood_reason")
+"""The columns an answer shares with the audit trail (``predictions``)."""
 
 
 def _factor(name: str, contribution: float) -> dict[str, Any]:
@@ -33,12 +34,11 @@ def _factor(name: str, contribution: float) -> dict[str, Any]:
 
 
 def _answers(predictions: pd.DataFrame, ids: dict[int, str], version: int) -> list[dict[str, Any]]:
-    out = []
-    for row in predictions.itertuples(index=False):
-        out.append({"engine": ids[int(row.unit)], "cycle": int(row.cycle), "rul": float(row.rul),
-                    "rul_low": float(row.rul_low), "rul_high": float(row.rul_high),
-                    "p_fail_30": float(row.p_fail_30), "risk": str(row.risk), "model_version": version})
-    return out
+    columns = {name: predictions[name].to_numpy().tolist() for name in ("unit", *ANSWER_COLUMNS)}
+    return [{"engine": ids[int(unit)], "cycle": int(cycle), "rul": float(rul), "rul_low": float(low),
+             "rul_high": float(high), "p_fail_30": float(p), "risk": str(risk), "ood": bool(ood),
+             "ood_reason": str(reason), "model_version": version}
+            for unit, cycle, rul, low, high, p, risk, ood, reason in zip(*columns.values(), strict=True)]
 
 
 def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: dict[int, str], factors: bool,

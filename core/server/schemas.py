@@ -72,6 +72,9 @@ class Prediction(BaseModel):
     rul_high: float
     p_fail_30: float
     risk: str
+    ood: bool = Field(description="the engine ran outside the model's experience (an operating regime never seen "
+                                  "in training, or sensor levels far outside the training range)")
+    ood_reason: str = Field(description="which regime or sensors, in a sentence; '' when not flagged")
     model_version: int
     factors: list[Factor] | None = None
 
