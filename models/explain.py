@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,11 @@ TREND_SIGMA = 0.5
 """A sensor whose fitted change over the last 30 cycles exceeds this many training σ is 'trending'."""
 LEVEL_SIGMA = 1.0
 """A sensor whose 5-cycle mean is more than this many training σ from its regime mean reads 'high'/'low'."""
+
+
+_HELPERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explain")
+"""Threads that run parts of an explanation next to the caller: XGBoost's TreeSHAP and torch release the GIL,
+so the parts use both cores (each part itself single-threaded, see :func:`core.serving.whatif.serving_setup`)."""
 
 
 class _RULOutput(nn.Module):
@@ -291,8 +297,21 @@ class Explainer:
         self._slope = np.array([index.get(f"{s}_slope30", -1) for s in sensors])
 
     def lstm_attributions(self, windows: np.ndarray) -> np.ndarray:
-        """(n, window, channels) expected-gradient attributions (cycles) of the LSTM's RUL output."""
-        x = torch.as_tensor(np.asarray(windows, dtype=np.float32))
+        """(n, window, channels) expected-gradient attributions (cycles) of the LSTM's RUL output.
+
+        Several windows are split in two halves, one computed on a helper thread: each engine's points and
+        attributions are its own, so the halves give the same values as one pass.
+        """
+        x = np.asarray(windows, dtype=np.float32)
+        if len(x) < 2:
+            return self._expected_gradients(x)
+        half = (len(x) + 1) // 2
+        first = _HELPERS.submit(self._expected_gradients, x[:half])
+        second = self._expected_gradients(x[half:])
+        return np.concatenate([first.result(), second])
+
+    def _expected_gradients(self, windows: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(windows)
         out = np.empty(tuple(x.shape), dtype=float)
         step = max(1, POINTS_PER_PASS // self.nsamples)
         for start in range(0, len(x), step):
@@ -314,11 +333,14 @@ class Explainer:
         return rows
 
     def attributions(self, fs: FeatureSet, rows: Sequence[int]) -> Attributions:
-        """Both parts' attributions of the rows `rows` of a feature set, in one XGBoost call and one batched
-        LSTM pass."""
+        """Both parts' attributions of the rows `rows` of a feature set: one XGBoost call, on a helper thread
+        while the LSTM's batched passes run."""
         rows = self._rows(fs, rows)
-        values, bias = tree_contributions(self.ensemble, fs.tree[rows])
-        lstm = self.lstm_attributions(fs.windows[rows])
+        tree = _HELPERS.submit(tree_contributions, self.ensemble, fs.tree[rows])
+        try:
+            lstm = self.lstm_attributions(fs.windows[rows])
+        finally:
+            values, bias = tree.result()
         xgb = values @ self._tree_to_input
         by_input = lstm.sum(axis=1) @ self._channel_to_input
         w = float(self.ensemble.weights["rul_xgb"])
