@@ -4,9 +4,12 @@
   browser (server start, first script run and drawing included); ``first_content_after_open_s``: the
   part of it after the server answered and the browser opened the page (what a user who opens the page
   once the server says it is up waits);
-- ``settle_s`` per page: from navigating to the page (warm server) until the script has finished and
-  no spinner or skeleton is left, median of ``repeats`` visits (the first visit of each page apart, as
-  ``first_visit_s``);
+- ``settle_s`` per page: from navigating to the page's address (warm server; a full page load with a new
+  session) until the script has finished and no spinner or skeleton is left, median of ``repeats`` visits
+  (the first visit of each page apart, as ``first_visit_s``);
+- ``switch_s`` per page: the same, but reached by clicking its link in the sidebar from the page before it
+  in ``PAGES`` order (the last page from the first), as a user moves between pages in one session: the
+  browser keeps its loaded scripts and the session its state; median of ``repeats`` switches;
 - ``idle_cpu_s_per_s``: CPU seconds the server process used per second of wall time while one tab
   shows the Models page and nothing runs, measured over ``idle_seconds``.
 
@@ -94,11 +97,36 @@ def _settle(page: Any, timeout_s: float) -> None:
     page.wait_for_function(SETTLED_JS, timeout=timeout_s * 1000, polling=100)
 
 
+def _switch(page: Any, name: str, timeout_s: float) -> float:
+    """Seconds from clicking page `name`'s sidebar link until another page's title is replaced by its own
+    and it has settled."""
+    before = page.inner_text('[data-testid="stMain"] h1')
+    started = time.perf_counter()
+    page.click(f'[data-testid="stSidebarNav"] a:has-text("{name.capitalize()}")')
+    page.wait_for_function("""(before) => {
+      const h1 = document.querySelector('[data-testid="stMain"] h1');
+      return !!h1 && h1.innerText !== before;
+    }""", arg=before, timeout=timeout_s * 1000, polling=50)
+    _settle(page, timeout_s)
+    return time.perf_counter() - started - 0.3
+
+
 def _visit(page: Any, url: str, timeout_s: float) -> float:
     started = time.perf_counter()
     page.goto(url, wait_until="commit")
     _settle(page, timeout_s)
     return time.perf_counter() - started - 0.3
+
+
+def _switches(page: Any, url: str, args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds of switching to each timed page through the sidebar, from the page before it."""
+    times: dict[str, list[float]] = {name: [] for name in args.pages}
+    for _ in range(args.repeats):
+        for name in args.pages:
+            before = PAGES[PAGES.index(name) - 1]
+            _visit(page, f"{url}/{'' if before == 'home' else before}", args.timeout)
+            times[name].append(_switch(page, name, args.timeout))
+    return {name: round(statistics.median(values), 2) for name, values in times.items()}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 times = [_visit(page, f"{url}/{'' if name == 'home' else name}", args.timeout)
                          for _ in range(args.repeats)]
                 settle[name] = round(statistics.median(times), 2)
+            switch = _switches(page, url, args)
             _visit(page, f"{url}/models", args.timeout)
             page.wait_for_timeout(2000)
             cpu_before, wall_before = _cpu_seconds(proc.pid), time.perf_counter()
@@ -145,15 +174,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_healthy_s": round(healthy_s, 2), "first_content_s": round(first_content_s, 2),
         "first_content_after_open_s": round(after_open_s, 2),
         "first_settled_s": round(first_settled_s, 2), "first_visit_s": first_visit, "settle_s": settle,
+        "switch_s": switch,
         "repeats": args.repeats, "idle_seconds": args.idle_seconds, "idle_cpu_s_per_s": round(idle_cpu, 4),
     }
 
 
 def render(result: dict[str, Any]) -> str:
     """A table of settle times, then the start-up and idle figures."""
-    lines = [f"machine: {result['machine']}", f"{'page':<8} {'first visit s':>13} {'warm median s':>14}"]
+    lines = [f"machine: {result['machine']}",
+             f"{'page':<8} {'first visit s':>13} {'warm median s':>14} {'sidebar switch s':>17}"]
     for name, seconds in result["settle_s"].items():
-        lines.append(f"{name:<8} {result['first_visit_s'][name]:>13.2f} {seconds:>14.2f}")
+        lines.append(f"{name:<8} {result['first_visit_s'][name]:>13.2f} {seconds:>14.2f} "
+                     f"{result['switch_s'][name]:>17.2f}")
     lines.append(f"server healthy after {result['server_healthy_s']:.2f} s; first page content after "
                  f"{result['first_content_s']:.2f} s ({result['first_content_after_open_s']:.2f} s after the browser opened "
                  f"it), settled after {result['first_settled_s']:.2f} s (from start)")
