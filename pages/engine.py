@@ -155,6 +155,10 @@ m[2].metric("Interval", f"{baseline.rul_low:.0f} – {baseline.rul_high:.0f}",
 m[3].metric("P(fail within 30 cycles)", f"{baseline.p_fail_30:.0%}")
 m[4].metric("Risk", baseline.risk)
 st.caption(f"Engine {engine_id} of {dataset} ({role}). {truth_note}")
+if baseline.ood:
+    st.warning(f"**Out of the model's experience.** {baseline.ood_reason} Its prediction is an extrapolation: "
+               "trust it less, and consider retraining on data that covers these conditions.",
+               icon=":material/explore_off:")
 
 explanation = baseline.explanation
 # Only the open tab is drawn (a click on another reruns the page): the Why and What-if tabs hold five charts and
@@ -296,6 +300,9 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
     st.caption(f"Baseline (unmodified readings): RUL {before.rul:.0f} cycles, interval {before.rul_low:.0f} – "
                f"{before.rul_high:.0f}, P(fail within 30 cycles) {before.p_fail_30:.0%}, risk {before.risk}."
                + ("" if moved else " Move a slider to see a what-if."))
+    if after.ood and not before.ood:
+        st.warning(f"The shifted readings take the engine outside the model's experience: {after.ood_reason} "
+                   "The what-if is an extrapolation there.", icon=":material/explore_off:")
     chart_col, shap_col = st.columns(2)
     chart_col.plotly_chart(charts.whatif_compare(before.to_dict(), after.to_dict()), key=f"{prefix}_compare")
     shap_col.plotly_chart(charts.sensor_attribution(after.explanation.by_sensor, compare=before.explanation.by_sensor),

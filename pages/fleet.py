@@ -23,6 +23,7 @@ from pages import charts, ui
 IN_SERVICE = ("fleet", "evaluation")  # roles whose datasets are chosen by default: engines in service
 PAGE_ROWS = (50, 100, 250)  # choices of engines per page of the table
 CHART_SAMPLE = 500  # engines drawn in the chart at most (a fixed sample of the filtered engines)
+EXPERIENCE_LABELS = {"all": "all engines", "outside": "out of experience only", "within": "within experience only"}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -119,13 +120,18 @@ if not chosen:
     st.info("Choose at least one dataset to see its engines.")
     st.stop()
 
-search_col, risk_col, rul_col = st.columns([2, 2, 3])
+search_col, risk_col, rul_col, experience_col = st.columns([2, 2, 3, 2])
 text = search_col.text_input("Search engine id", key="fleet_search", placeholder="e.g. ESN-70")
 risks = risk_col.multiselect("Risk level", list(reversed(RISK_LEVELS)), default=list(reversed(RISK_LEVELS)),
                              key="fleet_risks")
 cap = float(ensemble.cap)
 rul_range = rul_col.slider("Predicted RUL (cycles)", 0.0, cap, (0.0, cap), step=1.0, key="fleet_rul")
-shown = score_queries.FleetFilter(datasets=tuple(chosen), risks=tuple(risks), rul_range=rul_range, search=text)
+experience = experience_col.selectbox(
+    "Model's experience", score_queries.EXPERIENCE, key="fleet_experience", format_func=EXPERIENCE_LABELS.get,
+    help="Out of experience: the engine ran in an operating regime the model never saw in training, or its "
+         "sensors read far outside the training range; its prediction is an extrapolation.")
+shown = score_queries.FleetFilter(datasets=tuple(chosen), risks=tuple(risks), rul_range=rul_range, search=text,
+                                  experience=experience)
 size = int(st.session_state.get("fleet_page_rows", PAGE_ROWS[1]))  # the pager is drawn below; one read for all
 page = int(st.session_state.get("fleet_page", 1))
 try:
@@ -135,12 +141,15 @@ except UserError as err:
     ui.show_error(err)
     st.stop()
 
-k = st.columns(5)
+k = st.columns(6)
 k[0].metric("Engines", counts["engines"])
 k[1].metric("HIGH risk", counts["HIGH"])
 k[2].metric("MEDIUM risk", counts["MEDIUM"])
 k[3].metric("LOW risk", counts["LOW"])
-k[4].metric("Model", f"v{version}")
+k[4].metric("Out of experience", counts["ood"],
+            help="Engines that ran outside what the model was trained on: the table's 'out of experience' "
+                 "column, and the reason in its last column.")
+k[5].metric("Model", f"v{version}")
 scored_at = "" if counts["scored_at"] is None else f"{counts['scored_at']:%Y-%m-%d %H:%M:%S} UTC"
 st.caption(f"{fleet.risk_rule(ensemble.thresholds)} {fleet.rul_cap_note(cap)} Scores stored by model v{version}, "
            f"newest {scored_at or 'never'}; engines closed by a failure or removal have left service and are not "
@@ -175,8 +184,8 @@ event = st.dataframe(
     hide_index=True,
     width="stretch",
     height=360,
-    column_order=["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul",
-                  "link"],
+    column_order=["risk", "p_fail_30", "rul", "rul_low", "rul_high", "ood", "engine", "dataset", "cycle", "true_rul",
+                  "link", "ood_reason"],
     column_config={
         "risk": st.column_config.TextColumn("risk"),
         "p_fail_30": st.column_config.ProgressColumn("P(fail ≤ 30 cycles)", format="percent", min_value=0.0,
@@ -191,6 +200,9 @@ event = st.dataframe(
         "true_rul": st.column_config.NumberColumn("true RUL", format="%.0f",
                                                   help="Known only for evaluation datasets."),
         "link": st.column_config.LinkColumn("link", display_text="open", help="A shareable link to this engine."),
+        "ood": st.column_config.CheckboxColumn("out of experience",
+                                               help="The engine ran outside what the model was trained on."),
+        "ood_reason": st.column_config.TextColumn("why out of experience", width="large"),
     },
 )
 if event.selection.rows:

@@ -14,6 +14,7 @@ from api_support import build_trained_home
 
 from core.commands import synth as synth_command
 from core.data import fleet_ops, ingest, queries, score_queries, store
+from core.errors import UserError
 from core.operations import jobs, registry, scoring_job
 
 ALL_RISKS = ("HIGH", "MEDIUM", "LOW")
@@ -97,6 +98,28 @@ def test_batches_give_the_same_scores_as_one_pass(home: Path, tmp_path: Path, tr
     scoring_job.score_stale()
     whole = _stored(1)
     pd.testing.assert_frame_equal(batched, whole)
+
+
+def test_the_fleet_table_carries_and_filters_the_out_of_experience_flag(home: Path) -> None:
+    """The FD001 champion knows one operating regime: the synthetic fleet's engines from the other subsets are
+    flagged (with a reason) and test_FD001's are not; the experience filter splits the table exactly."""
+    import dataclasses
+
+    scoring_job.score_stale()
+    everything = score_queries.FleetFilter(("test_FD001", "synthetic_fleet"), ALL_RISKS, (0.0, 125.0))
+    with store.connect(read_only=True) as con:
+        table = score_queries.fleet_all(con, 1, everything)
+        summary = score_queries.fleet_summary(con, 1, everything)
+        outside = score_queries.fleet_all(con, 1, dataclasses.replace(everything, experience="outside"))
+        within = score_queries.fleet_all(con, 1, dataclasses.replace(everything, experience="within"))
+    assert not table.loc[table["dataset"] == "test_FD001", "ood"].any()
+    flagged = table[table["ood"]]
+    assert 0 < len(flagged) < 50 + 1 and set(flagged["dataset"]) == {"synthetic_fleet"}
+    assert (flagged["ood_reason"].str.len() > 20).all() and (table.loc[~table["ood"], "ood_reason"] == "").all()
+    assert summary["ood"] == len(flagged) == len(outside) and outside["ood"].all()
+    assert len(within) == len(table) - len(flagged) and not within["ood"].any()
+    with pytest.raises(UserError, match="experience filter"):
+        dataclasses.replace(everything, experience="maybe")
 
 
 def test_the_background_job_records_progress_and_one_runs_at_a_time(home: Path) -> None:

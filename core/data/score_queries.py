@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.data.cmapss import COLUMNS
 from core.data.store import first_row
+from core.errors import UserError
 
 _LAST = "SELECT dataset_id, unit, max(cycle) AS last_cycle FROM readings GROUP BY dataset_id, unit"
 _SCORED = "SELECT dataset_id, unit, max(cycle) AS cycle FROM predictions WHERE model_version = ? GROUP BY ALL"
@@ -71,14 +72,25 @@ def scoring_readings(con: duckdb.DuckDBPyConnection, dataset_id: int, name: str,
         f"AND r.unit IN (SELECT unnest(?::INTEGER[])){recent} ORDER BY r.unit, r.cycle", params).df()
 
 
+EXPERIENCE = ("all", "outside", "within")
+"""The experience filter's values: every engine; only engines flagged out of the model's experience (``ood``);
+only engines within it."""
+
+
 @dataclass(frozen=True)
 class FleetFilter:
-    """Which stored scores the Fleet page shows: datasets, risk levels, predicted-RUL range, engine-id text."""
+    """Which stored scores the Fleet page shows: datasets, risk levels, predicted-RUL range, engine-id text, and
+    the model's experience (:data:`EXPERIENCE`: every engine, only those flagged out of it, or only the others)."""
 
     datasets: tuple[str, ...]
     risks: tuple[str, ...]
     rul_range: tuple[float, float]
     search: str = ""
+    experience: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.experience not in EXPERIENCE:
+            raise UserError(f"The experience filter must be one of {', '.join(EXPERIENCE)}, not '{self.experience}'.")
 
 
 _TABLE = (
@@ -86,24 +98,27 @@ _TABLE = (
     "(SELECT id FROM datasets WHERE name IN (SELECT unnest(?::VARCHAR[]))) "
     "QUALIFY row_number() OVER (PARTITION BY dataset_id, unit ORDER BY cycle DESC, created_at DESC) = 1), "
     "shown AS (SELECT l.risk, l.p_fail_30, l.rul, l.rul_low, l.rul_high, e.engine, d.name AS dataset, l.cycle, "
-    "CAST(t.rul AS DOUBLE) AS true_rul, l.unit, l.created_at, l.dataset_id, "
+    "CAST(t.rul AS DOUBLE) AS true_rul, coalesce(l.ood, false) AS ood, coalesce(l.ood_reason, '') AS ood_reason, "
+    "l.unit, l.created_at, l.dataset_id, "
     "CASE l.risk WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 ELSE 2 END AS risk_rank FROM latest l "
     "JOIN engines e ON e.dataset_id = l.dataset_id AND e.unit = l.unit JOIN datasets d ON d.id = l.dataset_id "
     "LEFT JOIN rul_truth t ON t.dataset_id = l.dataset_id AND t.unit = l.unit "
     "WHERE e.closed_event IS NULL AND l.risk IN (SELECT unnest(?::VARCHAR[])) AND l.rul BETWEEN ? AND ? "
-    "AND contains(lower(e.engine), ?)) "
+    "AND contains(lower(e.engine), ?) AND (? = 'all' OR (? = 'outside') = coalesce(l.ood, false))) "
 )
 TRIAGE_ORDER = "risk_rank, p_fail_30 DESC, rul, dataset, engine"
 """Riskiest first: risk level (HIGH first), P(fail) (highest first), predicted RUL (lowest first), then id."""
-TABLE_COLUMNS = ["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul", "unit"]
-"""Columns of the fleet table: triage first, then who the engine is; ``unit`` is the store's integer key."""
+TABLE_COLUMNS = ["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul", "ood",
+                 "ood_reason", "unit"]
+"""Columns of the fleet table: triage first, then who the engine is and whether it ran outside the model's
+experience (``ood``, with the reason); ``unit`` is the store's integer key."""
 _COLUMNS_SQL = ", ".join(TABLE_COLUMNS)
 
 
 def _params(model_version: int, chosen: FleetFilter) -> list[object]:
     low, high = chosen.rul_range
     return [str(model_version), list(chosen.datasets), list(chosen.risks), float(low), float(high),
-            chosen.search.strip().lower()]
+            chosen.search.strip().lower(), chosen.experience, chosen.experience]
 
 
 def fleet_page(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetFilter, offset: int,
@@ -120,12 +135,13 @@ def fleet_all(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetF
 
 
 def fleet_summary(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetFilter) -> dict[str, object]:
-    """KPIs of the filtered table: engines, per risk level, with known truth, newest scoring time."""
+    """KPIs of the filtered table: engines, per risk level, out of the model's experience, with known truth,
+    newest scoring time."""
     row = first_row(con, f"{_TABLE}SELECT count(*), count(*) FILTER (risk = 'HIGH'), count(*) FILTER "
-                         "(risk = 'MEDIUM'), count(*) FILTER (risk = 'LOW'), count(true_rul), max(created_at) "
-                         "FROM shown", _params(model_version, chosen))
-    engines, high, medium, low, truth, scored_at = row or (0, 0, 0, 0, 0, None)
-    return {"engines": int(engines), "HIGH": int(high), "MEDIUM": int(medium), "LOW": int(low),
+                         "(risk = 'MEDIUM'), count(*) FILTER (risk = 'LOW'), count(*) FILTER (ood), count(true_rul), "
+                         "max(created_at) FROM shown", _params(model_version, chosen))
+    engines, high, medium, low, ood, truth, scored_at = row or (0, 0, 0, 0, 0, 0, None)
+    return {"engines": int(engines), "HIGH": int(high), "MEDIUM": int(medium), "LOW": int(low), "ood": int(ood),
             "with_truth": int(truth), "scored_at": scored_at}
 
 

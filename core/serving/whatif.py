@@ -132,11 +132,15 @@ class Outcome:
     p_fail_30: float
     risk: str
     explanation: Explanation | None = None
+    ood: bool = False
+    """The engine ran outside the model's experience (:mod:`models.ood`)."""
+    ood_reason: str = ""
+    """Which operating regime or sensors, in a sentence ('' when not flagged)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain numbers (the explanation left out)."""
+        """Plain values (the explanation left out)."""
         return {"cycle": self.cycle, "rul": self.rul, "rul_low": self.rul_low, "rul_high": self.rul_high,
-                "p_fail_30": self.p_fail_30, "risk": self.risk}
+                "p_fail_30": self.p_fail_30, "risk": self.risk, "ood": self.ood, "ood_reason": self.ood_reason}
 
 
 def predict_one(ensemble: Ensemble, explainer: Explainer | None, engine: pd.DataFrame) -> Outcome:
@@ -149,6 +153,7 @@ def predict_one(ensemble: Ensemble, explainer: Explainer | None, engine: pd.Data
         cycle=int(row["cycle"]), rul=float(row["rul"]), rul_low=float(row["rul_low"]),
         rul_high=float(row["rul_high"]), p_fail_30=float(row["p_fail_30"]), risk=str(row["risk"]),
         explanation=explainer.explain(fs) if explainer is not None else None,
+        ood=bool(row["ood"]), ood_reason=str(row["ood_reason"]),
     )
 
 
