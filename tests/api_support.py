@@ -4,6 +4,7 @@
   ``tests/pages/conftest.py``'s ``build_home`` (one definition of the recipe);
 - ``engine_body(home, "test_FD001", 1, engine="ESN-1")``: the predict body for a stored engine's readings,
   columns named by mnemonic (T30, Ps30...) as an operator would send them;
+- ``request_readings(rows)``: any engine's readings (e.g. read from a NASA file) as such request objects;
 - ``api_client(home, token, monkeypatch)``: a TestClient of the API on `home`, authorised with `token`,
   with every API limit at its default and the alert watcher not started.
 """
@@ -34,7 +35,6 @@ def build_trained_home(home: Path, cmapss_dir: Path) -> Path:
 def stored_readings(home: Path, dataset: str, unit: int) -> list[dict[str, Any]]:
     """The readings of one stored engine as request objects (``cycle`` plus mnemonics)."""
     from core.data import queries, store
-    from core.data.sensors import mnemonic
 
     previous = os.environ.get("PM_HOME")
     os.environ["PM_HOME"] = str(home)
@@ -46,9 +46,17 @@ def stored_readings(home: Path, dataset: str, unit: int) -> list[dict[str, Any]]
             os.environ.pop("PM_HOME")
         else:
             os.environ["PM_HOME"] = previous
-    rows = frame[frame["unit"] == unit].drop(columns=["unit"]).sort_values("cycle")
+    return request_readings(frame[frame["unit"] == unit])
+
+
+def request_readings(rows: Any) -> list[dict[str, Any]]:
+    """One engine's readings (a frame with ``cycle`` and the storage-named columns) as request objects, in cycle
+    order: ``cycle`` plus mnemonics, as an operator would send them."""
+    from core.data.sensors import mnemonic
+
+    ordered = rows.drop(columns=[c for c in ("unit", "dataset") if c in rows.columns]).sort_values("cycle")
     return [{("cycle" if k == "cycle" else mnemonic(k)): (int(v) if k == "cycle" else float(v)) for k, v in r.items()}
-            for r in rows.to_dict(orient="records")]
+            for r in ordered.to_dict(orient="records")]
 
 
 def engine_body(home: Path, dataset: str, unit: int, engine: str) -> dict[str, Any]:

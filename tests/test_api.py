@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
 from core.data import sensors
-from tests.api_support import api_client, build_trained_home, engine_body
+from core.data.cmapss import COLUMNS
+from tests.api_support import api_client, build_trained_home, engine_body, request_readings
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -106,18 +108,11 @@ def test_predict_matches_core_score_for_test_fd001_engine_1(server, engine1) -> 
 def test_predictions_carry_the_out_of_experience_flag(server, engine1, cmapss_dir: Path) -> None:
     """The champion knows FD001's one operating regime: an FD002 engine (six regimes) is flagged with a reason,
     test_FD001 engine 1 is not, in single and batch answers alike."""
-    import pandas as pd
-
-    from core.data.cmapss import COLUMNS
-
     client, _ = server
     known = client.post("/api/v1/predict?factors=false", json=engine1).json()
     assert known["ood"] is False and known["ood_reason"] == ""
     frame = pd.read_csv(cmapss_dir / "test_FD002.txt.gz", sep=r"\s+", header=None, names=COLUMNS)
-    rows = frame[frame["unit"] == 1].drop(columns=["unit"])
-    stranger = {"engine": "FD002-1", "readings": [
-        {("cycle" if k == "cycle" else sensors.mnemonic(k)): (int(v) if k == "cycle" else float(v)) for k, v in r.items()}
-        for r in rows.to_dict(orient="records")]}
+    stranger = {"engine": "FD002-1", "readings": request_readings(frame[frame["unit"] == 1])}
     answer = client.post("/api/v1/predict?factors=false", json=stranger).json()
     assert answer["ood"] is True and "regime" in answer["ood_reason"]
     response = client.post("/api/v1/batch-predict", json={"engines": [engine1, stranger]})
