@@ -27,6 +27,7 @@ from core.server import auth, errors, metrics, predicting
 from core.server.alert_rules import Watcher
 from core.server.alerts import list_alerts
 from core.server.batcher import Batcher
+from core.server.json_body import FastJSONRoute
 from core.server.model_cache import ModelCache
 from core.server.readings_input import InputError, check_engine, model_frame, readings_columns
 from core.server.schemas import (
@@ -160,8 +161,9 @@ def build_api(services: Services) -> FastAPI:
     app.state.services = services
     errors.install(app)
     app.add_middleware(errors.BodyLimitMiddleware)
-    open_routes = APIRouter()
-    secured = APIRouter(dependencies=[Depends(require_token), needs("read")], responses=ERRORS)
+    open_routes = APIRouter(route_class=FastJSONRoute)
+    secured = APIRouter(dependencies=[Depends(require_token), needs("read")], responses=ERRORS,
+                        route_class=FastJSONRoute)
 
     @open_routes.get("/health", summary="Server status (no token needed)")
     def health(request: Request) -> dict[str, Any]:
