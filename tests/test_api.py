@@ -192,6 +192,12 @@ def test_nan_and_infinity_are_refused(server, engine1) -> None:
         _refused(response, 422, "readings[3].T24", "finite")
 
 
+def test_a_whole_number_beyond_64_bits_is_refused_with_the_field(server, engine1) -> None:
+    client, _ = server
+    _refused(client.post("/api/v1/predict", json=_with(engine1, 4, "cycle", 2**70)), 422, "readings[4].cycle",
+             "whole number from 1 to 1,000,000")
+
+
 def test_cycles_that_do_not_increase_are_refused(server, engine1) -> None:
     client, _ = server
     _refused(client.post("/api/v1/predict", json=_with(engine1, 5, "cycle", 3)), 422, "readings[5].cycle",

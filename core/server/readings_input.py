@@ -23,7 +23,7 @@ import pandas as pd
 
 from core.data.cmapss import SENSORS, SETTINGS
 from core.data.sensors import canonical_column, label, mnemonic
-from core.data.validation import validate_readings
+from core.data.validation import UNIT_CYCLE_MAX, validate_readings
 from core.errors import UserError
 
 VALUE_COLUMNS = [*SETTINGS, *SENSORS]
@@ -113,11 +113,11 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     if columns is None:  # something is missing or not a finite number: find the first such field
         columns = {name: _numbers(readings, paths, by_name, name) for name in NEEDED}
     cycles = columns["cycle"]
-    bad = np.flatnonzero((cycles < 1) | (cycles != np.floor(cycles)))
+    bad = np.flatnonzero((cycles < 1) | (cycles > UNIT_CYCLE_MAX) | (cycles != np.floor(cycles)))
     if bad.size:
         i = int(bad[0])
         raise InputError(f"{paths[i]}.{by_name['cycle']}", f"{paths[i]}.{by_name['cycle']} is {cycles[i]:g}, but a "
-                                                           "cycle must be a whole number from 1.")
+                                                           f"cycle must be a whole number from 1 to {UNIT_CYCLE_MAX:,}.")
     columns["cycle"] = cycles.astype(np.int64)
     if not id_key:
         return columns
