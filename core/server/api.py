@@ -125,8 +125,8 @@ def _served(services: Services, model: str | None) -> Any:
     return services.cache.get(model)
 
 
-def _engine_frames(engines: list[EngineReadings], field: str) -> tuple[pd.DataFrame, dict[int, str]]:
-    """One model frame for several engines (units 1..n), checked reading by reading."""
+def _engine_frames(engines: list[EngineReadings], field: str) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """The model columns of several engines (units 1..n, :func:`model_frame`), checked reading by reading."""
     seen: dict[str, int] = {}
     for j, item in enumerate(engines):
         if item.engine in seen:

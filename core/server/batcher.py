@@ -14,6 +14,7 @@ factors (14 ms CPU each) where two served 51 and 27 (15 to 20 ms), the other cor
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,19 +35,24 @@ Factors = list[tuple[str, float]]
 
 @dataclass
 class Result:
-    """One request's share of a batch: the batch's features and the rows of this request's engines."""
+    """One request's share of a batch: the batch's features, this request's predictions (columns as in
+    :meth:`models.ensemble.Ensemble.predict_features`, units 1..n again) and their rows in the batch."""
 
     fs: FeatureSet
-    predictions: pd.DataFrame
+    predictions: dict[str, np.ndarray]
     rows: np.ndarray
     factors: list[Factors] | None = None
     """Per engine, its top inputs and their combined SHAP contribution (cycles), when asked for."""
 
 
+Readings = Mapping[str, np.ndarray] | pd.DataFrame
+"""A request's readings: a model frame, or its columns (``dataset``, ``unit``, ``cycle``, values) as arrays."""
+
+
 @dataclass(eq=False)
 class _Job:
     served: Served
-    frame: pd.DataFrame
+    frame: Readings
     engines: int
     explainer: Explainer | None = None
     factors: int = 0
@@ -58,19 +64,28 @@ class _Job:
     offset: int = 0
 
 
-def _run(jobs: list[_Job]) -> None:
-    """Predict (and explain) the jobs of one model in one call; on a failure, each job alone (its own error)."""
-    frames, offset = [], 0
+def _combined(jobs: list[_Job]) -> pd.DataFrame:
+    """One frame of the jobs' readings, each job's units shifted past the previous jobs' (one DataFrame per call,
+    not per request)."""
+    offset = 0
     for job in jobs:
         job.offset = offset
-        frames.append(job.frame.assign(unit=job.frame["unit"].to_numpy() + offset))
         offset += job.engines
+    if len(jobs) == 1:
+        return pd.DataFrame(jobs[0].frame)
+    names = list(jobs[0].frame)
+    return pd.DataFrame({name: np.concatenate([np.asarray(job.frame[name]) + job.offset if name == "unit"
+                                               else np.asarray(job.frame[name]) for job in jobs]) for name in names})
+
+
+def _run(jobs: list[_Job]) -> None:
+    """Predict (and explain) the jobs of one model in one call; on a failure, each job alone (its own error)."""
     ensemble = jobs[0].served.ensemble
     try:
-        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        fs = ensemble.features(combined, "last")
+        fs = ensemble.features(_combined(jobs), "last")
         predictions = ensemble.predict_features(fs)
-        units = predictions["unit"].to_numpy()
+        columns = {name: predictions[name].to_numpy() for name in predictions.columns}
+        units = columns["unit"]
         rows = [np.flatnonzero((units > job.offset) & (units <= job.offset + job.engines)) for job in jobs]
         factors = _factors(jobs, fs, rows)
     except Exception as err:  # noqa: BLE001 - retried per job below, so each request gets its own error
@@ -81,8 +96,9 @@ def _run(jobs: list[_Job]) -> None:
             _run([job])
         return
     for job, mine in zip(jobs, rows, strict=True):
-        part = predictions.iloc[mine].assign(unit=units[mine] - job.offset)
-        job.result = Result(fs=fs, predictions=part.reset_index(drop=True), rows=mine, factors=factors.get(id(job)))
+        part = {name: values[mine] for name, values in columns.items()}
+        part["unit"] = part["unit"] - job.offset
+        job.result = Result(fs=fs, predictions=part, rows=mine, factors=factors.get(id(job)))
 
 
 def _factors(jobs: list[_Job], fs: FeatureSet, rows: list[np.ndarray]) -> dict[int, list[Factors]]:
@@ -111,7 +127,7 @@ class Batcher:
         self._running = 0
         self.calls = 0
 
-    def predict(self, served: Served, frame: pd.DataFrame, engines: int, explainer: Explainer | None = None,
+    def predict(self, served: Served, frame: Readings, engines: int, explainer: Explainer | None = None,
                 factors: int = 0) -> Result:
         """Features and predictions of `frame` (units 1..`engines`), with each engine's top `factors` inputs
         when an `explainer` is given, computed together with concurrent requests."""

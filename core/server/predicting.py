@@ -8,6 +8,7 @@ the blend is), named by the sensor table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import pandas as pd
 
 from core.data import queries, sensors, store
 from core.errors import UserError
-from core.server.batcher import Batcher
+from core.server.batcher import Batcher, Readings
 from core.server.model_cache import ModelCache, Served
 
 AGE = "age"
@@ -33,17 +34,18 @@ def _factor(name: str, contribution: float) -> dict[str, Any]:
     return {"name": sensors.mnemonic(name), "column": name, "label": sensors.label(name), "contribution": contribution}
 
 
-def _answers(predictions: pd.DataFrame, ids: dict[int, str], version: int) -> list[dict[str, Any]]:
-    columns = {name: predictions[name].to_numpy().tolist() for name in ("unit", *ANSWER_COLUMNS)}
+def _answers(predictions: Mapping[str, Any], ids: dict[int, str], version: int) -> list[dict[str, Any]]:
+    columns = {name: np.asarray(predictions[name]).tolist() for name in ("unit", *ANSWER_COLUMNS)}
     return [{"engine": ids[int(unit)], "cycle": int(cycle), "rul": float(rul), "rul_low": float(low),
              "rul_high": float(high), "p_fail_30": float(p), "risk": str(risk), "ood": bool(ood),
              "ood_reason": str(reason), "model_version": version}
             for unit, cycle, rul, low, high, p, risk, ood, reason in zip(*columns.values(), strict=True)]
 
 
-def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: dict[int, str], factors: bool,
+def predict_frame(cache: ModelCache, served: Served, frame: Readings, ids: dict[int, str], factors: bool,
                   batcher: Batcher | None = None) -> list[dict[str, Any]]:
-    """One answer per engine of `frame` (units ``ids`` keys, 1..n) at its last cycle, with ``factors`` if asked.
+    """One answer per engine of `frame` (a model frame or its columns; units ``ids`` keys, 1..n) at its last cycle,
+    with ``factors`` if asked.
 
     With a `batcher`, the model call and the explanation are shared with concurrent requests
     (:mod:`core.server.batcher`); without, all engines of `frame` are explained together.
@@ -53,7 +55,7 @@ def predict_frame(cache: ModelCache, served: Served, frame: pd.DataFrame, ids: d
         shared = batcher.predict(served, frame, len(ids), explainer, TOP_FACTORS if factors else 0)
         predictions, tops = shared.predictions, shared.factors
     else:
-        fs = served.ensemble.features(frame, "last")
+        fs = served.ensemble.features(pd.DataFrame(frame), "last")
         predictions = served.ensemble.predict_features(fs)
         tops = explainer.top_factors(fs, np.arange(len(predictions)), TOP_FACTORS) if explainer is not None else None
     answers = _answers(predictions, ids, served.version)

@@ -190,11 +190,12 @@ def check_engine(cycles: np.ndarray, paths: Sequence[str], engine: str) -> None:
                                               f"cycles must increase within engine {engine}.")
 
 
-def model_frame(columns: dict[str, Any], units: np.ndarray, paths: Sequence[str], label_: str) -> pd.DataFrame:
-    """The frame the models take (``dataset``, integer ``unit``, ``cycle``, values) after the ingest bounds."""
+def model_frame(columns: dict[str, Any], units: np.ndarray, paths: Sequence[str], label_: str) -> dict[str, np.ndarray]:
+    """The columns the models take (``dataset``, integer ``unit``, ``cycle``, values) after the ingest bounds, as
+    arrays: the batcher (:mod:`core.server.batcher`) makes one frame of several requests' columns."""
     data = {"unit": units.astype(np.int64), **{name: columns[name] for name in NEEDED}}
     try:
         validate_readings(data, label_, where=lambda i: paths[i])
     except UserError as err:
         raise InputError("readings", str(err)) from err
-    return pd.DataFrame({"dataset": np.full(len(units), "request", dtype=object), **data})
+    return {"dataset": np.full(len(units), "request", dtype=object), **data}
