@@ -72,7 +72,7 @@ def _suggest(trial: Any) -> dict[str, Any]:
         "dropout": trial.suggest_float("dropout", 0.0, 0.4),
         "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
         "conv": trial.suggest_categorical("conv", [0, 32, 64]),
-        "fail_weight": trial.suggest_float("fail_weight", 0.1, 1.0),
+        "fail_weight": trial.suggest_float("fail_weight", 0.03, 1.0, log=True),
         "lstm_stats": trial.suggest_categorical("lstm_stats", list(SUMMARY_SETS)),
     }
 
