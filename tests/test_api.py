@@ -329,14 +329,14 @@ def test_concurrent_predictions_share_one_model_call_and_each_gets_its_own_engin
     import time
 
     from core.server import predicting
-    from core.server.api import _engine_frames
+    from core.server.api import _engine_columns
     from core.server.batcher import Batcher
     from core.server.schemas import EngineReadings
 
     _client, parts = server
     cache = parts.services.cache
     served = cache.get(None)
-    requests = [_engine_frames([EngineReadings(**engine_body(home, "test_FD001", unit, engine=f"E{unit}"))], "")
+    requests = [_engine_columns([EngineReadings(**engine_body(home, "test_FD001", unit, engine=f"E{unit}"))], "")
                 for unit in range(1, 7)]
     alone = [predicting.predict_frame(cache, served, frame, ids, False)[0] for frame, ids in requests]
     batcher = Batcher(workers=1)

@@ -29,7 +29,7 @@ from core.server.alerts import list_alerts
 from core.server.batcher import Batcher
 from core.server.json_body import FastJSONRoute
 from core.server.model_cache import ModelCache
-from core.server.readings_input import InputError, check_engine, model_frame, readings_columns
+from core.server.readings_input import InputError, check_engine, model_columns, readings_columns
 from core.server.schemas import (
     BatchAnswer,
     BatchRequest,
@@ -125,8 +125,8 @@ def _served(services: Services, model: str | None) -> Any:
     return services.cache.get(model)
 
 
-def _engine_frames(engines: list[EngineReadings], field: str) -> tuple[dict[str, np.ndarray], dict[int, str]]:
-    """The model columns of several engines (units 1..n, :func:`model_frame`), checked reading by reading."""
+def _engine_columns(engines: list[EngineReadings], field: str) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """The model columns of several engines (units 1..n, :func:`model_columns`), checked reading by reading."""
     seen: dict[str, int] = {}
     for j, item in enumerate(engines):
         if item.engine in seen:
@@ -147,7 +147,7 @@ def _engine_frames(engines: list[EngineReadings], field: str) -> tuple[dict[str,
         check_engine(columns["cycle"][start:start + size], paths[start:start + size], item.engine)
         start += size
     label = f"Engine {engines[0].engine}" if len(engines) == 1 else "The batch"
-    return model_frame(columns, units, paths, label), {j + 1: item.engine for j, item in enumerate(engines)}
+    return model_columns(columns, units, paths, label), {j + 1: item.engine for j, item in enumerate(engines)}
 
 
 def build_api(services: Services) -> FastAPI:
@@ -180,7 +180,7 @@ def build_api(services: Services) -> FastAPI:
                 factors: Annotated[bool, Query(description="include the top 5 SHAP factors")] = True,
                 ) -> dict[str, Any]:
         s = _services(request)
-        frame, ids = _engine_frames([body], "")
+        frame, ids = _engine_columns([body], "")
         served = _served(s, model)
         answer = predicting.predict_frame(s.cache, served, frame, ids, factors, s.batcher)[0]
         metrics.count_predictions([answer["risk"]])
@@ -198,7 +198,7 @@ def build_api(services: Services) -> FastAPI:
         if body.engines is not None:
             if not body.engines:
                 raise InputError("engines", "The batch holds no engines.")
-            frame, ids = _engine_frames(body.engines, "engines")
+            frame, ids = _engine_columns(body.engines, "engines")
         else:
             _dataset_or_404(body.dataset)
             frame, ids = predicting.stored_frame(body.dataset)

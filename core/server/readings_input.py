@@ -116,8 +116,9 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     bad = np.flatnonzero((cycles < 1) | (cycles > UNIT_CYCLE_MAX) | (cycles != np.floor(cycles)))
     if bad.size:
         i = int(bad[0])
-        raise InputError(f"{paths[i]}.{by_name['cycle']}", f"{paths[i]}.{by_name['cycle']} is {cycles[i]:g}, but a "
-                                                           f"cycle must be a whole number from 1 to {UNIT_CYCLE_MAX:,}.")
+        field = f"{paths[i]}.{by_name['cycle']}"
+        raise InputError(field, f"{field} is {cycles[i]:g}, but a cycle must be a whole number from 1 to "
+                                f"{UNIT_CYCLE_MAX:,}.")
     columns["cycle"] = cycles.astype(np.int64)
     if not id_key:
         return columns
@@ -190,7 +191,8 @@ def check_engine(cycles: np.ndarray, paths: Sequence[str], engine: str) -> None:
                                               f"cycles must increase within engine {engine}.")
 
 
-def model_frame(columns: dict[str, Any], units: np.ndarray, paths: Sequence[str], label_: str) -> dict[str, np.ndarray]:
+def model_columns(columns: dict[str, Any], units: np.ndarray, paths: Sequence[str],
+                  label_: str) -> dict[str, np.ndarray]:
     """The columns the models take (``dataset``, integer ``unit``, ``cycle``, values) after the ingest bounds, as
     arrays: the batcher (:mod:`core.server.batcher`) makes one frame of several requests' columns."""
     data = {"unit": units.astype(np.int64), **{name: columns[name] for name in NEEDED}}
