@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=cfg.hidden)
     parser.add_argument("--epochs", type=int, default=cfg.epochs)
     parser.add_argument("--samples", type=int, default=cfg.samples_per_epoch, help="training windows per epoch")
+    parser.add_argument("--fail-weight", type=float, default=cfg.fail_weight, help="weight of the failure head's loss")
+    parser.add_argument("--seed", type=int, default=cfg.seed,
+                        help="the LSTM's seed (the engine split and XGBoost keep the recipe's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--xgb-cache", type=Path, default=None, help="folder caching XGBoost predictions per subset")
     parser.add_argument("--data-dir", default=None)
@@ -63,10 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     windows_val = pipe.windows(prep_val, rows_val)
     params = LSTMParams(hidden=args.hidden, epochs=args.epochs, samples_per_epoch=args.samples, conv=args.conv,
                         layers=cfg.layers, dropout=cfg.dropout, batch=cfg.batch, lr=cfg.lr, patience=cfg.patience,
-                        fail_weight=cfg.fail_weight, lr_patience=cfg.lr_patience)
+                        fail_weight=args.fail_weight, lr_patience=cfg.lr_patience)
     started = time.perf_counter()
     model, history = fit_lstm(pipe, prep_tr, rows_tr, rul_tr, fail_tr, windows_val, rul_val, fail_val,
-                              params=params, cap=cap, device="cpu", seed=cfg.seed)
+                              params=params, cap=cap, device="cpu", seed=args.seed)
     seconds = time.perf_counter() - started
     test = pipe.transform(read_readings(folder, f"test_{args.subset}"), "last")
     truth = read_truth(folder, args.subset).set_index("unit")["rul"]
@@ -90,8 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     blend_test = np.clip(w * xgb_test + (1 - w) * lstm_test, 0, cap)
     val = {"lstm": _rmse(lstm_val, rul_val), "xgb": _rmse(xgb_val, rul_val), "blend": _rmse(blend_val, rul_val)}
     print(json.dumps({
-        "subset": args.subset, "stats": list(stats), "window": args.window, "conv": args.conv, "hidden": args.hidden,
-        "samples_per_epoch": args.samples, "channels": pipe.n_channels,
+        "subset": args.subset, "seed": args.seed, "fail_weight": args.fail_weight, "stats": list(stats),
+        "window": args.window, "conv": args.conv, "hidden": args.hidden, "samples_per_epoch": args.samples,
+        "channels": pipe.n_channels,
         "val_rmse_lstm": round(val["lstm"], 3), "test_rmse_lstm": round(_rmse(lstm_test, capped), 3),
         "val_rmse_xgb": round(val["xgb"], 3), "test_rmse_xgb": round(_rmse(xgb_test, capped), 3),
         "w_xgb": w, "val_rmse_blend": round(val["blend"], 3), "test_rmse_blend": round(_rmse(blend_test, capped), 3),

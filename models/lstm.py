@@ -115,25 +115,37 @@ class LSTMModel:
         return np.clip(rul, 0.0, self.cap), torch.cat(probs).numpy().astype(float)
 
 
+def censored_squared_error(pred: torch.Tensor, rul: torch.Tensor) -> torch.Tensor:
+    """Squared error of RUL fractions where a target at the cap (1.0) is a lower bound, not a value.
+
+    A row whose target was capped has a true RUL of at least the cap, so a prediction above it is not
+    an error: it costs nothing, and the head is not pulled down toward the mean near the cap.
+    """
+    return (torch.where(rul >= 1.0, torch.clamp(pred, max=1.0), pred) - rul) ** 2
+
+
 def _loss(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
           bce: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     pred, logit = net(x)
-    mse = torch.mean((pred - rul) ** 2)
+    mse = torch.mean(censored_squared_error(pred, rul))
     return mse + fail_weight * bce(logit, fail), mse
 
 
 def _validate(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
               bce: nn.Module) -> tuple[float, float]:
-    """(mean loss, mean squared RUL error as a fraction of the cap) over validation windows, in eval mode."""
+    """(mean loss, mean squared RUL error as a fraction of the cap) over validation windows, in eval mode.
+
+    The squared error is that of the predictions clipped to [0, 1], as ``LSTMModel.predict`` serves them.
+    """
     net.eval()
     total, squared = 0.0, 0.0
     with torch.no_grad():
         for lo in range(0, len(x), 4096):
             part = slice(lo, lo + 4096)
-            loss, mse = _loss(net, x[part], rul[part], fail[part], fail_weight, bce)
-            n = len(x[part])
-            total += float(loss) * n
-            squared += float(mse) * n
+            pred, logit = net(x[part])
+            mse = torch.mean(censored_squared_error(pred, rul[part]))
+            total += float(mse + fail_weight * bce(logit, fail[part])) * len(x[part])
+            squared += float(torch.sum((torch.clamp(pred, 0.0, 1.0) - rul[part]) ** 2))
     n = max(len(x), 1)
     return total / n, squared / n
 
@@ -145,8 +157,8 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
     """Train with Adam, halving the learning rate when the validation RMSE stalls for ``lr_patience``
     epochs and stopping after ``patience`` epochs without a better one; keep the best epoch's weights.
 
-    Each epoch draws ``samples_per_epoch`` training rows at random; their windows are gathered
-    per batch from `train` so memory stays small.
+    The RUL head learns with :func:`censored_squared_error`. Each epoch draws ``samples_per_epoch``
+    training rows at random; their windows are gathered per batch from `train` so memory stays small.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -19,6 +19,7 @@ from models.bundle import load_bundle, save_bundle
 from models.calibration import Conformal
 from models.device import resolve_device
 from models.ensemble import OUTPUT_COLUMNS, RISK_LEVELS
+from models.lstm import censored_squared_error
 from models.training import TrainConfig, evaluate, split_engines, train
 
 DATA = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "cmapss"))
@@ -194,6 +195,37 @@ def test_conformal_intervals_reach_nominal_coverage_on_exchangeable_data():
     assert 0.87 <= covered <= 0.93
     near, far = pred[2000:] < 15, pred[2000:] > 115
     assert (high - low)[near].mean() < (high - low)[far].mean()
+
+
+def test_conformal_intervals_cover_new_engines_when_readings_share_an_engine_bias():
+    """Readings of one engine miss by the same sign; quantiles pooled over 20 engines' readings then
+    cover new engines less than nominal, and calibrating on held-out engines restores the coverage."""
+    rng = np.random.default_rng(1)
+    pooled, by_engine, levels = [], [], []
+    for _ in range(20):
+        engine = np.repeat(np.arange(40), 60)
+        pred = rng.uniform(0, 125, len(engine))
+        truth = pred + rng.normal(0, 4, 40)[engine] + rng.normal(0, 1, len(engine))
+        cal, new = engine < 20, engine >= 20
+        for conf, out in [(Conformal.fit(pred[cal], truth[cal], nominal=0.9, cap=1e9), pooled),
+                          (Conformal.fit(pred[cal], truth[cal], nominal=0.9, cap=1e9, engines=engine[cal]), by_engine)]:
+            low, high = conf.interval(pred[new])
+            out.append(np.mean((truth[new] >= low) & (truth[new] <= high)))
+            levels.append(conf.level)
+    assert np.mean(pooled) < 0.87
+    assert 0.88 <= np.mean(by_engine) <= 0.93
+    assert min(levels[1::2]) > 0.9 and set(levels[::2]) == {0.9}
+
+
+def test_the_lstm_loss_treats_a_capped_target_as_a_lower_bound():
+    """An engine at the cap has at least that much life left: overshooting it costs nothing,
+    undershooting it costs as usual, and uncapped targets are ordinary squared errors."""
+    pred = torch.tensor([1.3, 0.8, 0.8, 0.2], requires_grad=True)
+    rul = torch.tensor([1.0, 1.0, 0.5, 0.5])
+    error = censored_squared_error(pred, rul)
+    assert error.detach().numpy() == pytest.approx([0.0, 0.04, 0.09, 0.09])
+    error.sum().backward()
+    assert pred.grad.numpy() == pytest.approx([0.0, -0.4, 0.6, -0.6])
 
 
 def test_device_resolution():
