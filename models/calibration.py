@@ -14,6 +14,11 @@ from core.errors import UserError
 from core.metrics import best_fbeta_threshold
 
 DEFAULT_BIN_EDGES = (15.0, 30.0, 45.0, 60.0, 80.0, 100.0, 115.0)
+ENGINE_FOLDS = 5
+"""Groups of validation engines held out in turn when the conformal quantile level is chosen."""
+LEVEL_STEP = 0.005
+MAX_LEVEL = 0.99
+"""The conformal quantile level is raised from the nominal coverage in these steps, up to this level."""
 
 
 def fit_blend_weight(a: np.ndarray, b: np.ndarray, y: np.ndarray, loss: str) -> float:
@@ -70,7 +75,9 @@ class Conformal:
 
     Bins are narrower near failure, so intervals are tighter where errors are small. Interval
     for prediction r in bin b: ``[r + low[b], r + high[b]]`` clipped to ``[0, cap]``; it targets
-    coverage `nominal` of the capped true RUL.
+    coverage `nominal` of the capped true RUL. The residual quantiles are taken at `level`, which is
+    `nominal` or, when the validation rows' engines are known, the lowest level that reaches
+    `nominal` on engines held out of the fit (see :meth:`fit`).
     """
 
     edges: list[float]
@@ -79,13 +86,30 @@ class Conformal:
     nominal: float
     cap: float
     counts: list[int] = field(default_factory=list)
+    level: float | None = None
 
     @classmethod
     def fit(cls, pred: np.ndarray, truth: np.ndarray, nominal: float, cap: float,
-            edges: tuple[float, ...] = DEFAULT_BIN_EDGES, min_count: int = 100) -> Conformal:
-        """Quantiles of ``truth - pred`` per bin, with the finite-sample correction; thin bins are merged."""
+            edges: tuple[float, ...] = DEFAULT_BIN_EDGES, min_count: int = 100,
+            engines: np.ndarray | None = None, folds: int = ENGINE_FOLDS) -> Conformal:
+        """Quantiles of ``truth - pred`` per bin, with the finite-sample correction; thin bins are merged.
+
+        Readings of one engine are not exchangeable with each other: an engine whose wear runs ahead
+        of its sensors misses by the same sign all its life, so quantiles taken over a few engines'
+        readings cover new engines less often than `nominal`. Given each row's engine (`engines`), the
+        quantile level is raised in steps of :data:`LEVEL_STEP` until intervals fitted on all but one
+        of `folds` groups of engines cover `nominal` of the held-out engines' readings on average.
+        """
         if len(pred) == 0:
             raise UserError("There are no validation readings to calibrate the RUL intervals on.")
+        level = nominal
+        if engines is not None:
+            level = _engine_held_out_level(pred, truth, nominal, cap, edges, min_count, engines, folds)
+        return cls._fit_at(pred, truth, nominal, level, cap, edges, min_count)
+
+    @classmethod
+    def _fit_at(cls, pred: np.ndarray, truth: np.ndarray, nominal: float, level: float, cap: float,
+                edges: tuple[float, ...], min_count: int) -> Conformal:
         kept = list(edges)
         while kept:
             counts = np.bincount(np.digitize(pred, kept), minlength=len(kept) + 1)
@@ -94,7 +118,7 @@ class Conformal:
                 break
             kept.pop(min(thin, len(kept) - 1))
         bins = np.digitize(pred, kept)
-        alpha = 1.0 - nominal
+        alpha = 1.0 - level
         low, high, counts_out = [], [], []
         for b in range(len(kept) + 1):
             r = (truth - pred)[bins == b]
@@ -106,7 +130,8 @@ class Conformal:
             low.append(float(r[min(max(k_lo, 1), n) - 1]))
             high.append(float(r[min(max(k_hi, 1), n) - 1]))
             counts_out.append(int(n))
-        return cls(edges=[float(e) for e in kept], low=low, high=high, nominal=nominal, cap=cap, counts=counts_out)
+        return cls(edges=[float(e) for e in kept], low=low, high=high, nominal=nominal, cap=cap, counts=counts_out,
+                   level=float(level))
 
     def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) bounds for predicted RULs."""
@@ -118,17 +143,43 @@ class Conformal:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"method": "mondrian-split-conformal", "edges": self.edges, "low": self.low, "high": self.high,
-                "nominal": self.nominal, "cap": self.cap, "counts": self.counts}
+                "nominal": self.nominal, "level": self.level, "cap": self.cap, "counts": self.counts}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conformal:
-        """Rebuild from :meth:`to_dict` output."""
+        """Rebuild from :meth:`to_dict` output (bundles from before ``level`` was stored took `nominal`)."""
         c = cls(edges=[float(v) for v in data["edges"]], low=[float(v) for v in data["low"]],
                 high=[float(v) for v in data["high"]], nominal=float(data["nominal"]), cap=float(data["cap"]),
-                counts=[int(v) for v in data.get("counts", [])])
+                counts=[int(v) for v in data.get("counts", [])],
+                level=float(data.get("level") or data["nominal"]))
         if len(c.low) != len(c.edges) + 1 or len(c.high) != len(c.low):
             raise ValueError("conformal bins and quantiles differ in number")
         return c
+
+
+def _engine_held_out_level(pred: np.ndarray, truth: np.ndarray, nominal: float, cap: float,
+                           edges: tuple[float, ...], min_count: int, engines: np.ndarray, folds: int) -> float:
+    """The lowest quantile level (from `nominal` up to :data:`MAX_LEVEL`) whose intervals, fitted with one
+    group of engines left out at a time, cover `nominal` of the left-out engines' readings on average."""
+    ids = np.unique(engines, return_inverse=True)[1].ravel()
+    n_engines = int(ids.max()) + 1 if len(ids) else 0
+    folds = min(folds, n_engines)
+    if folds < 2:
+        return nominal
+    order = np.random.default_rng(0).permutation(n_engines)
+    fold = (order % folds)[ids]
+    level = nominal
+    while level < MAX_LEVEL:
+        covered = []
+        for k in range(folds):
+            held = fold == k
+            fitted = Conformal._fit_at(pred[~held], truth[~held], nominal, level, cap, edges, min_count)
+            low, high = fitted.interval(pred[held])
+            covered.append(np.mean((truth[held] >= low) & (truth[held] <= high)))
+        if np.mean(covered) >= nominal:
+            break
+        level = round(level + LEVEL_STEP, 6)
+    return min(level, MAX_LEVEL)
 
 
 def fit_thresholds(p: np.ndarray, label: np.ndarray, medium_ratio: float = 0.5) -> dict[str, float]:

@@ -8,7 +8,10 @@ validation engines. Test sets are never used here: :func:`evaluate` only reports
 Intervals are calibrated on the validation rows within ``calibration_horizon`` cycles of
 failure: every validation engine then weighs the same, whatever its life length, as engines
 do in service near failure. Further from failure the capped target (125) is reached by the
-intervals' upper end anyway, so those rows would only add easy, near-zero residuals.
+intervals' upper end anyway, so those rows would only add easy, near-zero residuals. Their
+quantile level is raised above the nominal coverage until intervals fitted without a group of
+validation engines cover that group's readings at the nominal rate (``Conformal.fit``), since an
+engine's readings are not independent of each other.
 """
 
 from __future__ import annotations
@@ -218,8 +221,12 @@ def score_rows(rul: np.ndarray, rul_low: np.ndarray, rul_high: np.ndarray, p: np
 
 
 def _fit_on_validation(rul_x: np.ndarray, p_x: np.ndarray, rul_l: np.ndarray, p_l: np.ndarray, rul_val: np.ndarray,
-                       true_val: np.ndarray, fail_val: np.ndarray, config: TrainConfig, cap: float) -> dict[str, Any]:
-    """Blend weights, calibration, conformal intervals and thresholds from validation rows, and their scores."""
+                       true_val: np.ndarray, fail_val: np.ndarray, engine_val: np.ndarray, config: TrainConfig,
+                       cap: float) -> dict[str, Any]:
+    """Blend weights, calibration, conformal intervals and thresholds from validation rows, and their scores.
+
+    `engine_val` numbers the engine of each row, so the intervals are calibrated to cover unseen engines.
+    """
     w_rul = fit_blend_weight(rul_x, rul_l, rul_val, "squared")
     w_p = fit_blend_weight(p_x, p_l, fail_val, "logloss")
     rul = np.clip(w_rul * rul_x + (1 - w_rul) * rul_l, 0.0, cap)
@@ -227,7 +234,7 @@ def _fit_on_validation(rul_x: np.ndarray, p_x: np.ndarray, rul_l: np.ndarray, p_
     calibrator = Calibrator.fit(p_raw, fail_val)
     p = calibrator.apply(p_raw)
     near = true_val <= config.calibration_horizon
-    conformal = Conformal.fit(rul[near], rul_val[near], config.coverage, cap)
+    conformal = Conformal.fit(rul[near], rul_val[near], config.coverage, cap, engines=engine_val[near])
     thresholds = fit_thresholds(p, fail_val, config.medium_ratio)
     low, high = conformal.interval(rul)
     return {"weights": {"rul_xgb": w_rul, "p_xgb": w_p}, "calibrator": calibrator, "conformal": conformal,
@@ -285,7 +292,8 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
     emit({"phase": "calibrate", "message": "Fitting blend weights, calibration, intervals and thresholds"})
     rul_x, p_x = xgb_models.predict(x_val)
     rul_l, p_l = lstm_model.predict(windows_val)
-    fitted = _fit_on_validation(rul_x, p_x, rul_l, p_l, rul_val, true_val, fail_val, config, cap)
+    engine_val = pd.factorize(pd.MultiIndex.from_arrays([prep_val.dataset[rows_val], prep_val.unit[rows_val]]))[0]
+    fitted = _fit_on_validation(rul_x, p_x, rul_l, p_l, rul_val, true_val, fail_val, engine_val, config, cap)
     metrics = {f"val_{k}": float(v) for k, v in fitted.pop("scores").items()}
     metrics.update({"val_rmse_xgb": m.rmse(rul_val, rul_x), "val_rmse_lstm": m.rmse(rul_val, rul_l),
                     **{f"weight_{k}": float(v) for k, v in fitted["weights"].items()},
