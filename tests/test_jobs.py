@@ -329,9 +329,10 @@ def test_a_foreground_training_holds_the_single_training_slot() -> None:
         with pytest.raises(UserError, match=f"job {slot.id}"), jobs.foreground("tune", "core.commands.tune",
                                                                                  config={}, data={}):
             pytest.fail("a second foreground run got the slot")
-        slot.result = {"version": 3}
+        slot.result, slot.device = {"version": 3}, "cpu"
     done = jobs.get(slot.id)
     assert done.state == "succeeded" and done.result == {"version": 3} and jobs.running() is None
+    assert done.device == "cpu", "the Models page names the device a command-line training ran on"
     following = start("finish", "--steps", "1")
     assert poll(lambda: finished(following.id), "the next training").state == "succeeded"
 

@@ -52,10 +52,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         job = retrain.start_job(snap, config, created_by="cli")
         return {"job": job.id, "state": job.state, "data": names, "snapshot": snap.sha256}
     with retrain.exclusive(retrain.TRAIN_KIND, "core.commands.train", config, snap) as slot:
+        def progress(event: dict[str, Any]) -> None:
+            if "device" in event:
+                slot.device = str(event["device"])
+            print_progress(event)
+
         if args.dask:
             from core.operations.dask_training import run_dask_training
 
-            slot.result = run_dask_training(snap.path, config, args.dask, print_progress)
+            slot.result = run_dask_training(snap.path, config, args.dask, progress)
         else:
-            slot.result = run_training(snap.path, config, print_progress)
+            slot.result = run_training(snap.path, config, progress)
     return {**slot.result, "job": slot.id}

@@ -285,9 +285,9 @@ def foreground(kind: str, module: str, *, config: dict[str, Any], data: dict[str
                created_by: str = "") -> Iterator[JobRecord]:
     """Hold the single-training slot for work running in this process (``python -m core train`` without
     ``--background``): a running exclusive job record naming this process, so every other training path
-    refuses while it runs; its final state, and the ``result`` the block put on the yielded record, are
-    recorded when the block ends (a killed process is detected like a dead job). UserError, naming the
-    running one, if a training or tuning is already active.
+    refuses while it runs; its final state, and the ``result`` and ``device`` the block put on the yielded
+    record, are recorded when the block ends (a killed process is detected like a dead job). UserError,
+    naming the running one, if a training or tuning is already active.
     """
     with _start_lock() as folder:
         _refuse_if_busy()
@@ -311,6 +311,7 @@ def foreground(kind: str, module: str, *, config: dict[str, Any], data: dict[str
         raise
     with locked_record(path) as final:
         final.state, final.finished_at, final.progress, final.result = "succeeded", now(), 1.0, record.result
+        final.device = record.device or final.device
 
 
 def _launch(folder: Path, kind: str, module: str, args: list[str], cfg: dict[str, Any],
