@@ -84,9 +84,9 @@ class Conformal:
     low: list[float]
     high: list[float]
     nominal: float
+    level: float
     cap: float
     counts: list[int] = field(default_factory=list)
-    level: float | None = None
 
     @classmethod
     def fit(cls, pred: np.ndarray, truth: np.ndarray, nominal: float, cap: float,
@@ -130,8 +130,8 @@ class Conformal:
             low.append(float(r[min(max(k_lo, 1), n) - 1]))
             high.append(float(r[min(max(k_hi, 1), n) - 1]))
             counts_out.append(int(n))
-        return cls(edges=[float(e) for e in kept], low=low, high=high, nominal=nominal, cap=cap, counts=counts_out,
-                   level=float(level))
+        return cls(edges=[float(e) for e in kept], low=low, high=high, nominal=nominal, level=float(level), cap=cap,
+                   counts=counts_out)
 
     def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) bounds for predicted RULs."""
@@ -149,9 +149,9 @@ class Conformal:
     def from_dict(cls, data: dict[str, Any]) -> Conformal:
         """Rebuild from :meth:`to_dict` output (bundles from before ``level`` was stored took `nominal`)."""
         c = cls(edges=[float(v) for v in data["edges"]], low=[float(v) for v in data["low"]],
-                high=[float(v) for v in data["high"]], nominal=float(data["nominal"]), cap=float(data["cap"]),
-                counts=[int(v) for v in data.get("counts", [])],
-                level=float(data.get("level") or data["nominal"]))
+                high=[float(v) for v in data["high"]], nominal=float(data["nominal"]),
+                level=float(data.get("level", data["nominal"])), cap=float(data["cap"]),
+                counts=[int(v) for v in data.get("counts", [])])
         if len(c.low) != len(c.edges) + 1 or len(c.high) != len(c.low):
             raise ValueError("conformal bins and quantiles differ in number")
         return c

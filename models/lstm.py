@@ -124,11 +124,10 @@ def censored_squared_error(pred: torch.Tensor, rul: torch.Tensor) -> torch.Tenso
     return (torch.where(rul >= 1.0, torch.clamp(pred, max=1.0), pred) - rul) ** 2
 
 
-def _loss(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
-          bce: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    pred, logit = net(x)
-    mse = torch.mean(censored_squared_error(pred, rul))
-    return mse + fail_weight * bce(logit, fail), mse
+def _loss(pred: torch.Tensor, logit: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
+          bce: nn.Module) -> torch.Tensor:
+    """Censored squared RUL error plus `fail_weight` times the failure head's cross-entropy."""
+    return torch.mean(censored_squared_error(pred, rul)) + fail_weight * bce(logit, fail)
 
 
 def _validate(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tensor, fail_weight: float,
@@ -143,8 +142,7 @@ def _validate(net: RULNet, x: torch.Tensor, rul: torch.Tensor, fail: torch.Tenso
         for lo in range(0, len(x), 4096):
             part = slice(lo, lo + 4096)
             pred, logit = net(x[part])
-            mse = torch.mean(censored_squared_error(pred, rul[part]))
-            total += float(mse + fail_weight * bce(logit, fail[part])) * len(x[part])
+            total += float(_loss(pred, logit, rul[part], fail[part], fail_weight, bce)) * len(x[part])
             squared += float(torch.sum((torch.clamp(pred, 0.0, 1.0) - rul[part]) ** 2))
     n = max(len(x), 1)
     return total / n, squared / n
@@ -186,7 +184,7 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
         for lo in range(0, len(pick), params.batch):
             sel = pick[lo:lo + params.batch]
             x = torch.from_numpy(pipeline.windows(train, train_rows[sel])).to(device)
-            loss, _ = _loss(net, x, y_rul[sel].to(device), y_fail[sel].to(device), params.fail_weight, bce)
+            loss = _loss(*net(x), y_rul[sel].to(device), y_fail[sel].to(device), params.fail_weight, bce)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -152,7 +152,7 @@ m[1].metric("Predicted RUL", f"{baseline.rul:.0f} cycles",
             help=f"Blend of XGBoost and the LSTM, capped at {RUL_CAP} cycles.")
 m[2].metric("Interval", f"{baseline.rul_low:.0f} – {baseline.rul_high:.0f}",
             help=f"Split-conformal interval, {ensemble.conformal.nominal:.0%} nominal coverage: residual "
-                 f"quantiles at {ensemble.conformal.level or ensemble.conformal.nominal:.1%}, the level that "
+                 f"quantiles at {ensemble.conformal.level:.1%}, the level that "
                  "covered validation engines left out of the fit at the nominal rate.")
 m[3].metric("P(fail within 30 cycles)", f"{baseline.p_fail_30:.0%}")
 m[4].metric("Risk", baseline.risk)
