@@ -1,7 +1,8 @@
 """The users file, ``$PM_HOME/users.json`` (mode 0600): each user's role, password hash and API tokens.
 
-- A user signs in to the dashboard with a password (Argon2id hash, :mod:`.passwords`) or, with ``sso``,
-  through the identity provider of ``st.login`` (the user's name is then the e-mail the provider gives);
+- A user signs in to the dashboard with a password (Argon2id hash, :mod:`.passwords`; :func:`sign_in`, slowed
+  per name and per client address by :mod:`.throttle`) or, with ``sso``, through the identity provider of
+  ``st.login`` (the user's name is then the e-mail the provider gives);
 - API tokens are random 256-bit secrets shown once; only their SHA-256 digests are stored (a digest of a
   random secret needs no slow hash), compared in constant time.
 
@@ -15,6 +16,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -26,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core import config
-from core.access import passwords
+from core.access import passwords, throttle
 from core.access.roles import Role
 from core.errors import UserError
 
@@ -35,6 +37,8 @@ TOKEN_PREFIX = "pmu_"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 _CACHE: dict[str, tuple[tuple[int, int, int], dict[str, User]]] = {}
 _CACHE_LOCK = threading.Lock()
+LOG = logging.getLogger("core.access")
+WRONG_PASSWORD = "The name or the password is wrong."
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,26 @@ def authenticate(name: str, password: str) -> User | None:
     user = find(name)
     encoded = user.password if user is not None else None
     return user if passwords.verify(encoded, password) else None
+
+
+def sign_in(name: str, password: str, address: str | None, now: float | None = None) -> User:
+    """A password sign-in of `name` from client `address` (None: this machine): the user, or UserError with the
+    sentence to show. The attempt is admitted and counted first (:func:`.throttle.admit`), so parallel attempts
+    beyond the throttle's allowance are refused before any password is checked; every refusal is logged as a
+    warning with the name and the address as quoted data."""
+    where = address or throttle.LOCAL
+    try:
+        attempt = throttle.admit(name, address, now)
+    except throttle.Throttled as err:
+        LOG.warning("Sign-in refused, too many failures (%.0f s to wait): name=%.200r address=%.200r",
+                    err.wait_s, name, where)
+        raise
+    user = authenticate(name, password)
+    if user is None:
+        LOG.warning("Sign-in refused, wrong name or password: name=%.200r address=%.200r", name, where)
+        raise UserError(WRONG_PASSWORD)
+    throttle.succeeded(attempt)
+    return user
 
 
 def _digest(secret: str) -> str:
