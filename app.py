@@ -14,23 +14,23 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 
 def dashboard() -> None:
-    """The dashboard script: the sign-in when one is needed, else navigation over the pages, sidebar status,
-    then the chosen page."""
+    """The dashboard script: the sign-in when one is needed (on the page a deep link asked for, which then
+    runs), else navigation over the pages, sidebar status, then the chosen page."""
     st.set_page_config(page_title="Turbofan fleet RUL", page_icon=":material/flight:", layout="wide")
     from pages import access
 
-    if not access.gate():
+    access.guard_widget_states()
+    pages = [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/database:"),
+        st.Page("pages/fleet.py", title="Fleet", icon=":material/flight:"),
+        st.Page("pages/engine.py", title="Engine", icon=":material/settings:"),
+        st.Page("pages/drift.py", title="Drift", icon=":material/monitoring:"),
+        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+    ]
+    if not access.gate(pages):
         return
-    navigation = st.navigation(
-        [
-            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-            st.Page("pages/data.py", title="Data", icon=":material/database:"),
-            st.Page("pages/fleet.py", title="Fleet", icon=":material/flight:"),
-            st.Page("pages/engine.py", title="Engine", icon=":material/settings:"),
-            st.Page("pages/drift.py", title="Drift", icon=":material/monitoring:"),
-            st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
-        ]
-    )
+    navigation = st.navigation(pages)
     from pages import ui  # after st.navigation, which must run before this slow import
 
     ui.init_session()
@@ -89,6 +89,9 @@ else:
 
     from core.errors import UserError
     from core.server import asgi
+    from pages import access
+
+    access.guard_widget_states()  # before any session, so a crafted first message is dropped too
 
     # Streamlit would run a deep link such as /fleet in its legacy pages/ mode (the page alone, no
     # navigation) until this script has called st.navigation once, st.App included; the app never

@@ -3,32 +3,74 @@ the checks pages make before showing and before doing an action (:mod:`core.acce
 
 A session bound to loopback and reached from this machine is a local admin and never signs in; otherwise
 (:func:`core.access.policy.sign_in_required`) it signs in with Streamlit's ``st.login`` when an identity
-provider is configured in ``secrets.toml`` (``[auth]``), else with a name and password from the users file.
+provider is configured in ``secrets.toml`` (``[auth]``), else with a name and password from the users file
+(:func:`core.access.users.sign_in`, throttled per name and per client address).
 The role is read from the users file on every rerun and again when an action runs (:func:`permit`), so a
-demoted or removed user loses the action even on a page drawn before the change.
+demoted or removed user loses the action even on a page drawn before the change. A password sign-in is kept
+in the session state as a :class:`SignedIn` object, which no widget value sent by a browser can be, and
+:func:`guard_widget_states` drops widget states whose id no widget of the dashboard can have.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from streamlit.runtime.state.common import is_element_id
+from streamlit.runtime.state.session_state import WStates
 
-from core.access import policy, roles, throttle, users
+from core.access import policy, roles, users
 from core.access.roles import Role
 from core.errors import UserError
 
-LOG = logging.getLogger("core.server")
+LOG = logging.getLogger("core.access")
 SESSION_KEY = "pm_signed_in"
-"""The signed-in user's name (password sign-in) in the session state."""
-FAILED_SIGN_IN_DELAY_S = 1.0
+"""The session-state key of this session's :class:`SignedIn` (password sign-in)."""
 CREATE_ADMIN = "python -m core users add NAME --role admin"
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """Who signed in with a password in this session (set by the sign-in form only)."""
+
+    name: str
+
+
+def guard_widget_states() -> None:
+    """Make every session drop a widget state whose id is not a widget id (Streamlit's ``$$ID-`` ids) before
+    the script runs, with a warning in the server log.
+
+    A browser sends only the ids of widgets the dashboard drew; a crafted ``rerun_script`` message may send any
+    id (say ``pm_signed_in``), which Streamlit 1.67 keeps without a deserializer and then fails on with a
+    KeyError at the next widget. Idempotent: the patch of ``WStates.set_widget_from_proto`` is made once.
+    """
+    original = WStates.set_widget_from_proto
+    if getattr(original, "guards_widget_ids", False):
+        return
+
+    def set_widget_from_proto(self: WStates, widget_state: WidgetState) -> None:
+        if not is_element_id(widget_state.id):
+            LOG.warning("Ignored a widget state that no widget of the dashboard sends: id=%.100r", widget_state.id)
+            return
+        original(self, widget_state)
+
+    set_widget_from_proto.guards_widget_ids = True  # type: ignore[attr-defined]
+    WStates.set_widget_from_proto = set_widget_from_proto  # type: ignore[method-assign]
+
+
+def _client_address() -> str | None:
+    """The client's address (uvicorn takes it from X-Forwarded-For when a proxy on this machine sends one);
+    None for a client on this machine (and under AppTest, where it is not a str)."""
+    client = st.context.ip_address
+    return client if isinstance(client, str) else None
+
+
 def _required() -> bool:
-    client = st.context.ip_address  # None for a client on this machine (and not a str under AppTest)
-    return policy.sign_in_required(st.get_option("server.address"), client if isinstance(client, str) else None)
+    return policy.sign_in_required(st.get_option("server.address"), _client_address())
 
 
 def _providers() -> list[str | None] | None:
@@ -55,7 +97,11 @@ def identity() -> tuple[str, Role] | None:
     or the user has no role here (any more)."""
     if not _required():
         return "local", Role.ADMIN
-    name = _sso_name() if _providers() else st.session_state.get(SESSION_KEY)
+    if _providers():
+        name = _sso_name()
+    else:
+        signed_in = st.session_state.get(SESSION_KEY)
+        name = signed_in.name if isinstance(signed_in, SignedIn) else None
     user = users.find(name) if name else None
     return None if user is None else (user.name, user.role)
 
@@ -87,16 +133,24 @@ def note(action: str) -> None:
     st.caption(roles.refusal(role(), action))
 
 
-def gate() -> bool:
-    """Before navigation: True when this session may see the dashboard; otherwise draw only the sign-in page."""
+def gate(pages: Sequence[st.Page]) -> bool:
+    """Before navigation: True when this session may see the dashboard; otherwise draw only the sign-in page.
+
+    The dashboard's `pages` are registered (hidden, none run), so a deep link such as
+    ``/engine?dataset=test_FD001&engine=1`` is a known page: its path and query parameters stay in the address
+    while the sign-in is drawn, and the rerun after the sign-in runs that page.
+    """
     try:
         if identity() is not None:
             return True
+        problem = None
     except UserError as err:
-        st.error(str(err), icon=":material/error:")
-        return False
-    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="sign-in")],
-                  position="hidden").run()
+        problem = str(err)
+    st.navigation(list(pages), position="hidden")
+    if problem is not None:
+        st.error(problem, icon=":material/error:")
+    else:
+        sign_in_page()
     return False
 
 
@@ -118,8 +172,10 @@ def sign_in_page() -> None:
 def _sso_sign_in(providers: list[str | None]) -> None:
     name = _sso_name()
     if name is not None:
-        st.error(f"You are signed in as {name}, who has no role on this dashboard; an admin grants one with "
-                 f"'python -m core users add {name} --role viewer --sso'.", icon=":material/block:")
+        st.error("You are signed in as the account below, which has no role on this dashboard; an admin grants "
+                 "one with the command after it.", icon=":material/block:")
+        st.text(name)
+        st.code(f"python -m core users add {shlex.quote(name)} --role viewer --sso", language="bash")
         if st.button("Sign out", key="sso_sign_out"):
             st.logout()
         return
@@ -138,21 +194,12 @@ def _password_sign_in() -> None:
         secret = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        name = name.strip()
         try:
-            throttle.check(name)
+            user = users.sign_in(name.strip(), secret, _client_address())
         except UserError as err:
             st.error(str(err), icon=":material/block:")
             return
-        user = users.authenticate(name, secret)
-        if user is None:
-            throttle.failed(name)
-            LOG.warning("Failed dashboard sign-in for %r from %s", name, st.context.ip_address or "this machine")
-            time.sleep(FAILED_SIGN_IN_DELAY_S)
-            st.error("The name or the password is wrong.", icon=":material/error:")
-            return
-        throttle.succeeded(name)
-        st.session_state[SESSION_KEY] = user.name
+        st.session_state[SESSION_KEY] = SignedIn(user.name)
         st.rerun()
 
 
@@ -165,7 +212,7 @@ def sidebar_user() -> None:
         return
     with st.sidebar:
         st.caption("Signed in")
-        st.write(f"**{found[0]}** · {found[1].label}")
+        st.text(f"{found[0]} · {found[1].label}")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             _sign_out()
 

@@ -12,11 +12,12 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import cli
-from core.access import policy, roles, throttle, users
+from core.access import policy, roles, users
 from core.access.roles import Role
 from core.data import queries, store
 from core.errors import UserError
 from tests.api_support import api_client
+from tests.served_navigation import navigate_as_served
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
@@ -87,20 +88,6 @@ def test_an_unreadable_users_file_is_a_sentence(pm_home: Path) -> None:
     (pm_home / "users.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot be read.*python -m core users add"):
         users.load_users()
-
-
-def test_five_failed_sign_ins_lock_the_name_out_for_the_window() -> None:
-    name = "throttled-user"
-    for i in range(throttle.MAX_FAILURES):
-        throttle.check(name, now=100.0 + i)
-        throttle.failed(name, now=100.0 + i)
-    with pytest.raises(UserError, match="Too many failed sign-ins for 'throttled-user'; try again in"):
-        throttle.check(name, now=110.0)
-    throttle.check("someone-else", now=110.0)
-    throttle.check(name, now=100.0 + throttle.WINDOW_S + 1)
-    throttle.failed(name, now=100.0)
-    throttle.succeeded(name)
-    throttle.check(name, now=110.0)
 
 
 @pytest.mark.parametrize(("address", "client", "mode", "required"), [
@@ -182,6 +169,7 @@ def test_api_answers_401_without_a_token_and_403_when_the_role_is_too_low(pm_hom
 def signed_in_app(small_fd001: Path, monkeypatch: pytest.MonkeyPatch):
     """A function (name) -> an AppTest of the dashboard signed in as `name` (PM_AUTH=required)."""
     monkeypatch.setenv(policy.ENV_AUTH, "required")
+    navigate_as_served(monkeypatch)
 
     def sign_in(name: str) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=120)
@@ -239,7 +227,7 @@ def test_a_viewer_signs_in_and_gets_no_load_or_delete_and_a_stale_delete_is_refu
 
     at = signed_in_app("vic")
     assert any(m.label == "Datasets" for m in at.metric)
-    assert "**vic** · viewer" in [m.value for m in at.sidebar.markdown]
+    assert "vic · viewer" in [t.value for t in at.sidebar.text]
     assert not at.code, "the API's admin token is for admins only"
     assert any("python -m core users token NAME" in c.value for c in at.caption)
     at.switch_page("pages/data.py").run()
