@@ -12,8 +12,10 @@ keys, each with its :class:`Rule`:
 
 Each key lets :attr:`Rule.free` failures through at once; after that, an attempt must wait a delay that doubles
 with each further failure (from :attr:`Rule.base_s` up to :attr:`Rule.cap_s`), counted from the key's latest
-failure. A right password also forgets the failures of its name from its address. The state lives in this
-server process (the one server owns sign-in); names are compared after NFKC normalisation and case folding.
+failure. A right password is withdrawn, and it forgets no other attempt's failure: an attacker's failures keep
+counting even when the real user signs in from the same address, and in-flight attempts stay counted. The
+state lives in this server process (the one server owns sign-in); names are compared after NFKC normalisation
+and case folding.
 """
 
 from __future__ import annotations
@@ -127,11 +129,10 @@ def admit(name: str, address: str | None, now: float | None = None) -> Attempt:
 
 
 def succeeded(attempt: Attempt) -> None:
-    """The password of `attempt` was right: withdraw it, and forget the failures of its name from its address."""
+    """The password of `attempt` was right: withdraw it (it is no failure); every other attempt still counts."""
     with _LOCK:
-        gone = {a for a in _BY_NAME.get(attempt.name, ()) if a.address == attempt.address} | {attempt}
         for table, key in ((_BY_NAME, attempt.name), (_BY_ADDRESS, attempt.address)):
-            kept = [a for a in table.get(key, ()) if a not in gone]
+            kept = [a for a in table.get(key, ()) if a is not attempt]
             if kept:
                 table[key] = kept
             else:

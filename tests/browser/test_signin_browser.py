@@ -1,10 +1,12 @@
 """In real headless Chromium, with a sign-in required (PM_AUTH=required, as when bound beyond loopback): the
-dashboard shows the sign-in and nothing else, a viewer gets no delete or retrain buttons, an admin does, and a
-delete confirmed after the admin was demoted is refused."""
+dashboard shows the sign-in and nothing else, a viewer gets no delete or retrain buttons, an admin does, a
+delete confirmed after the admin was demoted is refused, and a deep link to an engine opens that engine once
+the user has signed in."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,10 @@ PASSWORD = "correct horse battery"
 
 def _sign_in(page, url: str, name: str) -> None:
     page.goto(url)
+    _fill_sign_in(page, name)
+
+
+def _fill_sign_in(page, name: str) -> None:
     page.get_by_role("heading", name="Sign in").wait_for()
     page.get_by_role("textbox", name="Name").fill(name)
     page.get_by_role("textbox", name="Password").fill(PASSWORD)
@@ -69,3 +75,25 @@ def test_sign_in_first_then_the_role_decides_the_buttons(browser_page, dashboard
     page.get_by_text("Only the admin role or higher may delete datasets; you are a viewer.").first.wait_for()
     names = {d["name"] for d in page.request.get(f"{url}/api/v1/health").json()["datasets"]}
     assert doomed in names
+
+
+def test_a_deep_link_survives_the_sign_in(browser_page, dashboard, dashboard_env: dict[str, str], model_home: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PM_HOME", str(model_home))
+    users.add_user("eve-engineer", Role.VIEWER, PASSWORD)
+    url = dashboard({**dashboard_env, "PM_HOME": str(model_home), "PM_AUTH": "required"})
+    page = browser_page
+
+    page.goto(f"{url}/engine?dataset=test_FD001&engine=7")
+    page.get_by_role("heading", name="Sign in").wait_for()
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert page.get_by_text("Page not found").count() == 0 and page.get_by_role("dialog").count() == 0
+    assert page.locator("[data-testid=stSidebarNav]").count() == 0
+    assert page.get_by_role("heading", name="Engine").count() == 0, "nothing of the page before the sign-in"
+
+    _fill_sign_in(page, "eve-engineer")
+    page.get_by_text("Engine 7 of test_FD001").wait_for()
+    opened = urllib.parse.urlparse(page.url)
+    assert opened.path == "/engine"
+    assert urllib.parse.parse_qs(opened.query) == {"dataset": ["test_FD001"], "engine": ["7"]}
+    assert page.locator("[data-testid=stException]").count() == 0
