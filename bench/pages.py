@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.results import Figure
 from core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,3 +192,12 @@ def render(result: dict[str, Any]) -> str:
                  f"it), settled after {result['first_settled_s']:.2f} s (from start)")
     lines.append(f"idle Models page: {result['idle_cpu_s_per_s']:.4f} CPU-s per s over {result['idle_seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Each page's first visit after a start (target 3 s) and warm visit (target 1.5 s), in Chromium."""
+    first = [Figure(f"pages.{name}.first_s", f"{name.title()} page, first visit after a start", value, "s",
+                    target=3.0) for name, value in result["first_visit_s"].items()]
+    warm = [Figure(f"pages.{name}.warm_s", f"{name.title()} page, warm visit (median)", value, "s", target=1.5)
+            for name, value in result["settle_s"].items()]
+    return first + warm
