@@ -266,6 +266,6 @@ def figures(result: dict[str, Any]) -> list[Figure]:
                target=0.5),
         Figure("api.mixed_load_errors", "API mixed load, 60 s: errors", result["mixed_load"]["errors"], "",
                target=0.0),
-        Figure("api.rss_growth_mb", "Server RSS growth over the mixed load", result["rss_mb"]["load_growth"], "MB",
+        Figure("api.rss_growth_mb", "Server RSS growth over the mixed load", result["rss_mb"]["load_growth"], "MiB",
                target=50.0),
     ]

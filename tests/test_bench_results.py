@@ -60,3 +60,31 @@ def test_every_benchmark_figure_names_a_unit_and_a_stable_key() -> None:
     assert [f.key for f in found] == ["accuracy.FD001.test_FD001.rmse", "accuracy.FD001.test_FD001.coverage",
                                       "latency.whatif_p95_ms", "latency.fleet_score_s"]
     assert [f.met() for f in found] == [True, True, True, True]
+
+
+def test_a_typed_in_record_is_marked_until_a_run_of_its_benchmark_replaces_it(tmp_path: Path) -> None:
+    typed_in = {"bench": "api", "key": "api.batch_100_s", "label": "Batch of 100", "value": 0.1, "unit": "s",
+                "target": 0.5, "better": "lower", "met": True, "date": "2026-12-02 18:31-18:50 UTC",
+                "commit": "unknown", "machine": "x86_64, 2 cores, Linux", "load_1m": "1.1 → 2.1",
+                "command": "python -m core bench api --json", "source": "the printed table of that run"}
+    (tmp_path / "api.jsonl").write_text(json.dumps(typed_in) + "\n")
+    results.record("ingest", [Figure("ingest.twelve_files_s", "Twelve files", 1.65, "s", target=5.0)],
+                   command="python -m core bench ingest", folder=tmp_path)
+    text = results.table(results.latest(tmp_path))
+    assert "| 2026-12-02 18:31-18:50 UTC † | unknown | x86_64, 2 cores, Linux (load 1.1 → 2.1) |" in text
+    assert text.count("†") == 2 and text.endswith(results.TRANSCRIBED)
+    assert text.index("Twelve files") < text.index("Batch of 100")
+    results.record("api", [Figure("api.batch_100_s", "Batch of 100", 0.12, "s", target=0.5)],
+                   command="python -m core bench api", folder=tmp_path)
+    text = results.table(results.latest(tmp_path))
+    assert "**0.12 s**" in text and "0.1 s" not in text
+    assert "†" not in text
+
+
+def test_a_training_on_a_named_gpu_is_recorded_under_the_kind_of_device() -> None:
+    from bench import train_time
+
+    found = train_time.figures({"results": [{"train": "ALL", "device": "cuda (NVIDIA H200)", "wall_s": 24.0},
+                                            {"train": "FD001", "device": "cpu", "wall_s": 94.0}]})
+    assert [f.key for f in found] == ["train_time.ALL.cuda.wall_s", "train_time.FD001.cpu.wall_s"]
+    assert found[0].label.endswith("on cuda (NVIDIA H200)")
