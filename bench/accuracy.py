@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.results import Figure
 from core import config
 from core.data.cmapss import COLUMNS, SUBSETS
 from core.errors import UserError
@@ -131,3 +132,20 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs; "
                  f"RMSE/PHM08/coverage against true RUL capped at 125, 'RMSE raw' uncapped.")
     return "\n".join(lines)
+
+
+RMSE_TARGETS = {"test_FD001": 13.0, "test_FD002": 17.0, "test_FD003": 13.0, "test_FD004": 19.0}
+"""Issue 3's test-RMSE targets per subset (the published DCNN results, rounded)."""
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Test RMSE (capped truth) and interval coverage of each model on its test set(s)."""
+    out: list[Figure] = []
+    for row in result["results"]:
+        who = "one subset" if row["model"] != "ALL" else "all four subsets"
+        key = f"accuracy.{row['model']}.{row['test']}"
+        out.append(Figure(f"{key}.rmse", f"Test RMSE on {row['test']}, model trained on {who}", row["rmse"],
+                          "cycles", target=RMSE_TARGETS.get(row["test"])))
+        out.append(Figure(f"{key}.coverage", f"90 % interval coverage on {row['test']} ({who})", row["coverage"],
+                          "", target=0.85, better="higher"))
+    return out

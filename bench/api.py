@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from bench.results import Figure
 from core.data import queries, store
 from core.data.sensors import mnemonic
 from core.errors import UserError
@@ -252,3 +253,19 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"{'server RSS (MiB)':<28} {rss['after_warmup']:.0f} after warm-up, {rss['before_load']:.0f} before "
                  f"the mixed load, {rss['after_load']:.0f} after it ({rss['load_growth']:+.1f})")
     return "\n".join(lines)
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Single-client latency, 8-client throughput, a batch of 100 and the mixed load's errors and memory."""
+    return [
+        Figure("api.predict_p95_ms", "API predict with SHAP factors, 1 client, p95", result["single_predict"]["p95_ms"],
+               "ms", target=50.0),
+        Figure("api.predictions_per_s", f"API predictions/s, {result['throughput']['clients']} clients with factors",
+               result["throughput"]["predictions_per_s"], "/s", target=100.0, better="higher"),
+        Figure("api.batch_100_s", "API batch-predict of 100 engines (median)", result["batch_100"]["median_s"], "s",
+               target=0.5),
+        Figure("api.mixed_load_errors", "API mixed load, 60 s: errors", result["mixed_load"]["errors"], "",
+               target=0.0),
+        Figure("api.rss_growth_mb", "Server RSS growth over the mixed load", result["rss_mb"]["load_growth"], "MiB",
+               target=50.0),
+    ]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.results import Figure
 from core.errors import UserError
 from core.serving import scoring, whatif
 
@@ -148,3 +149,11 @@ def render(result: dict[str, Any]) -> str:
     lines += [f"{name:<36} {value}" for name, value in rows]
     lines.append(f"what-if engine: {result['whatif_engine']}")
     return "\n".join(lines)
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """The headline figures: one what-if's p95 (features + ensemble + interval + SHAP) and scoring the fleet."""
+    return [Figure("latency.whatif_p95_ms", "What-if with SHAP, in process, p95", result["whatif_p95_ms"], "ms",
+                   target=50.0),
+            Figure("latency.fleet_score_s", f"Score {result['engines']:,} engines (read + predict)",
+                   result["fleet_score_s"], "s", target=2.0)]

@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.results import Figure
 from core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,3 +192,18 @@ def render(result: dict[str, Any]) -> str:
                  f"it), settled after {result['first_settled_s']:.2f} s (from start)")
     lines.append(f"idle Models page: {result['idle_cpu_s_per_s']:.4f} CPU-s per s over {result['idle_seconds']:.0f} s")
     return "\n".join(lines)
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Issue 12's figures in Chromium: the first page's content after the browser opened it (target 2 s), each
+    page's warm visit (target 3 s), the idle Models page's CPU (target 0.05 CPU-s per s); and each page's first
+    visit after a start, which has no target."""
+    start = [Figure("pages.first_content_after_open_s", "First page's content after the browser opened it",
+                    result["first_content_after_open_s"], "s", target=2.0)]
+    first = [Figure(f"pages.{name}.first_s", f"{name.title()} page, first visit after a start", value, "s")
+             for name, value in result["first_visit_s"].items()]
+    warm = [Figure(f"pages.{name}.warm_s", f"{name.title()} page, warm visit (median)", value, "s", target=3.0)
+            for name, value in result["settle_s"].items()]
+    idle = [Figure("pages.idle_cpu_s_per_s", "Idle Models page, server CPU per second", result["idle_cpu_s_per_s"],
+                   "CPU-s/s", target=0.05)]
+    return start + first + warm + idle

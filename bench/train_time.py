@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from bench.accuracy import data_folder, machine, read_readings
+from bench.results import Figure
 from core.data.cmapss import SUBSETS
 from models.device import default_threads
 from models.training import TrainConfig, train
@@ -68,3 +69,12 @@ def render(result: dict[str, Any]) -> str:
                      f"{r['threads']:>3}  {trees:>16}  {r['lstm_epochs']:>6}  {r['val_rmse']:>8.2f}")
     lines.append(f"machine: {result['machine']['processor']}, {result['machine']['cpus']} CPUs")
     return "\n".join(lines)
+
+
+def figures(result: dict[str, Any]) -> list[Figure]:
+    """Wall time of each training: one subset (target 5 min) or all four in one model (target 6 min). The key names
+    the kind of device (``cpu``, ``cuda``), the label the device itself."""
+    return [Figure(f"train_time.{row['train']}.{row['device'].split()[0]}.wall_s",
+                   f"Train the default recipe on {'all four subsets' if row['train'] == 'ALL' else row['train']}, "
+                   f"on {row['device']}", row["wall_s"], "s", target=360.0 if row["train"] == "ALL" else 300.0)
+            for row in result["results"]]
