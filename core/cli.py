@@ -1,7 +1,9 @@
 """``python -m core <command>``: the command-line interface, sharing the code the pages use.
 
 Every subcommand accepts ``--json``; success exits 0, a failure exits 1 with one
-sentence on stderr and no traceback.
+sentence on stderr and no traceback. Text output escapes control and format characters in every string it
+shows (ESC is printed as ``\\x1b``; see :func:`core.data.names.escape`), so no stored or typed name can drive
+the terminal or break a table; JSON output is escaped by :func:`json.dumps`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import json
 import pkgutil
 import sys
 from types import ModuleType
+from typing import Any
 
 import core.commands
+from core.data.names import escape
 from core.errors import UserError
 
 
@@ -44,6 +48,17 @@ def _default_render(result: dict) -> str:
     return json.dumps(result, indent=2, default=str)
 
 
+def _escaped(value: Any) -> Any:
+    """`value` with every string in it (keys included) passed through :func:`escape`, for text output."""
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_escaped(v) for v in value)
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command, print its result; return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -53,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = module.run(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {escape(str(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted.", file=sys.stderr)
@@ -61,5 +76,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, default=str))
     else:
-        print(getattr(module, "render", _default_render)(result))
+        print(getattr(module, "render", _default_render)(_escaped(result)))
     return 0

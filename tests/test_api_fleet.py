@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from starlette.testclient import TestClient
@@ -140,16 +140,84 @@ def test_outcomes_and_engine_history(server, home) -> None:
     assert bad_cycle.status_code == 422 and bad_cycle.json()["field"] == "cycle"
 
 
+HOSTILE_NAMES = [
+    ("\x1b", "an escape character (U+001B)"),
+    ("\x07", "a bell character (U+0007)"),
+    ("\r", "a carriage return (U+000D)"),
+    ("\n", "a line feed (U+000A)"),
+    ("\x00", "a null character (U+0000)"),
+    ("\u200b", "a zero-width space (U+200B)"),
+    ("\u202e", "the invisible format character right-to-left override (U+202E)"),
+]
+
+
+def test_names_with_control_or_format_characters_are_refused_naming_the_field(server, home) -> None:
+    client, _ = server
+    rows = _fleet_rows(home, (1,), last=3)
+    for char, described in HOSTILE_NAMES:
+        bad_id = [dict(rows[0]), dict(rows[1], engine=f"ESN{char}-1")]
+        response = client.post("/api/v1/readings", json={"dataset": "line-A", "readings": bad_id})
+        assert response.status_code == 422 and response.json() == {
+            "detail": f"readings[1].engine: the engine id 'ESN…' contains {described} at position 4.",
+            "field": "readings[1].engine"}
+        response = client.post("/api/v1/readings", json={"dataset": f"line{char}[2J", "readings": rows})
+        assert response.status_code == 422 and response.json() == {
+            "detail": f"The field 'dataset' is not valid: the dataset name 'line…' contains {described} at "
+                      "position 5.",
+            "field": "dataset"}
+        for field, value in (("engine", f"ESN{char}-1"), ("dataset", f"line{char}-A")):
+            body = {"dataset": "line-A", "engine": "ESN-1", "cycle": 5, "event": "inspection", field: value}
+            response = client.post("/api/v1/outcomes", json=body)
+            assert response.status_code == 422 and response.json()["field"] == field
+            assert described in response.json()["detail"]
+        response = client.post("/api/v1/predict", json={"engine": f"ESN{char}", "readings": rows})
+        assert response.status_code == 422 and response.json()["field"] == "engine"
+    assert not [d for d in client.get("/api/v1/health").json()["datasets"] if d["name"].startswith("line")]
+
+
+def test_look_alike_engine_ids_are_one_engine_through_the_api(server, home) -> None:
+    client, _ = server
+    rows = _fleet_rows(home, (1,), last=10)
+    first = [dict(r, engine="ESN-7001") for r in rows[:6]]
+    wide = [dict(r, engine="ＥＳＮ-7001") for r in rows[6:]]
+    assert client.post("/api/v1/readings", json={"dataset": "line-A", "readings": first}).status_code == 200
+    added = client.post("/api/v1/readings", json={"dataset": " ｌｉｎｅ-A", "readings": wide})
+    assert added.status_code == 200, added.text
+    assert added.json()["new_engines"] == [] and added.json()["dataset"] == "line-A"
+    line = next(d for d in client.get("/api/v1/health").json()["datasets"] if d["name"] == "line-A")
+    assert (line["engines"], line["rows"]) == (1, 10)
+    hidden = [dict(rows[0], engine="ESN\u200b-7001")]
+    assert client.post("/api/v1/readings", json={"dataset": "line-A", "readings": hidden}).status_code == 422
+    history = client.get("/api/v1/engines/line-A/ＥＳＮ-7001")
+    assert history.status_code == 200 and history.json()["engine"] == "ESN-7001"
+    outcome = client.post("/api/v1/outcomes", json={"dataset": "line-A", "engine": "ＥＳＮ-7001", "cycle": 12,
+                                                     "event": "inspection"})
+    assert outcome.status_code == 200 and outcome.json()["engine"] == "ESN-7001"
+
+
+def test_the_openapi_states_the_name_limits_and_rule() -> None:
+    from core.data import names
+    from core.server.schemas import BatchRequest, EngineReadings, OutcomeRequest, ReadingsRequest
+
+    for model, field, limit in ((OutcomeRequest, "engine", 64), (EngineReadings, "engine", 64),
+                                (OutcomeRequest, "dataset", 100), (ReadingsRequest, "dataset", 100)):
+        spec = model.model_json_schema()["properties"][field]
+        assert (spec["maxLength"], spec["minLength"], spec["pattern"]) == (limit, 1, names.json_pattern())
+    dataset = BatchRequest.model_json_schema()["properties"]["dataset"]["anyOf"][0]
+    assert dataset["maxLength"] == names.DATASET_MAX_CHARS == 100
+    assert names.ENGINE_MAX_CHARS == 64
+
+
 # -------------------------------------------------------------------------------------- alerts
 
 
 class _Receiver(BaseHTTPRequestHandler):
     """Collects POSTed JSON; answers 500 to the first `fail_first` requests."""
 
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
     fail_first = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).received.append(body)
         failing = len(type(self).received) <= type(self).fail_first

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench import hostile_files
@@ -164,3 +165,80 @@ def test_cancelled_work_stops_with_nothing_written(pm_home: Path, hostile: Path,
         ingest.load([deep], cancelled=cancelled)
     assert asked
     assert_nothing_written(pm_home)
+
+
+# ----------------------------------------------------------------------------- hostile names (issue 24)
+
+HOSTILE_NAMES = [
+    ("\x1b", "an escape character (U+001B)"),
+    ("\x07", "a bell character (U+0007)"),
+    ("\r", "a carriage return (U+000D)"),
+    ("\n", "a line feed (U+000A)"),
+    ("\x00", "a null character (U+0000)"),
+    ("\u200b", "a zero-width space (U+200B)"),
+    ("\u202e", "the invisible format character right-to-left override (U+202E)"),
+]
+"""Each hostile character and how a refusal names it."""
+CSV_TEXT = [(c, d) for c, d in HOSTILE_NAMES if c != "\x00"]
+"""What a CSV field can carry (a NUL makes the file binary, refused as such)."""
+
+
+def with_engine_ids(lines: list[str], second: str) -> pd.DataFrame:
+    """The readings of `lines` with engine 1 named ESN-1 and engine 2 named `second`."""
+    frame = hostile_files.readings_frame(lines)
+    ids = frame.pop("unit").map({1: "ESN-1", 2: second})
+    return frame.assign(engine=ids)[["engine", *frame.columns]]
+
+
+@pytest.mark.parametrize(("char", "described"), CSV_TEXT)
+def test_csv_engine_ids_with_control_or_format_characters_are_refused(
+        pm_home: Path, hostile: Path, lines: list[str], char: str, described: str) -> None:
+    frame = with_engine_ids(lines, f"ESN{char}-2")
+    first_row_of_engine_2 = int((frame["engine"] != "ESN-1").to_numpy().argmax())
+    upload = ("fleet_names.csv", frame.to_csv(index=False).encode())
+    assert refusal([upload]) == (f"fleet_names.csv line {first_row_of_engine_2 + 2}: the engine id 'ESN…' contains "
+                                 f"{described} at position 4.")
+    assert_nothing_written(pm_home)
+
+
+@pytest.mark.parametrize(("char", "described"), HOSTILE_NAMES)
+def test_parquet_engine_ids_with_control_or_format_characters_are_refused(
+        pm_home: Path, hostile: Path, lines: list[str], char: str, described: str) -> None:
+    path = hostile / "fleet_names.parquet"
+    frame = with_engine_ids(lines, f"ESN{char}-2")
+    frame.to_parquet(path)
+    first = int((frame["engine"] != "ESN-1").to_numpy().argmax())
+    assert refusal([path]) == (f"{path} row {first + 1}: the engine id 'ESN…' contains {described} at position 4.")
+    assert_nothing_written(pm_home)
+
+
+@pytest.mark.parametrize(("char", "described"), HOSTILE_NAMES)
+def test_dataset_names_with_control_or_format_characters_are_refused(
+        pm_home: Path, hostile: Path, lines: list[str], char: str, described: str) -> None:
+    nasa = hostile / "train_FD001.txt"
+    nasa.write_text("\n".join(lines) + "\n")
+    assert refusal([nasa], dataset=f"line{char}[2J") == (
+        f"The dataset name 'line…' contains {described} at position 5.")
+    with pytest.raises(UserError, match="^The dataset name 'line…' contains"):
+        ingest.inspect([nasa], dataset=f"line{char}[2J")
+    upload = (f"line{char}A.txt", ("\n".join(lines) + "\n").encode())
+    message = refusal([upload])
+    assert message.endswith(f": the dataset name 'line…' contains {described} at position 5, taken from the file "
+                            "name; give the dataset another name or rename the file.")
+    assert char not in message
+    assert_nothing_written(pm_home)
+
+
+def test_look_alike_engine_ids_in_files_are_one_engine(pm_home: Path, hostile: Path, lines: list[str]) -> None:
+    frame = with_engine_ids(lines, "ESN-2")
+    cycles = frame["cycle"].to_numpy()
+    last = int(cycles[(frame["engine"] == "ESN-2").to_numpy()].max())
+    half = (frame["engine"] == "ESN-2").to_numpy() & (cycles > last // 2)
+    frame.loc[half, "engine"] = "ＥＳＮ-2"
+    frame.loc[frame["engine"] == "ESN-1", "engine"] = " ESN-1 "
+    path = hostile / "fleet_fold.csv"
+    frame.to_csv(path, index=False)
+    assert ingest.load([path], dataset="ｌｉｎｅ-A").datasets_added == ["line-A"]
+    with store.connect(read_only=True) as con:
+        assert queries.engines(con, "line-A")["engine"].tolist() == ["ESN-1", "ESN-2"]
+        assert queries.find_engine(con, "ｌｉｎｅ-A", "ＥＳＮ-2")["last_cycle"] == last

@@ -30,6 +30,7 @@ from pathlib import Path
 from core import config
 from core.access import passwords, throttle
 from core.access.roles import Role
+from core.data import names
 from core.errors import UserError
 
 USERS_FILE = "users.json"
@@ -111,8 +112,8 @@ def load_users() -> dict[str, User]:
 
 
 def find(name: str) -> User | None:
-    """The user called `name`, or None."""
-    return load_users().get(name)
+    """The user called `name` (compared folded, :func:`core.data.names.fold`), or None."""
+    return load_users().get(names.fold(name))
 
 
 def _write(path: Path, users: dict[str, User]) -> None:
@@ -162,7 +163,9 @@ def _existing(users: dict[str, User], name: str) -> User:
 
 
 def add_user(name: str, role: Role, password: str | None, sso: bool = False) -> User:
-    """Add a user with a password, or an sso user (no password: the identity provider vouches for them)."""
+    """Add a user with a password, or an sso user (no password: the identity provider vouches for them); the name
+    is normalised by :mod:`core.data.names` first."""
+    name = names.normalise(name, names.USER)
     if not NAME_PATTERN.fullmatch(name):
         raise UserError(f"'{name}' is not a usable user name: 1 to 64 letters, digits and . _ @ + -, starting "
                         "with a letter or digit.")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.data import store
+from core.data import names, store
 from core.monitoring import drift, statistics, verdicts
 
 HELP = "compare a dataset with a reference: per-sensor drift, drift share and a retraining verdict"
@@ -18,8 +18,9 @@ NO_MODEL_REASON = "no model"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``drift``."""
-    parser.add_argument("--reference", required=True, help="reference dataset name, e.g. train_FD001")
-    parser.add_argument("--current", required=True, help="current dataset name, e.g. train_FD002")
+    dataset = names.argument(names.DATASET)
+    parser.add_argument("--reference", required=True, type=dataset, help="reference dataset name, e.g. train_FD001")
+    parser.add_argument("--current", required=True, type=dataset, help="current dataset name, e.g. train_FD002")
     parser.add_argument("--normalised", action="store_true", help="compare after operating-regime normalisation")
     parser.add_argument("--method", choices=statistics.METHODS, default="psi", help="statistic that decides (default psi)")
     parser.add_argument("--warn", type=float, default=None, help="warn threshold of the method (psi default 0.1)")

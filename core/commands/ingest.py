@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.data import ingest, store
+from core.data import ingest, names, store
 
 HELP = "load C-MAPSS files (.txt, .txt.gz, NASA zip, folders, CSV/Parquet) into the fleet store"
 
@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--role", choices=["history", "fleet", "evaluation"],
                         help="what the data is for (default from the file name: train_* history, test_* "
                              "evaluation, anything else fleet)")
-    parser.add_argument("--dataset", metavar="NAME",
+    parser.add_argument("--dataset", metavar="NAME", type=names.argument(names.DATASET),
                         help="load into this dataset (default: the file name); an existing fleet or evaluation "
                              "dataset gets the new readings appended")
 

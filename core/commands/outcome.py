@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from core.data import fleet_ops
+from core.data import fleet_ops, names
 
 HELP = "record an engine's failure, removal (closes it; its readings become history) or inspection"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``outcome``."""
-    parser.add_argument("--dataset", required=True, metavar="NAME", help="the in-service dataset holding the engine")
-    parser.add_argument("--engine", required=True, metavar="ID", help="the engine id as the operator writes it")
+    parser.add_argument("--dataset", required=True, metavar="NAME", type=names.argument(names.DATASET),
+                        help="the in-service dataset holding the engine")
+    parser.add_argument("--engine", required=True, metavar="ID", type=names.argument(names.ENGINE),
+                        help="the engine id as the operator writes it")
     parser.add_argument("--cycle", required=True, type=int, metavar="N", help="the cycle of the event")
     parser.add_argument("--event", required=True, choices=list(fleet_ops.EVENTS), help="what happened")
     parser.add_argument("--note", default="", metavar="TEXT", help="free text kept with the outcome")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.data import names
+
 HELP = "score every engine of a dataset at its last cycle and record the predictions"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``score``."""
-    parser.add_argument("--dataset", required=True, help="dataset name, e.g. test_FD001")
+    parser.add_argument("--dataset", required=True, type=names.argument(names.DATASET),
+                        help="dataset name, e.g. test_FD001")
     parser.add_argument("--model", default="champion", help="model version, 'champion' (default) or 'challenger'")
     parser.add_argument("--no-record", action="store_true", help="do not write the predictions to the store")
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from core.data import names
 from core.data.cmapss import SUBSETS
 from core.errors import UserError
 
@@ -15,7 +16,8 @@ HELP = "train the XGBoost + LSTM ensemble, log it to MLflow and register a new v
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``train``."""
     parser.add_argument("--subsets", nargs="+", choices=SUBSETS, help="train on train_FD00x of these subsets")
-    parser.add_argument("--datasets", nargs="+", help="or name the training datasets explicitly")
+    parser.add_argument("--datasets", nargs="+", type=names.argument(names.DATASET),
+                        help="or name the training datasets explicitly")
     parser.add_argument("--epochs", type=int, help="LSTM epochs (default: the model's default)")
     parser.add_argument("--trees", type=int, help="XGBoost trees (default: the model's default)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from core.data import names
 from core.data.cmapss import SUBSETS
 
 HELP = "tune both members' hyper-parameters on validation engines; keep the best recipe if it beats the current one"
@@ -13,7 +14,8 @@ HELP = "tune both members' hyper-parameters on validation engines; keep the best
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``tune``."""
     parser.add_argument("--subsets", nargs="+", choices=SUBSETS, help="tune on train_FD00x of these subsets")
-    parser.add_argument("--datasets", nargs="+", help="or name the training datasets explicitly")
+    parser.add_argument("--datasets", nargs="+", type=names.argument(names.DATASET),
+                        help="or name the training datasets explicitly")
     parser.add_argument("--trials", type=int, default=10, help="Optuna trials after the baseline (default 10)")
     parser.add_argument("--epochs", type=int, help="LSTM epochs per trial (default: the recipe's)")
     parser.add_argument("--trees", type=int, help="XGBoost trees per trial (default: the recipe's)")

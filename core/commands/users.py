@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from core.access import roles, users
+from core.data import names
 from core.errors import UserError
 
 HELP = "manage the dashboard's users: add, list, remove, set-role, password, token, revoke-tokens"
@@ -21,7 +22,8 @@ def _sub(actions: Any, name: str, help_text: str, with_name: bool = True) -> arg
     parser = actions.add_parser(name, help=help_text, description=help_text)
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON")
     if with_name:
-        parser.add_argument("name", metavar="NAME", help="the user's name (for sso users: their e-mail)")
+        parser.add_argument("name", metavar="NAME", type=names.argument(names.USER),
+                            help="the user's name (for sso users: their e-mail)")
     return parser
 
 

@@ -4,7 +4,8 @@ Accepted sources: paths to NASA's whitespace ``.txt`` files (optionally ``.gz``)
 (an outer zip wrapping ``CMAPSSData.zip``), folders, CSV or Parquet files with the 26
 :data:`core.data.cmapss.COLUMNS` and a header, or ``(filename, bytes)`` pairs from an upload.
 ``RUL_FD00x`` files hold one positive whole number per line and fill ``rul_truth`` of
-``test_FD00x`` whichever is loaded first.
+``test_FD00x`` whichever is loaded first. Dataset names (given, or taken from the file name) and engine ids
+follow the rule for names of :mod:`core.data.names` (normalised; control and format characters refused).
 
 Work goes in three steps and nothing is written until the last: (1) zips and gzip files are unpacked,
 streaming, into a temporary folder within the limits of :mod:`core.data.archives` (file size, everything
@@ -31,7 +32,7 @@ import duckdb
 import numpy as np
 
 from core import config
-from core.data import import_root, queries, store, writes
+from core.data import import_root, names, queries, store, writes
 from core.data.archives import CHUNK, Blob, Cancelled, Leaf, Limits, Unpacker, megabytes, wanted_file
 from core.data.cmapss import parse_file_name
 from core.data.parsing import parse_readings, parse_rul, strip_bom
@@ -160,12 +161,18 @@ def _error_report(label: str, filename: str, source: str, message: str) -> FileR
 
 
 def _report(leaf: Leaf, ctx: _Context) -> FileReport:
-    fn = parse_file_name(leaf.filename)
+    """What `leaf` would load as; an error report when the dataset name its file name gives is refused."""
+    fn = parse_file_name(names.fold(leaf.filename))
     report = FileReport(file=leaf.label, name=fn.name, subset=fn.subset, role=fn.role, source=leaf.source,
                         target=fn.target)
     if fn.role != "truth":
         report.role = ctx.role or fn.role
         report.name = ctx.dataset or fn.name
+        phrase = None if ctx.dataset else names.refusal(fn.name, names.DATASET)
+        if phrase is not None:
+            report.status = "error"
+            report.message = (f"{names.escape(leaf.label)}: {phrase}, taken from the file name; give the dataset "
+                              "another name or rename the file.")
     return report
 
 
@@ -205,6 +212,8 @@ def _unpack(source: Leaf, unpacker: Unpacker, ctx: _Context, known: dict[str, st
         report = _report(leaf, ctx)
         parsed = _Parsed(report, leaf=leaf)
         batch.append(parsed)
+        if report.status == "error":
+            continue
         head = leaf.blob.head(65_536)
         if not strip_bom(head).strip() and leaf.blob.size() <= len(head):
             report.status, report.message = "error", f"{leaf.label} is empty."
@@ -352,6 +361,11 @@ def _parse_all(sources: Sequence[Source] | Source, progress: Progress | None, sh
     return batch
 
 
+def _dataset_name(dataset: str | None) -> str | None:
+    """The dataset name given for a load, normalised by the rule for names (UserError when refused)."""
+    return None if dataset is None else names.normalise(dataset, names.DATASET)
+
+
 def _known() -> dict[str, str]:
     if not config.paths().duckdb.exists():
         return {}
@@ -367,7 +381,7 @@ def inspect(sources: Sequence[Source] | Source, role: str | None = None, dataset
     would take. With `root`, paths outside that folder are refused; `cancelled` stops the work (raising
     :class:`core.data.archives.Cancelled`).
     """
-    ctx = _Context(role=role, dataset=dataset.strip() if dataset else None, root=root)
+    ctx = _Context(role=role, dataset=_dataset_name(dataset), root=root)
     batch = _parse_all(sources, None, 1.0, ctx, cancelled)
     if config.paths().duckdb.exists():
         with store.connect(read_only=True) as con:
@@ -400,9 +414,7 @@ def load(sources: Sequence[Source] | Source, progress: Progress | None = None, r
         if role == "sandbox":
             raise UserError("The sandbox role belongs to the production simulation; choose history, fleet or "
                             "evaluation.")
-    if dataset is not None and not dataset.strip():
-        raise UserError("The dataset name must not be empty.")
-    ctx = _Context(role=role, dataset=dataset.strip() if dataset else None, root=root, stop_at_first_error=True)
+    ctx = _Context(role=role, dataset=_dataset_name(dataset), root=root, stop_at_first_error=True)
     batch = _parse_all(sources, progress, 0.6, ctx, cancelled)
     failed = next((p.report for p in batch if p.report.status == "error"), None)
     if failed is not None:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from core.data import sensors, validation
+from core.data import names, sensors, validation
 from core.data.archives import CHUNK, Blob
 from core.data.cmapss import COLUMNS
 from core.errors import UserError
@@ -218,6 +218,9 @@ def _explain(blob: Blob, label: str, delimiter: str | None, order: list[int], sk
             if len(fields) != width:
                 return UserError(f"{label} line {lineno} has {len(fields)} values but a C-MAPSS reading needs "
                                  f"{width} (engine, cycle, 3 settings, 21 sensors).")
+            refused = names.refusal(fields[order[0]], names.ENGINE)
+            if refused is not None:
+                return UserError(f"{label} line {lineno}: {refused}.")
             for k, j in enumerate(order[1:], 1):
                 try:
                     float(fields[j])

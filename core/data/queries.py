@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import duckdb
 import pandas as pd
 
+from core.data import names
 from core.data.cmapss import COLUMNS
 from core.data.store import READING_COLUMNS_SQL, first_row
 from core.errors import UserError
@@ -38,15 +39,17 @@ def dataset_names(con: duckdb.DuckDBPyConnection, role: str | None = None) -> li
 
 
 def find_dataset(con: duckdb.DuckDBPyConnection, name: str) -> dict | None:
-    """The dataset row as a dict, or None when no dataset has that name."""
-    cur = con.execute(
-        "SELECT id, name, subset, role, source, sha256, rows, engines, loaded_at FROM datasets WHERE name = ?",
-        [name],
-    )
-    rows = cur.fetchall()
-    if not rows:
-        return None
-    return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+    """The dataset row as a dict, or None when no dataset has that name (compared as
+    :func:`core.data.names.lookup_keys` says: folded, then as given)."""
+    for key in names.lookup_keys(name):
+        cur = con.execute(
+            "SELECT id, name, subset, role, source, sha256, rows, engines, loaded_at FROM datasets WHERE name = ?",
+            [key],
+        )
+        rows = cur.fetchall()
+        if rows:
+            return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+    return None
 
 
 def get_dataset(con: duckdb.DuckDBPyConnection, name: str) -> dict:
@@ -138,17 +141,21 @@ def engine_ids(con: duckdb.DuckDBPyConnection, name: str) -> dict[int, str]:
 
 
 def find_engine(con: duckdb.DuckDBPyConnection, name: str, engine: str) -> dict | None:
-    """One engine of dataset `name` by its id (a dict like a row of :func:`engines`), or None."""
+    """One engine of dataset `name` by its id (a dict like a row of :func:`engines`), or None; the id is
+    compared as :func:`core.data.names.lookup_keys` says (folded, then as given)."""
     dataset_id = get_dataset(con, name)["id"]
-    cur = con.execute(
-        "SELECT e.unit, e.engine, min(r.cycle) AS first_cycle, max(r.cycle) AS last_cycle, e.closed_cycle, "
-        "e.closed_event, e.closed_at FROM engines e LEFT JOIN readings r ON r.dataset_id = e.dataset_id "
-        "AND r.unit = e.unit WHERE e.dataset_id = ? AND e.engine = ? "
-        "GROUP BY e.unit, e.engine, e.closed_cycle, e.closed_event, e.closed_at",
-        [dataset_id, str(engine).strip()],
-    )
-    rows = cur.fetchall()
-    return dict(zip([d[0] for d in cur.description], rows[0], strict=True)) if rows else None
+    for key in names.lookup_keys(str(engine)):
+        cur = con.execute(
+            "SELECT e.unit, e.engine, min(r.cycle) AS first_cycle, max(r.cycle) AS last_cycle, e.closed_cycle, "
+            "e.closed_event, e.closed_at FROM engines e LEFT JOIN readings r ON r.dataset_id = e.dataset_id "
+            "AND r.unit = e.unit WHERE e.dataset_id = ? AND e.engine = ? "
+            "GROUP BY e.unit, e.engine, e.closed_cycle, e.closed_event, e.closed_at",
+            [dataset_id, key],
+        )
+        rows = cur.fetchall()
+        if rows:
+            return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+    return None
 
 
 def engine_readings(con: duckdb.DuckDBPyConnection, name: str, unit: int) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from core.data import sensors
+from core.data import names, sensors
 from core.data.cmapss import COLUMNS, SENSORS, SETTINGS
 from core.errors import UserError
 
@@ -32,15 +32,17 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
 
 
-ENGINE_ID_MAX_CHARS = 64
+ENGINE_ID_MAX_CHARS = names.ENGINE_MAX_CHARS
 
 
 def engine_ids(values: object, label: str, where: Callable[[int], str] = _default_where) -> np.ndarray:
     """Engine ids as the operator writes them (text; whole numbers such as 7 or 7.0 become '7').
 
-    Refuses an empty or missing id, a number that is not whole, and ids longer than
-    :data:`ENGINE_ID_MAX_CHARS` characters. Each distinct id is checked and converted once, and every row of
-    the result refers to its engine's one string, so millions of rows cost one pointer each.
+    Text ids follow the rule for names (:mod:`core.data.names`): they are normalised (NFKC, surrounding
+    whitespace removed), so look-alikes such as ``ＥＳＮ-7001`` and ``ESN-7001`` are one engine. Refuses an
+    empty or missing id, a number that is not whole, an id holding a control or format character, and ids
+    longer than :data:`ENGINE_ID_MAX_CHARS` characters. Each distinct id is checked and converted once, and
+    every row of the result refers to its engine's one string, so millions of rows cost one pointer each.
     """
     return _engines(values, label, where)[0]
 
@@ -67,17 +69,20 @@ def _engines(values: object, label: str, where: Callable[[int], str]) -> tuple[n
             raise UserError(f"{label} {where(bad)}: the engine id is {shown}, which is not an id; "
                             "use text or whole numbers.")
         return number.astype(np.int64).astype(str).astype(object)[codes], codes
-    text = pd.Series(np.asarray(uniques, dtype=object)).astype(str).str.strip()
+    given = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    plain = given.str.fullmatch(r"[\x20-\x7e]*").to_numpy(dtype=bool)
+    text = given.str.strip()
+    text[~plain] = [names.fold(value) for value in given[~plain]]
     empty = first_row(np.flatnonzero((text == "").to_numpy()))
     if missing_row is not None and (empty is None or missing_row < empty):
         empty = missing_row
     if empty is not None:
         raise UserError(f"{label} {where(empty)}: the engine id is missing.")
-    long = first_row(np.flatnonzero((text.str.len() > ENGINE_ID_MAX_CHARS).to_numpy()))
-    if long is not None:
-        shown = str(raw[long]).strip()
-        raise UserError(f"{label} {where(long)}: the engine id '{shown[:20]}...' is longer than "
-                        f"{ENGINE_ID_MAX_CHARS} characters.")
+    refusals = {int(k): names.refusal(given[k], names.ENGINE)
+                for k in np.flatnonzero(~plain | (text.str.len() > ENGINE_ID_MAX_CHARS).to_numpy())}
+    bad = first_row(np.array([k for k, phrase in refusals.items() if phrase is not None], dtype=np.int64))
+    if bad is not None:
+        raise UserError(f"{label} {where(bad)}: {refusals[int(codes[bad])]}.")
     merged, distinct = pd.factorize(text, sort=False)
     return np.asarray(distinct, dtype=object)[merged][codes], merged[codes]
 
@@ -96,7 +101,8 @@ def validate_readings(
     and `where(i)` names row ``i`` (e.g. ``"line 12"``).
     Raises :class:`UserError` with one sentence for: a missing column, non-numeric or
     missing values, NaN/inf, values outside the plausibility bounds, a cycle that is not a positive
-    whole number, a missing or over-long engine id, a repeated (engine, cycle), cycles that do not
+    whole number, a missing or over-long engine id or one holding a control or format character
+    (:mod:`core.data.names`), a repeated (engine, cycle), cycles that do not
     increase within an engine, or no rows at all.
     """
     given = dict(columns.items()) if not isinstance(columns, pd.DataFrame) else {c: columns[c] for c in columns}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.data import sensors
+from core.data import names, sensors
 from core.data.cmapss import COLUMNS
 from core.data.queries import find_dataset, get_dataset, pending_truth_count, truth_file_sha
 from core.data.store import (
@@ -207,11 +207,17 @@ class Merge:
 
 def _map_units(con: duckdb.DuckDBPyConnection, dataset_id: int, label: str,
                ids: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """Unit number of each row's engine id: stored engines keep theirs, new ones follow the largest."""
+    """Unit number of each row's engine id: stored engines keep theirs, new ones follow the largest.
+
+    A stored id is matched as given and folded (:func:`core.data.names.fold`), so an id stored before the rule
+    for names (e.g. ``ＥＳＮ-7001``) is the same engine as the normalised one arriving (``ESN-7001``).
+    """
     stored = con.execute("SELECT engine, unit, closed_cycle, closed_event FROM engines WHERE dataset_id = ?",
                          [dataset_id]).fetchall()
-    known = {engine: int(unit) for engine, unit, _, _ in stored}
-    closed = {engine: (cycle, event) for engine, _, cycle, event in stored if event is not None}
+    known = {**{names.fold(engine): int(unit) for engine, unit, _, _ in stored},
+             **{engine: int(unit) for engine, unit, _, _ in stored}}
+    closed = {key: (cycle, event) for engine, _, cycle, event in stored if event is not None
+              for key in (names.fold(engine), engine)}
     touched = set(pd.unique(pd.Series(ids)))
     for engine in sorted(touched & closed.keys()):
         cycle, event = closed[engine]

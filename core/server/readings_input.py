@@ -3,7 +3,8 @@
 A reading is an object of column: value pairs; columns are the sensor table's storage names or
 mnemonics in any case (``sensor_3`` or ``T30``, ``setting_1`` or ``altitude``, see
 :mod:`core.data.sensors`). Every reading needs ``cycle``, the three settings and the 21 sensors, each a
-finite number; cycles must increase within an engine; then the ingest bounds apply
+finite number; cycles must increase within an engine; engine ids follow the rule for names
+(:mod:`core.data.names`); then the ingest bounds apply
 (:func:`core.data.validation.validate_readings`). Limits: ``PM_API_MAX_READINGS`` readings per request
 (default 250,000) and ``PM_API_MAX_ENGINE_READINGS`` per engine (default 5,000).
 """
@@ -19,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
+from core.data import names
 from core.data.cmapss import SENSORS, SETTINGS
 from core.data.sensors import canonical_column, label, mnemonic
 from core.data.validation import UNIT_CYCLE_MAX, validate_readings
@@ -166,16 +167,22 @@ def _numbers(readings: Sequence[dict], paths: Sequence[str], by_name: dict[str, 
 
 
 def _engine_ids(readings: Sequence[dict], paths: Sequence[str], key: str) -> list[str]:
-    """Each reading's engine id as text (a non-empty string, or a whole number written without quotes)."""
+    """Each reading's engine id as text (a non-empty string, or a whole number written without quotes),
+    normalised by the rule for names (:mod:`core.data.names`); each distinct id is checked once."""
+    checked: dict[str, str] = {}
     out = []
     for i, reading in enumerate(readings):
         value = reading[key]
-        if isinstance(value, str) and value.strip():
-            out.append(value.strip())
-        elif type(value) is int:
-            out.append(str(value))
-        else:
+        if type(value) is int:
+            value = str(value)
+        elif not isinstance(value, str) or not value.strip():
             raise InputError(f"{paths[i]}.{key}", f"{paths[i]}.{key} must name the engine as text, e.g. \"ESN-7001\".")
+        if value not in checked:
+            phrase = names.refusal(value, names.ENGINE)
+            if phrase is not None:
+                raise InputError(f"{paths[i]}.{key}", names.sentence(phrase, f"{paths[i]}.{key}"))
+            checked[value] = names.fold(value)
+        out.append(checked[value])
     return out
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from core.data import names
 
 READING_EXAMPLE = {"cycle": 31, "altitude": -0.0006, "mach": 0.0004, "tra": 100.0, "T2": 518.67, "T24": 642.58,
                    "T30": 1581.22, "T50": 1398.91, "P2": 14.62, "P15": 21.61, "P30": 554.42, "Nf": 2388.08,
@@ -13,11 +16,37 @@ READING_EXAMPLE = {"cycle": 31, "altitude": -0.0006, "mach": 0.0004, "tra": 100.
                    "W31": 38.81, "W32": 23.3552}
 
 
+def _name_rule(kind: names.Kind) -> BeforeValidator:
+    """Normalise a name field by :mod:`core.data.names`, refusing it with that rule's sentence."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        phrase = names.refusal(value, kind)
+        if phrase is not None:
+            raise PydanticCustomError("name", "{reason}", {"reason": phrase})
+        return names.fold(value)
+
+    return BeforeValidator(check)
+
+
+def _name_field(kind: names.Kind) -> Any:
+    return Field(min_length=1, max_length=kind.max_chars, json_schema_extra={"pattern": names.json_pattern()})
+
+
+RULE = ("NFKC-normalised with surrounding whitespace removed (a fullwidth ＥＳＮ-7001 is ESN-7001); no control or "
+        "format characters (e.g. ESC, CR, LF, NUL, zero-width space, bidi overrides)")
+DatasetName = Annotated[str, _name_rule(names.DATASET), _name_field(names.DATASET)]
+"""A dataset name: :data:`RULE`, at most :data:`core.data.names.DATASET_MAX_CHARS` characters."""
+EngineId = Annotated[str, _name_rule(names.ENGINE), _name_field(names.ENGINE)]
+"""An engine id: :data:`RULE`, at most :data:`core.data.names.ENGINE_MAX_CHARS` characters."""
+
+
 class EngineReadings(BaseModel):
     """One engine and its readings in cycle order."""
 
     model_config = ConfigDict(extra="forbid")
-    engine: str = Field(min_length=1, max_length=200, description="the engine's id as the operator writes it")
+    engine: EngineId = Field(description=f"the engine's id as the operator writes it; {RULE}")
     readings: list[Any] = Field(description="readings in increasing cycle order: objects with cycle, the three "
                                             "settings and the 21 sensors, by storage name or mnemonic",
                                 examples=[[READING_EXAMPLE]])
@@ -28,8 +57,8 @@ class BatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     engines: list[EngineReadings] | None = Field(default=None, description="engines with their readings")
-    dataset: str | None = Field(default=None, description="score every engine of this stored dataset instead "
-                                                          "(the predictions are recorded)")
+    dataset: DatasetName | None = Field(default=None, description="score every engine of this stored dataset "
+                                                                  f"instead (the predictions are recorded); {RULE}")
     factors: bool = Field(default=False, description="also return each engine's top SHAP factors (slower)")
 
 
@@ -37,7 +66,7 @@ class ReadingsRequest(BaseModel):
     """Readings to append to a fleet dataset; each names its engine."""
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(min_length=1, max_length=200)
+    dataset: DatasetName = Field(description=f"the fleet dataset (created if new); {RULE}")
     readings: list[Any] = Field(description="objects with engine, cycle, the three settings and the 21 sensors",
                                 examples=[[{"engine": "ESN-7001", **READING_EXAMPLE}]])
 
@@ -46,8 +75,8 @@ class OutcomeRequest(BaseModel):
     """What happened to an engine (as ``python -m core outcome``)."""
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(min_length=1, max_length=200)
-    engine: str = Field(min_length=1, max_length=200)
+    dataset: DatasetName = Field(description=f"the in-service dataset holding the engine; {RULE}")
+    engine: EngineId = Field(description=f"the engine's id; {RULE}")
     cycle: int = Field(ge=1, description="the cycle at which it happened")
     event: str = Field(min_length=1, max_length=50, description="e.g. failure or removal")
     note: str = Field(default="", max_length=2000)
