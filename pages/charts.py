@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.data import sensors as sensor_table
+from models.explain import APPROXIMATION, apportion
+
+if TYPE_CHECKING:
+    from models.explain import Breakdown
 
 
 def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:
@@ -166,58 +170,127 @@ def prediction_history(predictions: pd.DataFrame, closed_cycle: int, cap: float,
                    title="Stored predictions against the RUL that was realised", legend=dict(orientation="h", y=-0.2))
 
 
+def _term_labels(breakdown: Breakdown) -> list[str]:
+    """The labels of a breakdown's terms after the base: each listed input, the other inputs, the approximation."""
+    return [*(sensor_table.feature_label(name) for name, _ in breakdown.factors),
+            f"{breakdown.others} other inputs", APPROXIMATION]
+
+
+def _term_values(breakdown: Breakdown) -> list[float]:
+    return [*(value for _, value in breakdown.factors), breakdown.other_inputs, breakdown.approximation]
+
+
+def explanation_waterfall(breakdown: Breakdown) -> go.Figure:
+    """How the served RUL adds up, as a waterfall: the fleet-average prediction, each listed input's contribution,
+    the other inputs together, the approximation, and the predicted RUL (the total: the served RUL).
+
+    The bars are exact; their labels are whole cycles rounded to add up to the rounded RUL (``apportion``), the
+    number the headline shows.
+    """
+    names = ["fleet-average prediction", *_term_labels(breakdown), "predicted RUL"]
+    values = [breakdown.base, *_term_values(breakdown)]
+    shown = apportion(values, round(breakdown.rul))
+    fig = go.Figure(go.Waterfall(
+        orientation="h", y=names, x=[*values, 0.0], measure=["absolute", *["relative"] * (len(values) - 1), "total"],
+        increasing={"marker_color": "#2ca02c"}, decreasing={"marker_color": "#d62728"},
+        totals={"marker_color": "#1f77b4"},
+        text=[f"{shown[0]}", *(f"{v:+d}" for v in shown[1:]), f"{round(breakdown.rul)}"],
+        customdata=[*values, breakdown.rul],
+        hovertemplate="%{y}: %{customdata:+.1f} cycles<extra></extra>",
+    ))
+    return _layout(fig, 120 + 26 * len(names), yaxis={"autorange": "reversed", "automargin": True},
+                   xaxis_title="RUL (cycles)",
+                   title=f"Ensemble: from the fleet average to the predicted RUL of {round(breakdown.rul)} cycles")
+
+
 def tree_waterfall(tree: pd.Series, base: float, top: int = 12) -> go.Figure:
-    """Waterfall of the XGBoost part: expected value, the `top` feature contributions, the rest, the output."""
+    """Waterfall of the XGBoost part: expected value, the `top` feature contributions, the rest, and the regressor's
+    output before it is clipped to [0, cap] (the ensemble's approximation accounts for the clipping)."""
     order = tree.abs().sort_values(ascending=False).index
     shown = tree[order[:top]]
     rest = float(tree[order[top:]].sum())
     names = ["expected value", *map(sensor_table.feature_label, shown.index),
-             f"{len(order) - len(shown)} other features", "XGBoost RUL"]
+             f"{len(order) - len(shown)} other features", "XGBoost output"]
     values = [base, *shown.to_numpy(), rest, 0.0]
     measures = ["absolute", *["relative"] * (len(shown) + 1), "total"]
     fig = go.Figure(go.Waterfall(
         orientation="h", y=names, x=values, measure=measures,
-        increasing=dict(marker_color="#2ca02c"), decreasing=dict(marker_color="#d62728"),
-        totals=dict(marker_color="#1f77b4"), text=[f"{v:+.1f}" for v in values[:-1]] + [""],
+        increasing={"marker_color": "#2ca02c"}, decreasing={"marker_color": "#d62728"},
+        totals={"marker_color": "#1f77b4"}, text=[f"{v:+.1f}" for v in values[:-1]] + [""],
     ))
-    return _layout(fig, 120 + 26 * len(names), yaxis=dict(autorange="reversed", automargin=True),
-                   xaxis_title="RUL (cycles)",
+    return _layout(fig, 120 + 26 * len(names), yaxis={"autorange": "reversed", "automargin": True},
+                   xaxis_title="RUL (cycles, before clipping)",
                    title="XGBoost: top feature contributions (TreeSHAP)")
 
 
-def lstm_heatmap(values: np.ndarray, channels: list[str], cycles: list[int]) -> go.Figure:
-    """LSTM attributions (window × channels) as a heatmap: red lowers RUL, blue raises it.
+def _short(name: str) -> str:
+    """A short row label for an explanation input: the sensor's mnemonic, or ``age``."""
+    return "age" if name == "age" else sensor_table.mnemonic(name)
 
-    `channels` are the rows' labels, one per channel and distinct (see ``whatif.lstm_channel_labels``).
-    """
-    z = np.asarray(values, dtype=float).T
-    limit = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(
-        z=z, x=cycles, y=channels, zmin=-limit, zmax=limit,
-        colorscale="RdBu", colorbar=dict(title="cycles"),
-        hovertemplate="%{y} at cycle %{x}: %{z:+.2f} cycles<extra></extra>",
+
+ROW_PX = 22
+"""Height of one row of the LSTM charts: their height follows the number of rows, never the labels' length."""
+LSTM_MARGIN = {"l": 90, "r": 10, "t": 40, "b": 45}
+"""Fixed margins of the LSTM charts (row labels are mnemonics, which fit in 90 px)."""
+
+
+def lstm_totals(by_sensor: pd.DataFrame) -> go.Figure:
+    """The LSTM part per input (cycles, summed over its window and channels) as horizontal bars, largest effect on
+    top, rows labelled by mnemonic (the full label in the hover)."""
+    shown = by_sensor.reindex(by_sensor["lstm"].abs().sort_values(ascending=False, kind="stable").index)
+    labels = [_short(name) for name in shown["input"]]
+    fig = go.Figure(go.Bar(
+        y=labels, x=shown["lstm"], orientation="h",
+        marker_color=["#d62728" if v < 0 else "#2ca02c" for v in shown["lstm"]],
+        customdata=[sensor_table.feature_label(name) for name in shown["input"]],
+        hovertemplate="%{customdata}: %{x:+.1f} cycles<extra></extra>",
     ))
-    return _layout(fig, 420, xaxis_title="cycle", title="LSTM: SHAP per sensor and time (expected gradients)")
+    fig.update_yaxes(autorange="reversed", automargin=False)
+    fig.update_xaxes(automargin=False)
+    fig.update_layout(height=LSTM_MARGIN["t"] + LSTM_MARGIN["b"] + ROW_PX * len(labels), margin=LSTM_MARGIN,
+                      xaxis_title="effect on the LSTM's RUL (cycles)",
+                      title="LSTM: effect of each input over its window")
+    return fig
 
 
-def sensor_attribution(by_sensor: pd.DataFrame, top: int = 10, compare: pd.DataFrame | None = None) -> go.Figure:
-    """Combined per-sensor attribution (cycles) as horizontal bars; with `compare`, a second set (baseline)."""
-    shown = by_sensor.head(top).iloc[::-1]
-    labels = [sensor_table.feature_label(name) for name in shown["input"]]
+def lstm_heatmap(over_time: pd.DataFrame, cycles: list[int]) -> go.Figure:
+    """LSTM attributions per input (rows, e.g. ``Explanation.lstm_over_time()``) and cycle (columns) as a heatmap:
+    red lowers RUL, blue raises it. Rows are labelled by mnemonic; the height follows the number of rows."""
+    z = over_time.to_numpy(dtype=float)
+    limit = float(np.abs(z).max()) or 1.0
+    labels = [_short(name) for name in over_time.index]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=cycles, y=labels, zmin=-limit, zmax=limit, colorscale="RdBu", colorbar={"title": "cycles"},
+        customdata=np.array([[sensor_table.feature_label(name)] * len(cycles) for name in over_time.index]),
+        hovertemplate="%{customdata} at cycle %{x}: %{z:+.2f} cycles<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", automargin=False)
+    fig.update_xaxes(automargin=False)
+    fig.update_layout(height=LSTM_MARGIN["t"] + LSTM_MARGIN["b"] + ROW_PX * len(labels), margin=LSTM_MARGIN,
+                      xaxis_title="cycle", title="LSTM: effect per input and cycle (expected gradients)")
+    return fig
+
+
+def sensor_attribution(breakdown: Breakdown, compare: Breakdown | None = None) -> go.Figure:
+    """The terms of a breakdown (each listed input, the other inputs, the approximation) as horizontal bars, with the
+    base and the RUL they add up to in the title; with `compare` (the baseline, listing the same inputs), its terms
+    as a second set of bars."""
+    labels = _term_labels(breakdown)[::-1]
+    values = _term_values(breakdown)[::-1]
     fig = go.Figure()
     if compare is not None:
-        base = compare.set_index("input").reindex(shown["input"])
-        fig.add_trace(go.Bar(y=labels, x=base["combined"], orientation="h", name="baseline",
-                             marker_color="#c7c7c7"))
+        fig.add_trace(go.Bar(y=labels, x=_term_values(compare)[::-1], orientation="h", name="baseline",
+                             marker_color="#c7c7c7", hovertemplate="%{y}: %{x:+.1f} cycles<extra></extra>"))
     fig.add_trace(go.Bar(
-        y=labels, x=shown["combined"], orientation="h", name="what-if" if compare is not None else "ensemble",
-        marker_color=["#d62728" if v < 0 else "#2ca02c" for v in shown["combined"]],
-        customdata=shown[["xgb", "lstm"]].to_numpy(),
-        hovertemplate="%{y}: %{x:+.1f} cycles (XGBoost %{customdata[0]:+.1f}, LSTM %{customdata[1]:+.1f})"
-                      "<extra></extra>",
+        y=labels, x=values, orientation="h", name="what-if" if compare is not None else "explanation",
+        marker_color=["#d62728" if v < 0 else "#2ca02c" for v in values],
+        hovertemplate="%{y}: %{x:+.1f} cycles<extra></extra>",
     ))
-    return _layout(fig, 120 + 24 * len(shown), barmode="group", xaxis_title="effect on RUL (cycles)",
-                   title="Ensemble: effect of each input on the predicted RUL", showlegend=compare is not None)
+    title = f"From the fleet average of {breakdown.base:.0f} cycles to "
+    title += (f"{round(compare.rul)} (baseline) and {round(breakdown.rul)} cycles (what-if)" if compare is not None
+              else f"{round(breakdown.rul)} cycles")
+    return _layout(fig, 120 + 24 * len(labels), barmode="group", xaxis_title="effect on RUL (cycles)",
+                   yaxis={"automargin": True}, title=title, showlegend=compare is not None)
 
 
 def whatif_compare(baseline: dict[str, float], modified: dict[str, float]) -> go.Figure:
