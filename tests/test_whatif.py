@@ -158,14 +158,14 @@ def test_what_if_sentences_quote_the_served_rul_never_a_negative_one(steep: Ense
         shifts[sensor] = min(ends, key=lambda amount: whatif.what_if(steep, None, engine, {sensor: amount}, 30)
                              .modified.rul)
     result = whatif.what_if(steep, explainer, engine, shifts, 30, baseline=baseline)
-    explanation = result.modified.explanation
-    assert explanation.attributed < 0 <= result.modified.rul, "the unclipped blend is negative: the case to state"
-    for outcome in (result.baseline, result.modified):
+    for outcome in (result.modified, result.baseline):
         lines = whatif.labelled_sentences(outcome.explanation)
         assert f"predicted RUL to {outcome.rul:.0f} cycle" in lines[0]
         assert not re.search(r"-\s*\d", lines[0]), lines[0]
         stated = [int(n) for n in re.findall(r"(?:prediction of|RUL to) (-?\d+) cycle", lines[0])]
         assert len(stated) == 2 and all(0 <= n <= steep.cap for n in stated)
+    explanation = result.modified.explanation
+    assert explanation.attributed < 0 <= result.modified.rul, "the unclipped blend is negative: the case to state"
     b = explanation.breakdown(4)
     assert b.base + sum(v for _, v in b.factors) + b.remainder == pytest.approx(result.modified.rul, abs=0.5)
     assert explanation.clipping > 0.5

@@ -78,7 +78,12 @@ def test_the_why_tab_adds_up_to_the_served_rul_and_draws_the_lstm_readably(app_e
     assert headline == f"{served:.0f} cycles"
     lines = _sentences(app, "Starting from the fleet-average prediction")
     assert f"bring this engine's predicted RUL to {headline.split()[0]} cycle" in lines[0]
-    assert lines[-1].startswith(("The other", "The approximation"))
+    # The whole cycles the sentences state add up to the headline: the base, each input, the rest.
+    base = int(re.search(r"prediction of (\d+) cycle", lines[0]).group(1))
+    moves = [re.search(r"(down|up) by (\d+) cycle|under a cycle", line) for line in lines[1:]]
+    assert all(moves) and lines[-1].startswith(("The other", "The approximation"))
+    stated = base + sum(int(m.group(2)) * (-1 if m.group(1) == "down" else 1) for m in moves if m.group(1))
+    assert f"{stated} cycles" == headline
     charts = app.get("plotly_chart")
     assert len(charts) == 3  # how the RUL adds up, the XGBoost waterfall, the LSTM per input
     app.toggle(key="why_lstm_time").set_value(True).run()
