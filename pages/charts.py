@@ -194,7 +194,7 @@ def explanation_waterfall(breakdown: Breakdown) -> go.Figure:
         orientation="h", y=names, x=[*values, 0.0], measure=["absolute", *["relative"] * (len(values) - 1), "total"],
         increasing={"marker_color": "#2ca02c"}, decreasing={"marker_color": "#d62728"},
         totals={"marker_color": "#1f77b4"},
-        text=[f"{shown[0]}", *(f"{v:+d}" for v in shown[1:]), f"{round(breakdown.rul)}"],
+        text=[f"{shown[0]}", *(f"{v:+d}" for v in shown[1:]), f"{round(breakdown.rul)}"], textposition="outside",
         customdata=[*values, breakdown.rul],
         hovertemplate="%{y}: %{customdata:+.1f} cycles<extra></extra>",
     ))
@@ -219,7 +219,7 @@ def tree_waterfall(tree: pd.Series, base: float, top: int = 12) -> go.Figure:
         totals={"marker_color": "#1f77b4"}, text=[f"{v:+.1f}" for v in values[:-1]] + [""],
     ))
     return _layout(fig, 120 + 26 * len(names), yaxis={"autorange": "reversed", "automargin": True},
-                   xaxis_title="RUL (cycles, before clipping)",
+                   xaxis_title="cycles (before clipping)",
                    title="XGBoost: top feature contributions (TreeSHAP)")
 
 
@@ -286,11 +286,12 @@ def sensor_attribution(breakdown: Breakdown, compare: Breakdown | None = None) -
         marker_color=["#d62728" if v < 0 else "#2ca02c" for v in values],
         hovertemplate="%{y}: %{x:+.1f} cycles<extra></extra>",
     ))
-    title = f"From the fleet average of {breakdown.base:.0f} cycles to "
+    title = f"Effect of each input<br><sub>from the fleet average of {breakdown.base:.0f} cycles to "
     title += (f"{round(compare.rul)} (baseline) and {round(breakdown.rul)} cycles (what-if)" if compare is not None
-              else f"{round(breakdown.rul)} cycles")
-    return _layout(fig, 120 + 24 * len(labels), barmode="group", xaxis_title="effect on RUL (cycles)",
-                   yaxis={"automargin": True}, title=title, showlegend=compare is not None)
+              else f"{round(breakdown.rul)} cycles") + "</sub>"
+    _layout(fig, 140 + 24 * len(labels), barmode="group", xaxis_title="effect on RUL (cycles)",
+            yaxis={"automargin": True}, title=title, showlegend=compare is not None)
+    return fig.update_layout(margin={"t": 60})  # room for the title's second line
 
 
 def whatif_compare(baseline: dict[str, float], modified: dict[str, float]) -> go.Figure:

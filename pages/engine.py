@@ -250,7 +250,7 @@ with why_tab:
             f"blend are clipped to 0–{ensemble.cap:.0f} cycles, and the LSTM's attributions are estimated by "
             "sampling. σ is the sensor's spread within its operating regime in the training data."
         )
-        tree_col, lstm_col = st.columns(2)
+        tree_col, lstm_col = st.columns([3, 2])  # the trees' feature labels are long, the LSTM's mnemonics short
         tree_col.plotly_chart(charts.tree_waterfall(explanation.tree, explanation.tree_base), key="why_tree")
         lstm_col.plotly_chart(charts.lstm_totals(explanation.by_sensor), key="why_lstm")
         if w >= 1.0:

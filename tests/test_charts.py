@@ -153,7 +153,7 @@ def test_lstm_charts_keep_their_height_whatever_the_labels() -> None:
 def test_sensor_attribution_bars_with_and_without_baseline() -> None:
     after, before = _breakdown(), _breakdown(rul=40.0, approximation=-0.2)
     fig = charts.sensor_attribution(after)
-    assert len(fig.data) == 1 and "62 cycles to 19 cycles" in fig.layout.title.text
+    assert len(fig.data) == 1 and "62 cycles to 19 cycles" in fig.layout.title.text and fig.layout.margin.t == 60
     assert list(fig.data[0].y) == ["approximation", "11 other inputs", "T50 LPT outlet temperature (°R)",
                                    "engine age (cycles run)", "Ps30 HPC static pressure (psia)"]
     compared = charts.sensor_attribution(after, compare=before)
