@@ -30,7 +30,7 @@ def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:
             )
         fig.update_xaxes(title_text="tree" if phase == "xgboost" else "epoch", row=1, col=col)
     fig.update_yaxes(title_text="loss", row=1, col=1)
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3))
+    fig.update_layout(height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.3})
     return fig
 
 
@@ -39,7 +39,7 @@ RISK_COLOURS = {"HIGH": "#d62728", "MEDIUM": "#ff7f0e", "LOW": "#2ca02c"}
 
 
 def _layout(fig: go.Figure, height: int, **kwargs: Any) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), **kwargs)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, **kwargs)
     return fig
 
 
@@ -56,9 +56,9 @@ def fleet_rul(table: pd.DataFrame) -> go.Figure:
         if part.empty:
             continue
         fig.add_trace(go.Scatter(
-            x=part.index, y=part["rul"], mode="markers", name=level, marker=dict(color=colour, size=6),
-            error_y=dict(type="data", symmetric=False, array=part["rul_high"] - part["rul"],
-                         arrayminus=part["rul"] - part["rul_low"], color=colour, thickness=1, width=0),
+            x=part.index, y=part["rul"], mode="markers", name=level, marker={"color": colour, "size": 6},
+            error_y={"type": "data", "symmetric": False, "array": part["rul_high"] - part["rul"],
+                         "arrayminus": part["rul"] - part["rul_low"], "color": colour, "thickness": 1, "width": 0},
             customdata=part[["engine", "rul_low", "rul_high", "p_fail_30"]].to_numpy(),
             hovertemplate="%{customdata[0]}<br>RUL %{y:.0f} [%{customdata[1]:.0f}, %{customdata[2]:.0f}]"
                           "<br>P(fail ≤ 30) %{customdata[3]:.0%}<extra></extra>",
@@ -67,11 +67,11 @@ def fleet_rul(table: pd.DataFrame) -> go.Figure:
     if not known.empty:
         fig.add_trace(go.Scatter(
             x=known.index, y=known["true_rul"], mode="markers", name="true RUL",
-            marker=dict(symbol="x", color="#444", size=5), customdata=known[["engine"]].to_numpy(),
+            marker={"symbol": "x", "color": "#444", "size": 5}, customdata=known[["engine"]].to_numpy(),
             hovertemplate="%{customdata[0]}<br>true RUL %{y:.0f}<extra></extra>",
         ))
     return _layout(fig, 380, xaxis_title="engines, sorted by predicted RUL", yaxis_title="RUL (cycles)",
-                   legend=dict(orientation="h", y=1.1), title="Fleet: predicted RUL with interval, by risk")
+                   legend={"orientation": "h", "y": 1.1}, title="Fleet: predicted RUL with interval, by risk")
 
 
 def policy_costs(costs: pd.DataFrame) -> go.Figure:
@@ -104,7 +104,7 @@ def sensor_trends(frame: pd.DataFrame, sensors: list[str], title: str, separate:
                                      name=sensor_table.label(sensor)))
         y_title = y_title or (axis_title(sensors[0]) if len(sensors) == 1 else None)
         return _layout(fig, 340, xaxis_title="cycle", yaxis_title=y_title, title=title,
-                       legend=dict(orientation="h", y=-0.2))
+                       legend={"orientation": "h", "y": -0.2})
     fig = make_subplots(rows=len(sensors), cols=1, shared_xaxes=True, vertical_spacing=0.03)
     for row, sensor in enumerate(sensors, start=1):
         fig.add_trace(go.Scatter(x=frame["cycle"], y=frame[sensor], mode="lines", name=sensor_table.label(sensor)),
@@ -119,18 +119,18 @@ def rul_trajectory(trajectory: pd.DataFrame, true_rul: pd.Series | None = None,
     """Predicted RUL over cycles with its interval band, the true RUL line where known, and a dotted
     vertical marker per recorded outcome (`outcomes` with ``cycle`` and ``event``)."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_high"], mode="lines", line=dict(width=0),
+    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_high"], mode="lines", line={"width": 0},
                              showlegend=False, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_low"], mode="lines", line=dict(width=0),
+    fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul_low"], mode="lines", line={"width": 0},
                              fill="tonexty", fillcolor="rgba(31,119,180,0.2)", name="interval"))
     fig.add_trace(go.Scatter(x=trajectory["cycle"], y=trajectory["rul"], mode="lines", name="predicted RUL",
-                             line=dict(color="#1f77b4")))
+                             line={"color": "#1f77b4"}))
     if true_rul is not None:
         fig.add_trace(go.Scatter(x=trajectory["cycle"], y=true_rul, mode="lines", name="true RUL (capped)",
-                                 line=dict(color="#444", dash="dash")))
+                                 line={"color": "#444", "dash": "dash"}))
     _outcome_markers(fig, outcomes)
     return _layout(fig, 340, xaxis_title="cycle", yaxis_title="RUL (cycles)", title="RUL over the engine's life",
-                   legend=dict(orientation="h", y=-0.2))
+                   legend={"orientation": "h", "y": -0.2})
 
 
 OUTCOME_COLOURS = {"failure": "#d62728", "removal": "#9467bd", "inspection": "#7f7f7f"}
@@ -142,7 +142,7 @@ def _outcome_markers(fig: go.Figure, outcomes: pd.DataFrame | None) -> None:
     if outcomes is None:
         return
     for row in outcomes.itertuples(index=False):
-        fig.add_vline(x=float(row.cycle), line=dict(color=OUTCOME_COLOURS.get(row.event, "#444"), dash="dot"),
+        fig.add_vline(x=float(row.cycle), line={"color": OUTCOME_COLOURS.get(row.event, "#444"), "dash": "dot"},
                       annotation_text=f"{row.event} (cycle {int(row.cycle)})", annotation_position="top left")
 
 
@@ -157,17 +157,17 @@ def prediction_history(predictions: pd.DataFrame, closed_cycle: int, cap: float,
     for version, part in predictions.groupby("model_version", sort=True):
         fig.add_trace(go.Scatter(
             x=part["cycle"], y=part["rul"], mode="markers", name=f"predicted, model v{version}",
-            error_y=dict(type="data", symmetric=False, array=part["rul_high"] - part["rul"],
-                         arrayminus=part["rul"] - part["rul_low"], thickness=1, width=0),
+            error_y={"type": "data", "symmetric": False, "array": part["rul_high"] - part["rul"],
+                         "arrayminus": part["rul"] - part["rul_low"], "thickness": 1, "width": 0},
             hovertemplate="cycle %{x}: predicted %{y:.0f} cycles<extra></extra>",
         ))
     first = int(min(predictions["cycle"].min(), closed_cycle)) if not predictions.empty else closed_cycle
     cycles = np.arange(first, closed_cycle + 1)
     fig.add_trace(go.Scatter(x=cycles, y=np.minimum(closed_cycle - cycles, cap), mode="lines",
-                             name=f"realised RUL (capped at {cap:.0f})", line=dict(color="#444", dash="dash")))
+                             name=f"realised RUL (capped at {cap:.0f})", line={"color": "#444", "dash": "dash"}))
     _outcome_markers(fig, outcomes)
     return _layout(fig, 340, xaxis_title="cycle", yaxis_title="RUL (cycles)",
-                   title="Stored predictions against the RUL that was realised", legend=dict(orientation="h", y=-0.2))
+                   title="Stored predictions against the RUL that was realised", legend={"orientation": "h", "y": -0.2})
 
 
 def _term_labels(breakdown: Breakdown) -> list[str]:
@@ -299,8 +299,8 @@ def whatif_compare(baseline: dict[str, float], modified: dict[str, float]) -> go
     fig = go.Figure()
     for name, outcome, colour in (("baseline", baseline, "#7f7f7f"), ("what-if", modified, "#1f77b4")):
         fig.add_trace(go.Scatter(
-            x=[outcome["rul"]], y=[name], mode="markers", name=name, marker=dict(color=colour, size=12),
-            error_x=dict(type="data", symmetric=False, array=[outcome["rul_high"] - outcome["rul"]],
-                         arrayminus=[outcome["rul"] - outcome["rul_low"]], color=colour, thickness=3),
+            x=[outcome["rul"]], y=[name], mode="markers", name=name, marker={"color": colour, "size": 12},
+            error_x={"type": "data", "symmetric": False, "array": [outcome["rul_high"] - outcome["rul"]],
+                         "arrayminus": [outcome["rul"] - outcome["rul_low"]], "color": colour, "thickness": 3},
         ))
     return _layout(fig, 200, xaxis_title="RUL (cycles)", showlegend=False, title="Predicted RUL and interval")
