@@ -100,8 +100,6 @@ class _RULOutput(nn.Module):
         return (rul * self.cap).unsqueeze(-1)
 
 
-OTHER_INPUTS = "other inputs"
-"""Name of the remainder term that sums the contributions of the inputs an explanation does not list."""
 APPROXIMATION = "approximation"
 """Name of the remainder term the attributions leave out (clipping to ``[0, cap]``, LSTM sampling error)."""
 
