@@ -19,14 +19,23 @@ Both parts explain an RUL in cycles, so per sensor the combined attribution is
 ``w * (sum of the sensor's tree features) + (1 - w) * (sum over time of the sensor's LSTM
 channels: its reading and its summary channels)``; the engine's age (tree feature ``cycle``, LSTM age channel) is one more input.
 These add up to the blended RUL before it is clipped to ``[0, cap]``.
+
+An explanation accounts for the RUL as served (:meth:`models.ensemble.Ensemble.predict_features`): ``base``
+(the blend of the two parts' expected values) plus the listed inputs' contributions plus one remainder equals it.
+The remainder has two named parts (:class:`Breakdown`): ``other inputs``, the summed contributions of the inputs
+not listed, and ``approximation``, what the attributions leave out: the clipping of each model's RUL and of the
+blend to ``[0, cap]`` (the blend weights themselves are inside every contribution; the RUL has no calibration
+step) and the sampling error of the LSTM's expected gradients.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -91,6 +100,85 @@ class _RULOutput(nn.Module):
         return (rul * self.cap).unsqueeze(-1)
 
 
+APPROXIMATION = "approximation"
+"""Name of the remainder term the attributions leave out (clipping to ``[0, cap]``, LSTM sampling error)."""
+
+
+def apportion(values: Sequence[float], target: int) -> list[int]:
+    """`values` as whole numbers that add up to `target` (largest remainders): each is its value rounded down or
+    up, so that terms printed in a sentence add up to the total it prints. `target` is the rounded sum of the values
+    (or of a whole they are part of)."""
+    floors = [math.floor(v) for v in values]
+    order = sorted(range(len(values)), key=lambda i: values[i] - floors[i], reverse=True)
+    for i in order[:max(target - sum(floors), 0)]:
+        floors[i] += 1
+    return floors
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """How one served RUL adds up: ``base + the factors' contributions + other_inputs + approximation == rul``."""
+
+    rul: float
+    """The RUL as served: the Fleet and Engine headline, the API's ``rul``."""
+    base: float
+    """The fleet-average prediction the contributions start from."""
+    factors: tuple[tuple[str, float], ...]
+    """The listed inputs and their combined contribution (cycles), largest effect first."""
+    other_inputs: float
+    """The summed contributions of the inputs not listed."""
+    others: int
+    """How many inputs ``other_inputs`` sums."""
+    approximation: float
+    """``rul`` minus ``base`` and every input's contribution: what the attributions leave out."""
+
+    @property
+    def remainder(self) -> float:
+        """``other_inputs + approximation``: the one term that closes the sum."""
+        return self.other_inputs + self.approximation
+
+
+@dataclass(frozen=True)
+class TopFactors(Sequence[tuple[str, float]]):
+    """One row's top inputs: a sequence of (input, combined contribution), largest effect first, that also carries
+    what the rest of its explanation adds. A slice keeps the inputs it drops in ``other_inputs``, so every slice
+    adds up as the whole does (:meth:`breakdown`)."""
+
+    factors: tuple[tuple[str, float], ...]
+    base: float
+    other_inputs: float
+    """The summed contributions of the inputs not in ``factors``."""
+    others: int
+    attributed: float
+    """``base`` plus every input's contribution: the blended RUL before clipping, as the attributions estimate it."""
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, float]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> TopFactors: ...
+
+    def __getitem__(self, index: int | slice) -> tuple[str, float] | TopFactors:
+        if not isinstance(index, slice):
+            return self.factors[index]
+        kept = range(len(self.factors))[index]
+        dropped = [value for i, (_, value) in enumerate(self.factors) if i not in kept]
+        return TopFactors(factors=tuple(self.factors[i] for i in kept), base=self.base,
+                          other_inputs=self.other_inputs + float(sum(dropped)), others=self.others + len(dropped),
+                          attributed=self.attributed)
+
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return iter(self.factors)
+
+    def breakdown(self, rul: float) -> Breakdown:
+        """The sum for the served RUL `rul` (the prediction of the row these factors explain)."""
+        return Breakdown(rul=rul, base=self.base, factors=self.factors, other_inputs=self.other_inputs,
+                         others=self.others, approximation=rul - self.attributed)
+
+
 @dataclass
 class Explanation:
     """Why the ensemble predicts what it does for one engine at one cycle."""
@@ -110,6 +198,12 @@ class Explanation:
     by_sensor: pd.DataFrame
     """One row per input (sensors and ``age``): xgb, lstm, combined (cycles), level and change (σ),
     sorted by decreasing ``|combined|``."""
+    rul: float
+    """The RUL as served for this engine (after the blend and clipping): what the explanation adds up to."""
+    lstm_output: float
+    """The LSTM's RUL output before clipping (cycles)."""
+    cap: float
+    """The RUL cap the served RUL is clipped to."""
 
     @property
     def base(self) -> float:
@@ -117,21 +211,92 @@ class Explanation:
         return self.weight_xgb * self.tree_base + (1 - self.weight_xgb) * self.lstm_base
 
     @property
-    def total(self) -> float:
-        """``base`` plus every combined attribution: the blended RUL the explanation accounts for."""
+    def attributed(self) -> float:
+        """``base`` plus every combined attribution: the blended RUL before clipping, as the attributions estimate
+        it (the LSTM's part by sampling)."""
         return self.base + float(self.by_sensor["combined"].sum())
+
+    @property
+    def approximation(self) -> float:
+        """The served RUL minus :attr:`attributed`: :attr:`clipping` plus :attr:`sampling`."""
+        return self.rul - self.attributed
+
+    @property
+    def clipping(self) -> float:
+        """What clipping each model's RUL and the blend to ``[0, cap]`` adds: the served RUL minus the blend of the
+        two models' unclipped outputs."""
+        xgb_output = self.tree_base + float(self.tree.sum())
+        return self.rul - (self.weight_xgb * xgb_output + (1 - self.weight_xgb) * self.lstm_output)
+
+    @property
+    def sampling(self) -> float:
+        """The part of the LSTM's output its sampled attributions miss, weighted by its share of the blend."""
+        return self.approximation - self.clipping
+
+    def breakdown(self, k: int | None = None, inputs: Sequence[str] | None = None) -> Breakdown:
+        """The sum for the served RUL listing `inputs` (in that order), or else the `k` inputs with the largest
+        effect (all when `k` is None); the rest go to ``other_inputs``."""
+        effects = self.by_sensor.set_index("input")["combined"]
+        listed = list(inputs) if inputs is not None else list(effects.index[:k])
+        factors = tuple((name, float(effects[name])) for name in listed)
+        rest = effects.drop(index=listed)
+        return Breakdown(rul=self.rul, base=self.base, factors=factors, other_inputs=float(rest.sum()),
+                         others=len(rest), approximation=self.approximation)
+
+    def lstm_over_time(self) -> pd.DataFrame:
+        """The LSTM's attributions summed over each input's channels: one row per input (largest total effect
+        first), one column per step of the window (oldest first)."""
+        frame = pd.DataFrame(self.lstm, columns=self.lstm_channels).T.groupby(level=0, sort=False).sum()
+        return frame.loc[frame.sum(axis=1).abs().sort_values(ascending=False, kind="stable").index]
 
     def top_sensors(self, k: int) -> list[str]:
         """The `k` sensors (not age) with the largest absolute combined attribution."""
         return [s for s in self.by_sensor["input"] if s != AGE][:k]
 
-    def sentences(self, k: int = 4) -> list[str]:
-        """Plain-language lines for the `k` inputs that move the prediction most."""
-        lines = [f"Starting from the fleet-average prediction of {self.base:.0f} cycles, the readings below "
-                 f"move this engine's RUL to about {self.total:.0f} cycles."]
-        for row in self.by_sensor.head(k).itertuples(index=False):
-            lines.append(describe(row.input, float(row.combined), float(row.level), float(row.change)))
+    def sentences(self, k: int = 4, label: Callable[[str], str] = str) -> list[str]:
+        """Plain-language lines that add up to the served RUL: the start, the `k` inputs that move it most (sensors
+        named by `label`), the other inputs together and, when it rounds to a cycle or more, the approximation.
+
+        The printed numbers are whole cycles rounded so that they add up to the RUL printed (:func:`apportion`).
+        """
+        b = self.breakdown(k)
+        terms = apportion([b.base, *(value for _, value in b.factors), b.other_inputs, b.approximation], round(b.rul))
+        base, effects, other, approximation = terms[0], terms[1:-2], terms[-2], terms[-1]
+        start = (f"Starting from the fleet-average prediction of {_cycles(base)}, the inputs below bring this "
+                 f"engine's predicted RUL to {_cycles(round(b.rul))}.")
+        lines = [start]
+        rows = self.by_sensor.set_index("input")
+        for (name, _), effect in zip(b.factors, effects, strict=True):
+            row = rows.loc[name]
+            lines.append(describe(name, effect, float(row["level"]), float(row["change"]), label=label(name)))
+        if b.others:
+            lines.append(f"The other {b.others} inputs together {_moves(other)}.")
+        if approximation:
+            clipping, sampling = apportion([self.clipping, self.sampling], approximation)
+            named = ((clipping, f"clipping the models' RUL to 0–{self.cap:.0f} cycles"),
+                     (sampling, "the sampling error of the LSTM's attributions"))
+            parts = [f"{what} ({_change(cycles)})" for cycles, what in named if cycles]
+            lines.append(f"The approximation, what the attributions leave out, {_moves(approximation, singular=True)}"
+                         f": {' and '.join(parts)}.")
         return lines
+
+
+def _cycles(n: int) -> str:
+    return f"{n} cycle{'s' if n != 1 else ''}"
+
+
+def _change(cycles: int) -> str:
+    """``down 3 cycles``, ``up 1 cycle``, ``under a cycle`` (0)."""
+    return "under a cycle" if cycles == 0 else f"{'down' if cycles < 0 else 'up'} {_cycles(abs(cycles))}"
+
+
+def _moves(cycles: int, singular: bool = False) -> str:
+    """``push it down by 3 cycles``, ``push it up by 1 cycle``, ``move it by under a cycle`` (0); with `singular`
+    the verb agrees with a singular subject (``pushes``)."""
+    s = "s" if singular else ""
+    if cycles == 0:
+        return f"move{s} it by under a cycle"
+    return f"push{'es' if singular else ''} it {'down' if cycles < 0 else 'up'} by {_cycles(abs(cycles))}"
 
 
 def sensor_label(name: str) -> str:
@@ -142,13 +307,15 @@ def sensor_label(name: str) -> str:
     return f"{name} ({meaning})" if meaning else name
 
 
-def describe(name: str, effect: float, level: float, change: float) -> str:
-    """One sentence: what the input looks like and how many cycles it moves the RUL, e.g.
-    ``sensor_11 reads high (+2.1σ) and is trending up: it pushes RUL down by 9 cycles.``"""
+def describe(name: str, effect: float, level: float, change: float, label: str | None = None) -> str:
+    """One sentence: what the input looks like and how many whole cycles it moves the RUL, e.g.
+    ``sensor_11 reads high (+2.1σ) and is trending up: it pushes RUL down by 9 cycles.``; `label` names a sensor
+    in the sentence (its storage name by default)."""
     level = round(level, 1) + 0.0  # no "-0.0σ"
     change = round(change, 1) + 0.0
-    direction = "down" if effect < 0 else "up"
-    push = f"pushes RUL {direction} by {abs(effect):.0f} cycle{'s' if round(abs(effect)) != 1 else ''}"
+    cycles = round(effect)
+    push = ("barely moves RUL (under a cycle)" if cycles == 0
+            else f"pushes RUL {'down' if cycles < 0 else 'up'} by {_cycles(abs(cycles))}")
     if name == AGE:
         return f"The engine's age ({level:.0f} cycles run) {push}."
     states = []
@@ -157,7 +324,7 @@ def describe(name: str, effect: float, level: float, change: float) -> str:
     if abs(change) > TREND_SIGMA:
         states.append(f"is trending {'up' if change > 0 else 'down'} ({change:+.1f}σ over 30 cycles)")
     state = " and ".join(states) if states else f"is near its usual level ({level:+.1f}σ)"
-    return f"{name} {state}: it {push}."
+    return f"{label or name} {state}: it {push}."
 
 
 def tree_contributions(ensemble: Ensemble, tree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,30 +517,64 @@ class Explainer:
     def combined(self, fs: FeatureSet, rows: Sequence[int]) -> np.ndarray:
         """(n, inputs) the combined attributions of :meth:`attributions`; when the blend gives the LSTM no RUL
         weight its attributions count for nothing, and only the XGBoost part is computed."""
-        if float(self.ensemble.weights["rul_xgb"]) >= 1.0:
-            values, _ = tree_contributions(self.ensemble, fs.tree[self._rows(fs, rows)])
-            return values @ self._tree_to_input
-        return self.attributions(fs, rows).combined
+        return self._combined_and_base(fs, rows)[0]
 
-    def top_factors(self, fs: FeatureSet, rows: Sequence[int], k: int) -> list[list[tuple[str, float]]]:
-        """Per row, the `k` inputs with the largest absolute combined attribution and that attribution
-        (the head of :attr:`Explanation.by_sensor`)."""
-        combined = self.combined(fs, rows)
-        order = np.argsort(-np.abs(combined), axis=1, kind="stable")[:, :k]
-        return [[(self.inputs[j], float(values[j])) for j in picks] for values, picks in zip(combined, order)]
-
-    def explain_rows(self, fs: FeatureSet, rows: Sequence[int]) -> list[Explanation]:
-        """Explanations of the blended RUL at rows `rows` of a feature set, computed together."""
+    def _combined_and_base(self, fs: FeatureSet, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """((n, inputs) combined attributions, (n,) base: the blend of the two parts' expected values)."""
+        w = float(self.ensemble.weights["rul_xgb"])
+        if w >= 1.0:
+            values, bias = tree_contributions(self.ensemble, fs.tree[self._rows(fs, rows)])
+            return values @ self._tree_to_input, bias
         parts = self.attributions(fs, rows)
+        return parts.combined, w * parts.tree_base + (1 - w) * self.lstm_base
+
+    def top_factors(self, fs: FeatureSet, rows: Sequence[int], k: int) -> list[TopFactors]:
+        """Per row, the `k` inputs with the largest absolute combined attribution and that attribution
+        (the head of :attr:`Explanation.by_sensor`), with the base and the other inputs' sum that complete it."""
+        combined, base = self._combined_and_base(fs, rows)
+        order = np.argsort(-np.abs(combined), axis=1, kind="stable")
+        out = []
+        for values, picks, start in zip(combined, order, base, strict=True):
+            listed = picks[:k]
+            out.append(TopFactors(factors=tuple((self.inputs[j], float(values[j])) for j in listed),
+                                  base=float(start), other_inputs=float(values[picks[k:]].sum()),
+                                  others=len(picks) - len(listed), attributed=float(start + values.sum())))
+        return out
+
+    def served_rul(self, fs: FeatureSet, rows: Sequence[int]) -> np.ndarray:
+        """(n,) the RUL the ensemble serves at rows `rows` of `fs` (its blend, clipped; as
+        :meth:`models.ensemble.Ensemble.predict_features` computes it)."""
+        rows = self._rows(fs, rows)
+        part = FeatureSet(keys=fs.keys.iloc[rows].reset_index(drop=True), tree=fs.tree[rows], windows=fs.windows[rows],
+                          tree_names=fs.tree_names)
+        return self.ensemble.blend(self.ensemble.member_outputs(part))[0]
+
+    def explain_rows(self, fs: FeatureSet, rows: Sequence[int],
+                     rul: Sequence[float] | None = None) -> list[Explanation]:
+        """Explanations of the RUL served at rows `rows` of a feature set, computed together.
+
+        `rul`: the RUL served for those rows, when the caller has it (e.g. the headline's); computed with
+        :meth:`served_rul` otherwise. Each explanation adds up to it (:meth:`Explanation.breakdown`).
+        """
+        rows = self._rows(fs, rows)
+        served = self.served_rul(fs, rows) if rul is None else np.asarray(rul, dtype=float)
+        if served.shape != rows.shape:
+            raise UserError(f"An explanation of {len(rows)} rows needs {len(rows)} served RUL values, not "
+                            f"{served.size}.")
+        parts = self.attributions(fs, rows)
+        with torch.no_grad():
+            lstm_output = self._model(torch.as_tensor(fs.windows[rows])).squeeze(-1).double().numpy()
         w = float(self.ensemble.weights["rul_xgb"])
         return [Explanation(tree=pd.Series(parts.tree[i], index=fs.tree_names), tree_base=float(parts.tree_base[i]),
                             lstm=parts.lstm[i], lstm_channels=list(self.channels), lstm_base=self.lstm_base,
-                            weight_xgb=w, by_sensor=self._by_sensor(fs, int(row), parts, i))
+                            weight_xgb=w, by_sensor=self._by_sensor(fs, int(row), parts, i), rul=float(served[i]),
+                            lstm_output=float(lstm_output[i]), cap=float(self.ensemble.cap))
                 for i, row in enumerate(rows)]
 
-    def explain(self, fs: FeatureSet, row: int = 0) -> Explanation:
-        """Explanation of the blended RUL at row `row` of a feature set (e.g. ``ensemble.features(frame)``)."""
-        return self.explain_rows(fs, [row])[0]
+    def explain(self, fs: FeatureSet, row: int = 0, rul: float | None = None) -> Explanation:
+        """Explanation of the RUL served at row `row` of a feature set (e.g. ``ensemble.features(frame)``);
+        `rul` as in :meth:`explain_rows`."""
+        return self.explain_rows(fs, [row], None if rul is None else [rul])[0]
 
     def _by_sensor(self, fs: FeatureSet, row: int, parts: Attributions, i: int) -> pd.DataFrame:
         features = fs.tree[row].astype(float)

@@ -20,6 +20,7 @@ from models.explain import Explainer
 from pages import access, charts, ui
 
 TOP_SENSORS = 4  # the most influential sensors get a what-if slider and are plotted by default
+TOP_CHART = 10  # inputs listed in the explanation charts (the rest add up as "other inputs")
 IN_SERVICE = ("fleet", "evaluation")
 LISTED_ENGINES = 1_000  # a dataset with more engines has its engine typed, not picked from a list that long
 
@@ -242,19 +243,23 @@ with why_tab:
     if why_tab.open:
         w = explanation.weight_xgb
         st.markdown("\n".join(f"- {line}" for line in whatif.labelled_sentences(explanation)))
-        st.plotly_chart(charts.sensor_attribution(explanation.by_sensor), key="why_sensors")
+        st.plotly_chart(charts.explanation_waterfall(explanation.breakdown(TOP_CHART)), key="why_sensors")
         st.caption(
             f"Each input's effect combines the two models by the ensemble's RUL weights (XGBoost {w:.2f}, "
-            f"LSTM {1 - w:.2f}). σ is the sensor's spread within its operating regime in the training data."
+            f"LSTM {1 - w:.2f}). The approximation is what the attributions leave out: each model's RUL and the "
+            f"blend are clipped to 0–{ensemble.cap:.0f} cycles, and the LSTM's attributions are estimated by "
+            "sampling. σ is the sensor's spread within its operating regime in the training data."
         )
-        tree_col, lstm_col = st.columns(2)
+        tree_col, lstm_col = st.columns([3, 2])  # the trees' feature labels are long, the LSTM's mnemonics short
         tree_col.plotly_chart(charts.tree_waterfall(explanation.tree, explanation.tree_base), key="why_tree")
-        window_cycles = list(range(baseline.cycle - len(explanation.lstm) + 1, baseline.cycle + 1))
-        lstm_col.plotly_chart(charts.lstm_heatmap(explanation.lstm, whatif.lstm_channel_labels(ensemble),
-                                                  window_cycles), key="why_lstm")
+        lstm_col.plotly_chart(charts.lstm_totals(explanation.by_sensor), key="why_lstm")
         if w >= 1.0:
             lstm_col.caption("The ensemble gives the LSTM no weight in the RUL blend, so its part does not move "
                              "the prediction; it is shown for reference.")
+        if st.toggle("Show the LSTM's effect per input and cycle", key="why_lstm_time"):
+            over_time = explanation.lstm_over_time()
+            window_cycles = list(range(baseline.cycle - over_time.shape[1] + 1, baseline.cycle + 1))
+            st.plotly_chart(charts.lstm_heatmap(over_time, window_cycles), key="why_lstm_heatmap")
 
 
 @st.fragment
@@ -307,7 +312,9 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
                    "The what-if is an extrapolation there.", icon=":material/explore_off:")
     chart_col, shap_col = st.columns(2)
     chart_col.plotly_chart(charts.whatif_compare(before.to_dict(), after.to_dict()), key=f"{prefix}_compare")
-    shap_col.plotly_chart(charts.sensor_attribution(after.explanation.by_sensor, compare=before.explanation.by_sensor),
+    shown = after.explanation.breakdown(TOP_CHART)
+    listed = [name for name, _ in shown.factors]
+    shap_col.plotly_chart(charts.sensor_attribution(shown, compare=before.explanation.breakdown(inputs=listed)),
                           key=f"{prefix}_shap")
     st.markdown("\n".join(f"- {line}" for line in whatif.labelled_sentences(after.explanation)))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import pytest
 
 from core.data.sensors import feature_label
+from models.explain import Breakdown
 from pages import charts
 
 
@@ -111,29 +113,53 @@ def test_tree_waterfall_shows_top_features_the_rest_and_the_total() -> None:
     (trace,) = fig.data
     assert isinstance(trace, go.Waterfall)
     assert list(trace.y) == ["expected value", "Ps30 HPC static pressure (psia), 5-cycle mean",
-                             "engine age (cycles run)", "2 other features", "XGBoost RUL"]
+                             "engine age (cycles run)", "2 other features", "XGBoost output"]
     assert list(trace.x)[:4] == [80.0, -9.0, -5.0, 3.5]
     assert list(trace.measure) == ["absolute", "relative", "relative", "relative", "total"]
 
 
-def test_lstm_heatmap_is_channels_by_time() -> None:
-    values = np.arange(12, dtype=float).reshape(4, 3)  # window 4, channels 3
-    fig = charts.lstm_heatmap(values, ["sensor_2", "sensor_11", "age"], [7, 8, 9, 10])
-    (trace,) = fig.data
-    assert isinstance(trace, go.Heatmap)
-    assert np.asarray(trace.z).shape == (3, 4) and list(trace.y) == ["sensor_2", "sensor_11", "age"]
-    assert trace.zmin == -11.0 and trace.zmax == 11.0
+def _breakdown(rul: float = 19.2, approximation: float = 0.7) -> Breakdown:
+    factors = (("sensor_11", -30.4), ("age", -15.6), ("sensor_4", 2.3))
+    other = rul - approximation - 62.0 - sum(value for _, value in factors)
+    return Breakdown(rul=rul, base=62.0, factors=factors, other_inputs=other, others=11, approximation=approximation)
+
+
+def test_explanation_waterfall_adds_up_to_the_served_rul() -> None:
+    b = _breakdown()
+    (trace,) = charts.explanation_waterfall(b).data
+    assert isinstance(trace, go.Waterfall)
+    assert list(trace.y) == ["fleet-average prediction", "Ps30 HPC static pressure (psia)", "engine age (cycles run)",
+                             "T50 LPT outlet temperature (°R)", "11 other inputs", "approximation", "predicted RUL"]
+    assert list(trace.measure) == ["absolute", *["relative"] * 5, "total"]
+    assert sum(trace.x) == pytest.approx(b.rul)  # the total bar is the served RUL
+    labels = [int(t) for t in trace.text]
+    assert labels[-1] == 19 and sum(labels[:-1]) == 19  # whole-cycle labels add up to the headline's number
+
+
+def test_lstm_charts_keep_their_height_whatever_the_labels() -> None:
+    by_sensor = pd.DataFrame({"input": ["sensor_11", "age", "sensor_4"], "lstm": [-2.0, 5.0, 1.0]})
+    bars = charts.lstm_totals(by_sensor)
+    assert list(bars.data[0].y) == ["age", "Ps30", "T50"] and list(bars.data[0].x) == [5.0, -2.0, 1.0]
+    over_time = pd.DataFrame(np.arange(12, dtype=float).reshape(3, 4), index=["sensor_11", "sensor_4", "age"])
+    heat = charts.lstm_heatmap(over_time, [7, 8, 9, 10])
+    (trace,) = heat.data
+    assert isinstance(trace, go.Heatmap) and list(trace.y) == ["Ps30", "T50", "age"]
+    assert np.asarray(trace.z).shape == (3, 4) and trace.zmin == -11.0 and trace.zmax == 11.0
+    for fig, rows in ((bars, 3), (heat, 3)):
+        plot = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+        assert plot == charts.ROW_PX * rows and fig.layout.yaxis.automargin is False
 
 
 def test_sensor_attribution_bars_with_and_without_baseline() -> None:
-    by_sensor = pd.DataFrame({"input": ["sensor_11", "age", "sensor_4"], "combined": [-9.0, -4.0, 2.0],
-                              "xgb": [-10.0, -4.0, 2.0], "lstm": [-7.0, -4.0, 2.0]})
-    fig = charts.sensor_attribution(by_sensor, top=2)
-    assert len(fig.data) == 1
-    assert list(fig.data[0].y) == ["engine age (cycles run)", "Ps30 HPC static pressure (psia)"]
-    compared = charts.sensor_attribution(by_sensor, top=2, compare=by_sensor.assign(combined=[-1.0, -2.0, 0.0]))
+    after, before = _breakdown(), _breakdown(rul=40.0, approximation=-0.2)
+    fig = charts.sensor_attribution(after)
+    assert len(fig.data) == 1 and "62 cycles to 19 cycles" in fig.layout.title.text and fig.layout.margin.t == 60
+    assert list(fig.data[0].y) == ["approximation", "11 other inputs", "T50 LPT outlet temperature (°R)",
+                                   "engine age (cycles run)", "Ps30 HPC static pressure (psia)"]
+    compared = charts.sensor_attribution(after, compare=before)
     assert [t.name for t in compared.data] == ["baseline", "what-if"]
-    assert list(compared.data[0].x) == [-2.0, -1.0]
+    assert list(compared.data[0].x)[:2] == [-0.2, pytest.approx(before.other_inputs)]
+    assert "40 (baseline) and 19 cycles (what-if)" in compared.layout.title.text
 
 
 def test_whatif_compare_shows_baseline_and_modified_intervals() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -13,7 +15,15 @@ import torch
 from core.data.cmapss import COLUMNS
 from core.errors import UserError
 from models.ensemble import Ensemble
-from models.explain import AGE, Explainer, background_windows, describe, gradient_explainer_plan, tree_contributions
+from models.explain import (
+    AGE,
+    Explainer,
+    apportion,
+    background_windows,
+    describe,
+    gradient_explainer_plan,
+    tree_contributions,
+)
 from models.training import TrainConfig, train
 
 TINY = {"epochs": 1, "n_trees": 20, "samples_per_epoch": 1024, "hidden": 16, "layers": 1, "device": "cpu",
@@ -98,10 +108,81 @@ def test_sentences_say_what_moves_the_prediction(tiny: Ensemble, explainer: Expl
                                                  fd001: pd.DataFrame) -> None:
     e = explainer.explain(tiny.features(fd001[fd001["unit"] == 3], "last"))
     lines = e.sentences(k=3)
-    assert len(lines) == 4 and "fleet-average prediction" in lines[0]
+    assert "fleet-average prediction" in lines[0] and lines[4].startswith(f"The other {len(e.by_sensor) - 3} inputs")
+    assert len(lines) in (5, 6) and (len(lines) == 5 or lines[5].startswith("The approximation"))
     top = e.by_sensor.iloc[0]
     assert top["input"] in lines[1] or "age" in lines[1]
-    assert f"by {abs(top['combined']):.0f} cycle" in lines[1]
+    stated = int(re.search(r"by (\d+) cycle", lines[1]).group(1))
+    assert stated in (math.floor(abs(top["combined"])), math.ceil(abs(top["combined"])))
+
+
+def _stated_terms(lines: list[str]) -> tuple[int, list[int]]:
+    """(the RUL the first sentence states, the signed whole cycles every sentence adds to the base)."""
+    start = re.search(r"prediction of (-?\d+) cycles?.*RUL to (-?\d+) cycles?\.", lines[0])
+    assert start is not None, lines[0]
+    base, rul = int(start.group(1)), int(start.group(2))
+    terms = []
+    for line in lines[1:]:
+        moved = re.search(r"(down|up) by (\d+) cycle|(under a cycle)", line)
+        assert moved is not None, line
+        terms.append(0 if moved.group(3) else int(moved.group(2)) * (-1 if moved.group(1) == "down" else 1))
+    assert base + sum(terms) == rul, lines
+    return rul, terms
+
+
+@pytest.fixture(scope="module")
+def sharp(fd001: pd.DataFrame) -> Ensemble:
+    """A tiny ensemble whose trees learn fast enough that their raw RUL passes the cap on early cycles."""
+    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY, "learning_rate": 0.3})
+    return dataclasses.replace(train(fd001, config).ensemble, weights={"rul_xgb": 0.6, "p_xgb": 0.6})
+
+
+def test_explanations_add_up_to_the_served_rul_clipping_included(sharp: Ensemble, fd001: pd.DataFrame) -> None:
+    # Every cycle of three engines: on early cycles the trees' raw output passes the cap and the served RUL is
+    # clipped, so the approximation is not only the LSTM's sampling error.
+    tiny, explainer = sharp, Explainer(sharp, background_windows(sharp, fd001, n=16))
+    fs = tiny.features(fd001[fd001["unit"].isin([1, 2, 3])], "all")
+    served = tiny.predict_features(fs)["rul"].to_numpy()
+    rows = np.arange(len(served))
+    explanations = explainer.explain_rows(fs, rows)
+    clipped = 0
+    for e, rul in zip(explanations, served, strict=True):
+        assert e.rul == pytest.approx(rul, abs=1e-9)
+        for k in (3, 5, None):
+            b = e.breakdown(k)
+            assert b.base + sum(value for _, value in b.factors) + b.remainder == pytest.approx(rul, abs=0.5)
+            assert b.others == len(e.by_sensor) - len(b.factors)
+        lstm_gap = e.lstm_output - e.lstm_base - e.lstm.sum()
+        assert e.sampling == pytest.approx((1 - e.weight_xgb) * lstm_gap, abs=1e-3)
+        assert e.clipping + e.sampling == pytest.approx(e.approximation, abs=1e-9)
+        clipped += abs(e.clipping) > 1.0
+        stated, _ = _stated_terms(e.sentences())
+        assert stated == round(rul) and 0 <= stated <= tiny.cap
+    assert clipped, "some rows are clipped, so the approximation is exercised"
+
+
+def test_top_factors_carry_the_base_and_the_rest_of_the_sum(tiny: Ensemble, explainer: Explainer,
+                                                            fd001: pd.DataFrame) -> None:
+    fs = tiny.features(fd001[fd001["unit"] <= 6], "last")
+    served = tiny.predict_features(fs)["rul"].to_numpy()
+    rows = np.arange(len(served))
+    for top, e, rul in zip(explainer.top_factors(fs, rows, 8), explainer.explain_rows(fs, rows), served, strict=True):
+        head = top[:5]
+        assert len(head) == 5 and list(head) == list(top)[:5] and head[0] == top[0]
+        b, whole = head.breakdown(rul), e.breakdown(5)
+        assert b.base == pytest.approx(whole.base, abs=1e-6) and b.others == whole.others
+        assert b.other_inputs == pytest.approx(whole.other_inputs, abs=1e-4)
+        assert b.approximation == pytest.approx(whole.approximation, abs=1e-4)
+        assert b.base + sum(value for _, value in b.factors) + b.remainder == pytest.approx(rul, abs=1e-6)
+
+
+def test_apportion_rounds_terms_to_the_rounded_total() -> None:
+    values = [72.4, -20.6, -15.45, -10.45, -7.3, 0.4]
+    rounded = apportion(values, round(sum(values)))
+    assert sum(rounded) == round(sum(values)) == 19
+    assert all(math.floor(v) <= r <= math.ceil(v) for v, r in zip(values, rounded, strict=True))
+    assert apportion([0.5, 0.5], 1) in ([1, 0], [0, 1])
+    assert apportion([-0.2, 0.2], 0) == [0, 0]
 
 
 def test_describe_wording() -> None:
@@ -111,6 +192,8 @@ def test_describe_wording() -> None:
     assert describe("sensor_7", 3.0, 0.2, -0.1) == "sensor_7 is near its usual level (+0.2σ): it pushes RUL up by 3 cycles."
     assert describe("sensor_12", 1.0, -1.5, 0.0) == "sensor_12 reads low (-1.5σ): it pushes RUL up by 1 cycle."
     assert describe(AGE, -4.0, 180.0, 0.0) == "The engine's age (180 cycles run) pushes RUL down by 4 cycles."
+    assert describe("sensor_4", 0.3, 0.0, 0.0, label="T50") == (
+        "T50 is near its usual level (+0.0σ): it barely moves RUL (under a cycle).")
 
 
 def test_background_and_bad_inputs(tiny: Ensemble, fd001: pd.DataFrame) -> None:
@@ -151,7 +234,8 @@ def test_batched_explanation_equals_one_by_one(tiny: Ensemble, explainer: Explai
         alone = explainer.explain(fs, row)
         np.testing.assert_allclose(batched.lstm, alone.lstm, rtol=1e-5, atol=1e-6)
         pd.testing.assert_frame_equal(batched.by_sensor, alone.by_sensor, rtol=1e-5, atol=1e-6)
-        assert batched.total == pytest.approx(alone.total, abs=1e-4)
+        assert batched.attributed == pytest.approx(alone.attributed, abs=1e-4)
+        assert batched.rul == pytest.approx(alone.rul, abs=1e-4)
     factors = explainer.top_factors(fs, rows, 5)
     for row, top in zip(rows, factors, strict=True):
         head = explainer.explain(fs, row).by_sensor.head(5)

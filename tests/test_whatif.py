@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -129,16 +130,42 @@ def test_normalised_readings_use_the_training_regime_statistics(tiny: Ensemble, 
 def test_explanations_name_sensors_by_their_label(tiny: Ensemble, explainer: Explainer,
                                                   fd001: pd.DataFrame) -> None:
     explanation = whatif.predict_one(tiny, explainer, whatif.engine_rows(fd001, "train_FD001", 4)).explanation
-    labels = whatif.lstm_channel_labels(tiny)
-    assert len(labels) == tiny.pipeline.n_channels == explanation.lstm.shape[1]
-    assert len(set(labels)) == len(labels)  # one heatmap row per channel
-    assert labels[0] == sensors.label(tiny.pipeline.sensors[0]) and labels[-1] == sensors.AGE_LABEL
-    first_stat = f"{tiny.pipeline.sensors[0]}_{tiny.pipeline.lstm_stats[0]}"
-    assert labels[len(tiny.pipeline.sensors)] == sensors.feature_label(first_stat)
     plain, named = explanation.sentences(), whatif.labelled_sentences(explanation)
-    assert named[0] == plain[0] and len(named) == len(plain)
-    for name, before, after in zip(explanation.by_sensor["input"], plain[1:], named[1:]):
+    assert named[0] == plain[0] and len(named) == len(plain) and named[5:] == plain[5:]
+    for name, before, after in zip(explanation.by_sensor["input"], plain[1:5], named[1:5]):
         if name == "age":
             assert after == before
         else:
             assert after == sensors.label(name) + before[len(name):] and "sensor_" not in after
+
+
+@pytest.fixture(scope="module")
+def steep(fd001: pd.DataFrame) -> Ensemble:
+    """A tiny ensemble whose trees learn fast and weigh 0.9 in the blend: pushed hard, its unclipped RUL goes below 0."""
+    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY, "learning_rate": 0.5})
+    return dataclasses.replace(train(fd001, config).ensemble, weights={"rul_xgb": 0.9, "p_xgb": 0.6})
+
+
+def test_what_if_sentences_quote_the_served_rul_never_a_negative_one(steep: Ensemble, fd001: pd.DataFrame) -> None:
+    explainer = Explainer(steep, background_windows(steep, fd001, n=16))
+    unit = int(steep.predict_last(fd001).sort_values("rul")["unit"].iloc[0])
+    engine = whatif.engine_rows(fd001, "train_FD001", unit)
+    baseline = whatif.predict_one(steep, explainer, engine)
+    ranges = whatif.slider_ranges(steep)
+    shifts = {}  # each top sensor shifted to the end of its range that lowers the RUL most
+    for sensor in baseline.explanation.top_sensors(4):
+        ends = (ranges[sensor].low, ranges[sensor].high)
+        shifts[sensor] = min(ends, key=lambda amount: whatif.what_if(steep, None, engine, {sensor: amount}, 30)
+                             .modified.rul)
+    result = whatif.what_if(steep, explainer, engine, shifts, 30, baseline=baseline)
+    for outcome in (result.modified, result.baseline):
+        lines = whatif.labelled_sentences(outcome.explanation)
+        assert f"predicted RUL to {outcome.rul:.0f} cycle" in lines[0]
+        assert not re.search(r"-\s*\d", lines[0]), lines[0]
+        stated = [int(n) for n in re.findall(r"(?:prediction of|RUL to) (-?\d+) cycle", lines[0])]
+        assert len(stated) == 2 and all(0 <= n <= steep.cap for n in stated)
+    explanation = result.modified.explanation
+    assert explanation.attributed < 0 <= result.modified.rul, "the unclipped blend is negative: the case to state"
+    b = explanation.breakdown(4)
+    assert b.base + sum(v for _, v in b.factors) + b.remainder == pytest.approx(result.modified.rul, abs=0.5)
+    assert explanation.clipping > 0.5

@@ -3,7 +3,10 @@
 A request's engines become units 1..n of one frame (the model only sees integer units); each answer
 carries the operator's engine id again. ``factors`` are the five inputs with the largest absolute
 SHAP contribution to the blended RUL (XGBoost TreeSHAP and the LSTM's expected gradients, weighted as
-the blend is), named by the sensor table.
+the blend is), named by the sensor table. With them come ``base`` (the fleet-average prediction they start
+from) and the ``remainder`` that closes the sum, ``base + sum(contribution) + remainder == rul``, split into
+``other_inputs`` (the inputs not listed) and ``approximation`` (what the attributions leave out: clipping to
+``[0, cap]`` and the LSTM's sampling error; see :class:`models.explain.Breakdown`).
 """
 
 from __future__ import annotations
@@ -61,7 +64,10 @@ def predict_frame(cache: ModelCache, served: Served, frame: Readings, ids: dict[
     answers = _answers(predictions, ids, served.version)
     if tops is not None:
         for answer, top in zip(answers, tops, strict=True):
-            answer["factors"] = [_factor(name, contribution) for name, contribution in top]
+            parts = top.breakdown(answer["rul"])
+            answer["factors"] = [_factor(name, contribution) for name, contribution in parts.factors]
+            answer.update(base=parts.base, other_inputs=parts.other_inputs, approximation=parts.approximation,
+                          remainder=parts.remainder)
     return answers
 
 

@@ -106,6 +106,17 @@ class Prediction(BaseModel):
     ood_reason: str = Field(description="which regime or sensors, in a sentence; '' when not flagged")
     model_version: int
     factors: list[Factor] | None = None
+    base: float | None = Field(default=None, description="with factors: the fleet-average prediction (cycles) the "
+                                                         "factors start from; base + the factors' contributions + "
+                                                         "remainder = rul")
+    remainder: float | None = Field(default=None, description="with factors: other_inputs + approximation, the one "
+                                                              "term that closes the sum to rul")
+    other_inputs: float | None = Field(default=None, description="with factors: the summed contribution (cycles) of "
+                                                                 "the inputs not listed")
+    approximation: float | None = Field(default=None, description="with factors: what the attributions leave out "
+                                                                  "(cycles): the clipping of the models' RUL to 0 "
+                                                                  "and the cap, and the LSTM attributions' sampling "
+                                                                  "error")
 
 
 class BatchAnswer(BaseModel):

@@ -2,7 +2,9 @@
 
 A what-if adds a fixed amount (raw sensor units) to chosen sensors over the engine's last
 ``last_n`` cycles, then recomputes features, the ensemble's RUL, interval, failure
-probability, risk and SHAP explanation, next to the unmodified baseline.
+probability, risk and SHAP explanation, next to the unmodified baseline. Each outcome's explanation adds up to
+that outcome's served RUL (:meth:`models.explain.Explanation.breakdown`), so its sentences quote the RUL its
+metric shows.
 
 Slider ranges come from the training data as the fitted feature pipeline stores it: per
 kept sensor, σ is the mean over operating regimes of the within-regime standard deviation
@@ -25,7 +27,7 @@ from core.data import queries, sensors, store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
 from models.ensemble import Ensemble
-from models.explain import AGE, Explainer, Explanation, background_windows
+from models.explain import Explainer, Explanation, background_windows
 
 SPAN_SIGMA = 3.0
 """Slider half-range in training σ."""
@@ -149,10 +151,11 @@ def predict_one(ensemble: Ensemble, explainer: Explainer | None, engine: pd.Data
     if len(fs.keys) != 1:
         raise UserError("A what-if works on the readings of exactly one engine.")
     row = ensemble.predict_features(fs).iloc[0]
+    rul = float(row["rul"])
     return Outcome(
-        cycle=int(row["cycle"]), rul=float(row["rul"]), rul_low=float(row["rul_low"]),
+        cycle=int(row["cycle"]), rul=rul, rul_low=float(row["rul_low"]),
         rul_high=float(row["rul_high"]), p_fail_30=float(row["p_fail_30"]), risk=str(row["risk"]),
-        explanation=explainer.explain(fs) if explainer is not None else None,
+        explanation=explainer.explain(fs, rul=rul) if explainer is not None else None,
         ood=bool(row["ood"]), ood_reason=str(row["ood_reason"]),
     )
 
@@ -203,26 +206,6 @@ def build_explainer(ensemble: Ensemble, n: int = BACKGROUND_SIZE, seed: int = 0)
     return Explainer(ensemble, training_background(ensemble, n=n, seed=seed), seed=seed)
 
 
-def lstm_channel_labels(ensemble: Ensemble) -> list[str]:
-    """A distinct label per LSTM input channel, in channel order (``pipeline.lstm_inputs``).
-
-    Channels come in blocks of the kept sensors: their regime-normalised reading, then one block per
-    summary statistic of ``pipeline.lstm_stats`` (e.g. ``Ps30 HPC static pressure (psia), 10-cycle mean``),
-    then the engine's age.
-    """
-    pipeline = ensemble.pipeline
-    labels = [sensors.label(s) for s in pipeline.sensors]
-    for stat in pipeline.lstm_stats:
-        labels += [sensors.feature_label(f"{s}_{stat}") for s in pipeline.sensors]
-    return [*labels, sensors.AGE_LABEL]
-
-
 def labelled_sentences(explanation: Explanation, k: int = 4) -> list[str]:
     """:meth:`Explanation.sentences` with each sensor named by its label (``Ps30 HPC static pressure (psia)``)."""
-    lines = explanation.sentences(k)
-    inputs = [name for name in explanation.by_sensor["input"].head(k)]
-    named = [
-        sensors.label(name) + line[len(name):] if name != AGE and line.startswith(name) else line
-        for name, line in zip(inputs, lines[1:])
-    ]
-    return [lines[0], *named]
+    return explanation.sentences(k, label=sensors.label)

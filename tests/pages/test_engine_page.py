@@ -4,6 +4,7 @@ engine switching, opening by address, the outcome form and stored predictions of
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,35 @@ def test_engine_page_shows_the_prediction_trends_and_explanation(app_env: Path) 
     assert "sensor_" not in sentences and "(" in sentences.splitlines()[1]  # e.g. "Ps30 HPC static pressure (psia)"
 
 
+def _sentences(app: AppTest, start: str) -> list[str]:
+    """The bulleted sentences whose first one starts with `start`."""
+    text = next(m.value for m in app.markdown if m.value.startswith(f"- {start}"))
+    return [line.removeprefix("- ") for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("engine", ["41", "3"])
+def test_the_why_tab_adds_up_to_the_served_rul_and_draws_the_lstm_readably(app_env: Path, engine: str) -> None:
+    app = _engine(("test_FD001", engine), tab="Why this prediction")
+    _, ensemble = scoring.load_model()
+    rows, _ = scoring.fleet_frame(["test_FD001"])
+    served = ensemble.predict_last(whatif.engine_rows(rows, "test_FD001", int(engine))).iloc[0]["rul"]
+    headline = _metrics(app)["Predicted RUL"]
+    assert headline == f"{served:.0f} cycles"
+    lines = _sentences(app, "Starting from the fleet-average prediction")
+    assert f"bring this engine's predicted RUL to {headline.split()[0]} cycle" in lines[0]
+    # The whole cycles the sentences state add up to the headline: the base, each input, the rest.
+    base = int(re.search(r"prediction of (\d+) cycle", lines[0]).group(1))
+    moves = [re.search(r"(down|up) by (\d+) cycle|under a cycle", line) for line in lines[1:]]
+    assert all(moves) and lines[-1].startswith(("The other", "The approximation"))
+    stated = base + sum(int(m.group(2)) * (-1 if m.group(1) == "down" else 1) for m in moves if m.group(1))
+    assert f"{stated} cycles" == headline
+    charts = app.get("plotly_chart")
+    assert len(charts) == 3  # how the RUL adds up, the XGBoost waterfall, the LSTM per input
+    app.toggle(key="why_lstm_time").set_value(True).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.get("plotly_chart")) == 4  # and, asked for, the LSTM per input and cycle
+
+
 def test_slider_moves_the_prediction_and_reset_restores_it(app_env: Path) -> None:
     app = _engine(("test_FD001", "3"), tab="What if")
     baseline = _metrics(app)["Predicted RUL"]
@@ -76,6 +106,9 @@ def test_slider_moves_the_prediction_and_reset_restores_it(app_env: Path) -> Non
     metrics = _metrics(app)
     assert metrics["Predicted RUL (what-if)"] != baseline
     assert metrics["Predicted RUL"] == baseline  # the unmodified baseline stays next to it
+    what_if = _sentences(app, "Starting from the fleet-average prediction")[0]
+    assert f"predicted RUL to {metrics['Predicted RUL (what-if)'].split()[0]} cycle" in what_if
+    assert not re.search(r"-\s*\d", what_if), what_if
     app.button(key="whatif_test_FD001_3_reset").click().run()
     assert all(app.slider(key=s.key).value == 0.0 for s in sliders)
     assert _metrics(app)["Predicted RUL (what-if)"] == baseline
