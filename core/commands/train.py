@@ -15,7 +15,8 @@ HELP = "train the XGBoost + LSTM ensemble, log it to MLflow and register a new v
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``train``."""
     parser.add_argument("--subsets", nargs="+", choices=SUBSETS, help="train on train_FD00x of these subsets")
-    parser.add_argument("--datasets", nargs="+", help="or name the training datasets explicitly")
+    parser.add_argument("--datasets", nargs="+", help="or name the history datasets explicitly (default: every "
+                                                      "history dataset not deselected on the Models page)")
     parser.add_argument("--epochs", type=int, help="LSTM epochs (default: the model's default)")
     parser.add_argument("--trees", type=int, help="XGBoost trees (default: the model's default)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     Both hold the single-training slot: while another training or tuning runs, this one is refused.
     """
     from core.operations import retrain
+    from core.operations.gate import rules_before_training
     from core.operations.training_run import run_training
 
+    rules_before_training()
     names = retrain.training_datasets(args.subsets, args.datasets)
     config = retrain.make_config(epochs=args.epochs, trees=args.trees, device=args.device, seed=args.seed)
     snap = retrain.export_snapshot(names)
