@@ -3,7 +3,9 @@
 For each subset FD00x a model is trained on ``train_FD00x`` (validation engines held out
 from it) and reported on ``test_FD00x`` at each engine's last cycle against ``RUL_FD00x``;
 then one model trained on all four training sets is reported on each test set. Test sets
-are used for reporting only.
+are used for reporting only. The figures come from :func:`models.training.evaluate`, which leaves out any test
+engine the model was trained on (an evaluation engine closed by a recorded outcome) and counts it in
+``excluded``; trained on NASA's training files alone, these models leave none out (``excluded`` is 0 in the JSON).
 
 RMSE, MAE, PHM08 and interval coverage compare with the true RUL capped at 125 (the target
 definition); ``rmse_raw`` with the uncapped truth. ``rmse_xgb`` / ``rmse_lstm`` score each member

@@ -3,7 +3,10 @@
 Engines (never rows) are split into training and validation, seeded and per dataset. The
 feature pipeline and both model families are fitted on the training engines; early stopping,
 blend weights, probability calibration, conformal intervals and risk thresholds on the
-validation engines. Test sets are never used here: :func:`evaluate` only reports on them.
+validation engines. Test sets are never used here: :func:`evaluate` only reports on them. Which rows are
+training data is decided by dataset role before they get here (:mod:`core.data.snapshot`), never by a name; an
+engine closed by an outcome carries its lineage (the in-service dataset and engine it came from), which the model
+records so that :func:`evaluate` leaves such engines out of its test-set figures.
 
 Intervals are calibrated on the validation rows within ``calibration_horizon`` cycles of
 failure: every validation engine then weighs the same, whatever its life length, as engines
@@ -31,7 +34,7 @@ import xgboost
 from core import metrics as m
 from core.data.cmapss import FAIL_HORIZON, RUL_CAP
 from core.data.features import DEFAULT_LSTM_STATS, FeaturePipeline, Prepared, check_frame
-from core.data.snapshot import END_OF_LIFE_COLUMN
+from core.data.snapshot import END_OF_LIFE_COLUMN, SOURCE_COLUMNS
 from core.errors import UserError
 from models.calibration import Calibrator, Conformal, fit_blend_weight, fit_thresholds
 from models.device import default_threads, resolve_device, seed_everything
@@ -157,7 +160,7 @@ def split_engines(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[
     engines = frame[["dataset", "unit"]].drop_duplicates().sort_values(["dataset", "unit"])
     for name, group in engines.groupby("dataset", sort=True):
         units = group["unit"].to_numpy()
-        n_val = int(round(val_fraction * len(units)))
+        n_val = round(val_fraction * len(units))
         n_val = min(max(n_val, 1), len(units) - 1) if len(units) > 1 else 0
         val_keys.update((str(name), int(u)) for u in rng.permutation(units)[:n_val])
     if not val_keys:
@@ -194,6 +197,25 @@ def prepared_targets(prep: Prepared, cap: float,
         rul_true = rul_true + np.array([offsets.get((str(d), int(u)), 0.0)
                                         for d, u in zip(prep.dataset[last], prep.unit[last], strict=True)])
     return np.minimum(rul_true, cap), rul_true, (rul_true <= FAIL_HORIZON).astype(np.float32)
+
+
+def in_service_engines(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The in-service engines (dataset, engine id, unit) whose closed copies are among the rows of `frame`.
+
+    Read from the optional :data:`core.data.snapshot.SOURCE_COLUMNS` (absent: none); an engine whose source is no
+    longer stored has no unit.
+    """
+    if SOURCE_COLUMNS[0] not in frame.columns:
+        return []
+    found = frame[list(SOURCE_COLUMNS)].dropna(subset=list(SOURCE_COLUMNS[:2])).drop_duplicates(SOURCE_COLUMNS[:2])
+    return [{"dataset": str(d), "engine": str(e), "unit": None if pd.isna(u) else int(u)}
+            for d, e, u in sorted(found.itertuples(index=False, name=None), key=lambda r: (str(r[0]), str(r[1])))]
+
+
+def trained_engines(ensemble: Ensemble) -> set[tuple[str, int]]:
+    """(dataset, unit) of every in-service engine the ensemble was trained on (see :func:`in_service_engines`)."""
+    listed = ensemble.meta.get("trained_on", {}).get("in_service_engines", [])
+    return {(str(e["dataset"]), int(e["unit"])) for e in listed if e.get("unit") is not None}
 
 
 def versions() -> dict[str, str]:
@@ -251,9 +273,6 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
     config = config or TrainConfig()
     config.validate()
     check_frame(frame)
-    tests = sorted({str(d) for d in frame["dataset"].unique() if str(d).lower().startswith("test_")})
-    if tests:
-        raise UserError(f"Test sets are for reporting only and cannot be trained on ({', '.join(tests)}).")
     started = time.perf_counter()
     emit = progress or (lambda _record: None)
     device = resolve_device(config.device)
@@ -301,7 +320,8 @@ def train(frame: pd.DataFrame, config: TrainConfig | None = None,
     meta = {
         "device": device.to_dict(), "seed": config.seed, "versions": versions(), "config": config.to_dict(),
         "trained_on": {"datasets": sorted(str(d) for d in frame["dataset"].unique()),
-                       "train_engines": int(len(prep_tr.last)), "val_engines": int(len(prep_val.last))},
+                       "train_engines": len(prep_tr.last), "val_engines": len(prep_val.last),
+                       "in_service_engines": in_service_engines(frame)},
         "coverage": {"validation": metrics["val_coverage"], "validation_width": metrics["val_interval_width"]},
         "validation": metrics,
     }
@@ -316,10 +336,19 @@ def evaluate(ensemble: Ensemble, test_frame: pd.DataFrame, truth: pd.DataFrame) 
     """Metrics at each test engine's last cycle against `truth` (DataFrame[dataset, unit, rul]).
 
     Besides the blend's metrics, ``rmse_xgb`` and ``rmse_lstm`` score each member alone (capped truth).
+    Test engines the ensemble was trained on (an evaluation engine closed by an outcome, :func:`trained_engines`)
+    are left out; ``excluded`` counts them and ``n`` the engines scored (only those two keys when none is left).
     """
     missing = [c for c in ("dataset", "unit", "rul") if c not in truth.columns]
     if missing:
         raise UserError(f"The true RUL table lacks the column(s) {', '.join(missing)}.")
+    seen = trained_engines(ensemble)
+    keys = pd.MultiIndex.from_arrays([test_frame["dataset"].astype(str), test_frame["unit"].astype(int)])
+    trained = np.asarray(keys.isin(list(seen))) if seen else np.zeros(len(test_frame), dtype=bool)
+    excluded = float(keys[trained].unique().size)
+    test_frame = test_frame[~trained]
+    if test_frame.empty:
+        return {"n": 0.0, "excluded": excluded}
     fs = ensemble.features(test_frame, "last")
     parts = ensemble.components(fs)
     pred = ensemble.predict_features(fs).assign(member_xgb=parts["rul_xgb"].to_numpy(),
@@ -336,4 +365,4 @@ def evaluate(ensemble: Ensemble, test_frame: pd.DataFrame, truth: pd.DataFrame) 
                         merged["p_fail_30"].to_numpy(), (merged["risk"] == "HIGH").to_numpy(), true, ensemble.cap)
     capped = np.minimum(true, ensemble.cap)
     return {**scores, "rmse_xgb": m.rmse(capped, merged["member_xgb"].to_numpy()),
-            "rmse_lstm": m.rmse(capped, merged["member_lstm"].to_numpy())}
+            "rmse_lstm": m.rmse(capped, merged["member_lstm"].to_numpy()), "excluded": excluded}

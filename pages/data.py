@@ -71,13 +71,22 @@ def _load_message(summary: dict) -> str:
 
 
 def _loaded(summary: dict) -> None:
-    """Keep a load's success line for the next run and start scoring the engines it added or changed."""
+    """Keep a load's success line for the next run and start scoring the engines it added or changed; a load
+    into a store without a model has started the first training (``first_model`` in the summary)."""
     message = _load_message(summary)
     try:
         scoring_job.start(created_by="data page")
     except UserError as err:
         message += f" Scoring the new readings could not start: {err}"
     st.session_state["last_load"] = message
+    if summary.get("first_model"):
+        st.session_state["first_model"] = summary["first_model"]
+
+
+def _first_model() -> dict[str, str]:
+    """After an upload: start the first training if no model exists yet (as `make run` and a folder load do)."""
+    with st.spinner("Checking for a model…"):
+        return ingest_job.first_model_after_load("dashboard")
 
 
 def _check_and_load(sources: list, key: str, role: str | None, dataset: str | None) -> None:
@@ -102,7 +111,7 @@ def _check_and_load(sources: list, key: str, role: str | None, dataset: str | No
         except UserError as err:
             ui.show_error(err)
             return
-        _loaded(summary.to_dict())
+        _loaded({**summary.to_dict(), **_first_model()})
         st.rerun()
 
 
@@ -138,7 +147,11 @@ def _start_folder_job(action: str, paths: list[str], role: str | None, dataset: 
 def _show_finished_folder_job(job: job_records.JobRecord) -> None:
     """A check's report with its Load button, a load's success line, or why the job did not succeed."""
     if job.state != "succeeded":
-        st.error(job.error or f"The folder job {job.state}.", icon=":material/error:")
+        state, sentence = job_records.ending(job)
+        if state == "failed":
+            st.error(sentence, icon=":material/error:")
+        else:
+            st.info(sentence, icon=":material/cancel:")
         return
     if job.kind == ingest_job.LOAD_KIND:
         del st.session_state[FOLDER_JOB]
@@ -191,6 +204,10 @@ def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
 
 if "last_load" in st.session_state:
     st.success(st.session_state.pop("last_load"))
+if "first_model" in st.session_state:
+    with st.container(border=True):
+        st.text(st.session_state.pop("first_model"))
+        st.page_link("pages/models.py", label="Follow the training on the Models page", icon=":material/model_training:")
 
 role_col, name_col = st.columns(2)
 role_choice = role_col.selectbox("Role", [ROLE_FROM_NAME, "fleet", "history", "evaluation"], key="load_role",

@@ -12,6 +12,7 @@ st.caption("Remaining useful life, failure risk, explanations and drift for C-MA
 
 try:
     listing = ui.datasets()
+    engines = ui.engine_count()
     version = ui.champion_version()
 except UserError as err:
     ui.show_error(err)
@@ -28,7 +29,7 @@ with data_col:
     else:
         a, b, c = st.columns(3)
         a.metric("Datasets", len(listing))
-        b.metric("Engines", f"{int(listing['engines'].sum()):,}")
+        b.metric("Engines", f"{engines:,}", help="Each engine once: a closed engine's history copy is not counted again.")
         c.metric("Readings", f"{int(listing['rows'].sum()):,}")
         st.dataframe(
             listing[["name", "role", "subset", "engines", "rows", "loaded_at"]],

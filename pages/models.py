@@ -59,6 +59,14 @@ def _promotion_details(target: int) -> pd.DataFrame:
                                       *[version_table.metric_label(k) for k in keys]])
 
 
+def _left_out(frame: pd.DataFrame) -> str:
+    """'; left out: v3 1 engine, …' for the versions whose test figures left engines out (``test_*_excluded``)."""
+    keys = [str(c) for c in frame.columns if str(c).startswith("test_") and str(c).endswith("_excluded")]
+    counts = {int(row["version"]): int(sum(row[k] for k in keys if pd.notna(row[k]))) for _, row in frame.iterrows()}
+    notes = [f"v{version} {count} engine{'s' if count != 1 else ''}" for version, count in counts.items() if count]
+    return f"; left out: {', '.join(notes)}" if notes else ""
+
+
 def _fmt(value: object) -> str:
     return "-" if value is None or pd.isna(value) else f"{float(value):.3f}"
 
@@ -69,6 +77,8 @@ if versions.empty:
 else:
     shown, formats = _labelled(versions)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=formats)
+    st.caption("Test-set figures never count an evaluation engine the version was trained on (one whose failure or "
+               "removal was recorded, so its readings became history)" + _left_out(versions) + ".")
     choices = [int(v) for v in versions["version"] if int(v) != champion]
     if choices and not access.can("promote"):
         access.note("promote")
@@ -125,9 +135,30 @@ else:
                "or removal (Engine page or `python -m core outcome`).")
 
 st.subheader("Retrain")
-train_names = sorted(listing.loc[listing["role"] == "history", "name"]) if not listing.empty else []
+try:
+    train_names, selected = retrain.selection()
+except UserError as err:
+    ui.show_error(err)
+    train_names, selected = [], []
+
+
+def _keep_selection() -> None:
+    """Keep the operator's choice of training data in the store: it is the default of every later training."""
+    if not access.can("retrain"):
+        return
+    try:
+        retrain.save_selection(list(st.session_state["retrain_datasets"]))
+    except UserError as err:
+        st.session_state["retrain_selection_error"] = str(err)
+
+
 with st.expander("Options"):
-    chosen = st.multiselect("Training datasets", train_names, default=train_names, key="retrain_datasets")
+    chosen = st.multiselect(
+        "Training datasets", train_names, default=selected, key="retrain_datasets", on_change=_keep_selection,
+        help="Every history dataset (engines run to failure or removal, closed engines included, wherever they were "
+             "in service). Your choice is kept for the next trainings; history datasets added later are included.")
+    if "retrain_selection_error" in st.session_state:
+        ui.show_error(UserError(st.session_state.pop("retrain_selection_error")))
     defaults = retrain.make_config()
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("LSTM epochs", 1, 500, int(defaults.epochs), key="retrain_epochs")
@@ -206,7 +237,10 @@ def _show_job(job: job_records.JobRecord) -> None:
                             if previous is not None else None)
         st.dataframe(_result_table(result, champion_metrics), hide_index=True, width="stretch")
     if job.state in ("failed", "cancelled"):
-        st.error(f"The job {job.state}: {job.error} The serving model was not changed.")
+        state, sentence = job_records.ending(job)
+        shown = st.error if state == "failed" else st.info
+        shown(f"{sentence} The serving model was not changed.",
+              icon=":material/error:" if state == "failed" else ":material/cancel:")
     if job.log_tail:
         with st.expander("Log", expanded=job.state in job_records.ACTIVE_STATES):
             st.code("\n".join(job.log_tail[-30:]), language=None)

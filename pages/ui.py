@@ -114,6 +114,12 @@ def datasets() -> pd.DataFrame:
         return queries.list_datasets(con)
 
 
+def engine_count() -> int:
+    """Engines in the store, each once (a closed engine is not counted again in its history copy)."""
+    with store.connect(read_only=True) as con:
+        return queries.engine_count(con)
+
+
 def show_error(err: Exception) -> None:
     """Show a failure as one sentence (never a traceback)."""
     st.error(str(err), icon=":material/error:")
@@ -130,6 +136,7 @@ def sidebar_status() -> None:
     with st.sidebar:
         try:
             listing = datasets()
+            engines = engine_count()
         except UserError as err:
             show_error(err)
             return
@@ -137,7 +144,7 @@ def sidebar_status() -> None:
         if listing.empty:
             st.write("No data loaded yet.")
         else:
-            st.write(f"{len(listing)} datasets · {int(listing['engines'].sum()):,} engines")
+            st.write(f"{len(listing)} datasets · {engines:,} engines")
         st.caption("Serving model")
         if registry.opening():
             registry_opening()

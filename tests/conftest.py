@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,14 +45,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def pm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty runtime home; every path in ``core.config`` resolves inside it."""
+def pm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, empty runtime home; every path in ``core.config`` resolves inside it.
+
+    A background job still active at the end of the test (e.g. the first training a load into a store without a
+    model starts by itself) is cancelled, so no job outlives its test.
+    """
     home = tmp_path / "pm_home"
     home.mkdir()
     monkeypatch.setenv("PM_HOME", str(home))
     for var in ("PM_DUCKDB", "MLFLOW_TRACKING_URI", "PM_MAX_FILE_MB", "PM_CMAPSS_URL"):
         monkeypatch.delenv(var, raising=False)
-    return home
+    yield home
+    if (home / "jobs").is_dir():
+        from core.errors import UserError
+        from core.operations import job_records, jobs
+
+        for path in sorted((home / "jobs").glob("*.json")):  # the records on disk, whatever a test patched
+            record = job_records.read_record(path)
+            if record.state in job_records.ACTIVE_STATES and record.pid is not None:
+                try:
+                    jobs.cancel(record.id)
+                except UserError:
+                    assert job_records.read_record(path).finished, f"job {record.id} could not be stopped"
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ def test_predict_matches_core_score_for_test_fd001_engine_1(server, engine1) -> 
     assert response.status_code == 200, response.text
     answer = response.json()
     scored = score.run(argparse.Namespace(dataset="test_FD001", model="champion", no_record=True))
-    unit1 = next(e for e in scored["engines"] if e["unit"] == 1)
+    unit1 = next(e for e in scored["engines"] if e["engine"] == "1")
     assert answer["engine"] == "ESN-7001" and answer["model_version"] == scored["model_version"] == 1
     assert answer["cycle"] == unit1["cycle"] == 31
     for key in ("rul", "rul_low", "rul_high", "p_fail_30"):

@@ -14,13 +14,14 @@ import torch
 
 from core.data.cmapss import COLUMNS
 from core.data.features import FeaturePipeline
+from core.data.snapshot import SOURCE_COLUMNS
 from core.errors import UserError
 from models.bundle import load_bundle, save_bundle
 from models.calibration import Conformal
 from models.device import resolve_device
 from models.ensemble import OUTPUT_COLUMNS, RISK_LEVELS
 from models.lstm import censored_squared_error
-from models.training import TrainConfig, evaluate, split_engines, train
+from models.training import TrainConfig, evaluate, in_service_engines, split_engines, train
 
 DATA = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "cmapss"))
 TINY = TrainConfig(epochs=1, n_trees=8, early_stopping=4, hidden=8, layers=2, samples_per_epoch=256, batch=64,
@@ -124,9 +125,26 @@ def test_validation_engines_never_reach_the_feature_pipeline(trained, train_fram
     assert meta["val_engines"] == engines[val_mask].nunique()
 
 
-def test_test_sets_cannot_be_trained_on(test_frame):
-    with pytest.raises(UserError, match="reporting only"):
-        train(test_frame, TINY)
+def test_the_in_service_engines_a_model_trained_on_come_from_the_rows_lineage(test_frame):
+    assert in_service_engines(test_frame) == []
+    rows = test_frame.assign(source_dataset=None, source_engine=None, source_unit=np.nan)
+    rows.loc[rows["unit"] == 2, SOURCE_COLUMNS] = ["line-b", "ESN-2", 7.0]
+    rows.loc[rows["unit"] == 3, SOURCE_COLUMNS] = ["gone", "X", np.nan]
+    assert in_service_engines(rows) == [{"dataset": "gone", "engine": "X", "unit": None},
+                                        {"dataset": "line-b", "engine": "ESN-2", "unit": 7}]
+
+
+def test_evaluate_leaves_out_the_test_engines_the_model_was_trained_on(trained, test_frame):
+    ensemble = trained[0].ensemble
+    seen = dataclasses.replace(ensemble, meta={**ensemble.meta, "trained_on": {"in_service_engines": [
+        {"dataset": "test_FD001", "engine": "3", "unit": 3}, {"dataset": "elsewhere", "engine": "1", "unit": 1}]}})
+    left_out = evaluate(seen, test_frame, truth("FD001", 6))
+    others = evaluate(ensemble, test_frame[test_frame["unit"] != 3], truth("FD001", 6))
+    assert left_out["excluded"] == 1 and left_out["n"] == 5 and others["excluded"] == 0
+    assert left_out["rmse"] == pytest.approx(others["rmse"]) and left_out["phm08"] == pytest.approx(others["phm08"])
+    every = dataclasses.replace(ensemble, meta={"trained_on": {"in_service_engines": [
+        {"dataset": "test_FD001", "engine": str(u), "unit": u} for u in range(1, 7)]}})
+    assert evaluate(every, test_frame, truth("FD001", 6)) == {"n": 0.0, "excluded": 6.0}
 
 
 def test_evaluate_on_a_test_slice(trained, test_frame):

@@ -52,6 +52,73 @@ def test_gate_rules() -> None:
     assert not promoted and "missing" in reason
 
 
+@pytest.mark.parametrize("value", ["5%", "-0.1", "abc", "nan", "1.5"])
+def test_a_malformed_gate_tolerance_is_a_sentence_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                                                     value: str) -> None:
+    monkeypatch.setenv("PM_GATE_RMSE_TOL", value)
+    with pytest.raises(UserError, match=r"PM_GATE_RMSE_TOL is '.*', which is not accepted: set it to a number .*0\.05"):
+        registry.GateRules.from_env()
+    monkeypatch.setenv("PM_GATE_RMSE_TOL", "0.05")
+    monkeypatch.setenv("PM_GATE_F2_TOL", "")
+    assert registry.GateRules.from_env() == registry.GateRules(rmse_tolerance=0.05, f2_tolerance=0.0)
+
+
+class _LockedRegistry:
+    """Makes the next `times` reads of a registered model or its aliases fail as a locked SQLite database does."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, times: int) -> None:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+        self.failures = 0
+        client = mlflow.MlflowClient
+
+        def failing(method: str) -> object:
+            real = getattr(client, method)
+
+            def read(inner: object, *args: object, **kwargs: object) -> object:
+                if self.failures < times:
+                    self.failures += 1
+                    raise MlflowException("(sqlite3.OperationalError) database is locked",
+                                          error_code=TEMPORARILY_UNAVAILABLE)
+                return real(inner, *args, **kwargs)
+
+            return read
+
+        for method in ("get_registered_model", "get_model_version_by_alias"):
+            monkeypatch.setattr(client, method, failing(method))
+        monkeypatch.setattr(registry, "READ_BACKOFF_S", 0.01)
+
+
+def test_a_failed_read_of_the_champion_never_promotes(home: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = _log(tmp_path, "a", {"val_rmse": 10.0, "val_f2": 0.8})
+    assert registry.register_outcome(v1, {"val_rmse": 10.0, "val_f2": 0.8})[0]
+    worse = _log(tmp_path, "b", {"val_rmse": 50.0, "val_f2": 0.1})
+    with monkeypatch.context() as patch:
+        _LockedRegistry(patch, times=registry.READ_ATTEMPTS)
+        promoted, reason = registry.register_outcome(worse, {"val_rmse": 50.0, "val_f2": 0.1})
+    assert not promoted, "a champion that could not be read is not 'no champion'"
+    assert reason.startswith("Not decided: the model registry could not be read") and "database is locked" in reason
+    assert f"The champion stays as it was and v{worse} is kept as the challenger" in reason
+    assert registry.champion_version() == v1
+    assert registry.alias_version(registry.CHALLENGER) == worse
+    assert registry.client().get_model_version(registry.model_name(), str(worse)).tags["gate"] == reason
+
+
+def test_a_read_that_fails_once_is_retried_and_the_gate_decides(home: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    v1 = _log(tmp_path, "a", {"val_rmse": 10.0, "val_f2": 0.8})
+    assert registry.register_outcome(v1, {"val_rmse": 10.0, "val_f2": 0.8})[0]
+    worse = _log(tmp_path, "b", {"val_rmse": 50.0, "val_f2": 0.1})
+    with monkeypatch.context() as patch:
+        _LockedRegistry(patch, times=1)
+        promoted, reason = registry.register_outcome(worse, {"val_rmse": 50.0, "val_f2": 0.1})
+    assert not promoted and reason.startswith("Kept out: validation RMSE 50.00 is worse than the champion's 10.00")
+    assert registry.champion_version() == v1
+
+
 def test_first_version_is_champion_and_worse_one_stays_challenger(home: Path, tmp_path: Path) -> None:
     assert registry.champion_version() is None
     with pytest.raises(UserError, match="No model is trained yet"):
@@ -190,7 +257,7 @@ def test_a_kill_during_registration_is_cleaned_up_at_the_next_start(home: Path, 
     bundle.mkdir()
     (bundle / "config.json").write_text("{}")
     killed = subprocess.run([sys.executable, "-c", KILLED_WHILE_REGISTERING, str(bundle)], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     registry.init()
     c = registry.client()

@@ -15,9 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """One record per dataset (the simulation's sandbox is not listed)."""
+    """One record per dataset (the simulation's sandbox is not listed) and ``engines``, the engines in the store
+    counted once (a closed engine's history copy is not counted again)."""
     with store.connect(read_only=True) as con:
         listing = queries.list_datasets(con)
+        engines = queries.engine_count(con)
     records = [
         {"name": row.name, "role": row.role, "subset": row.subset, "engines": int(row.engines),
          "closed_engines": int(row.closed), "readings": int(row.rows), "has_truth": bool(row.has_truth),
@@ -25,7 +27,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
          "last_loaded": row.last_loaded_at.isoformat(sep=" ", timespec="seconds")}
         for row in listing.itertuples()
     ]
-    return {"datasets": records}
+    return {"datasets": records, "engines": engines}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -37,4 +39,6 @@ def render(result: dict[str, Any]) -> str:
     for d in result["datasets"]:
         lines.append(f"{d['name']:<24} {d['role']:<10} {d['engines']:>8,} {d['closed_engines']:>7,} "
                      f"{d['readings']:>10,}  {d['first_loaded']}  {d['last_loaded']}")
+    lines.append(f"{result['engines']:,} engines in all, each counted once (a closed engine's history copy is not "
+                 "counted again).")
     return "\n".join(lines)

@@ -19,11 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Score the dataset and return one record per engine.
+    """Score the dataset and return one record per engine, named by its ``engine`` id as the operator writes it
+    (the store's internal unit numbers are never shown).
 
     Each record carries ``ood`` (the engine ran outside the model's training experience) and
     ``ood_reason`` (which operating regime or sensors; '' when not flagged).
     """
+    from core.data import queries, store
     from core.serving import scoring
 
     version, ensemble = scoring.load_model(args.model)
@@ -31,21 +33,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     predictions = scoring.score(ensemble, rows, truth)
     if not args.no_record:
         scoring.record(predictions, version)
-    records = predictions.drop(columns=["dataset"]).astype(object).where(predictions.notna(), None)
+    with store.connect(read_only=True) as con:
+        ids = queries.engine_ids(con, args.dataset)
+    named = predictions.assign(unit=predictions["unit"].astype(int).map(ids)).rename(columns={"unit": "engine"})
+    records = named.drop(columns=["dataset"]).astype(object).where(named.notna(), None)
     return {"dataset": args.dataset, "model_version": version, "out_of_experience": int(predictions["ood"].sum()),
             "engines": records.to_dict(orient="records")}
 
 
 def render(result: dict[str, Any]) -> str:
     """A fixed-width table, one engine per line."""
+    width = max([6, *(len(str(e["engine"])) for e in result["engines"])])
     lines = [f"{result['dataset']} scored with rul-ensemble v{result['model_version']}"]
-    lines.append(f"{'unit':>5} {'cycle':>6} {'rul':>7} {'interval':>17} {'p_fail_30':>9}  {'risk':<6}  ood")
+    lines.append(f"{'engine':<{width}} {'cycle':>6} {'rul':>7} {'interval':>17} {'p_fail_30':>9}  {'risk':<6}  ood")
     for e in result["engines"]:
         interval = f"[{e['rul_low']:.1f}, {e['rul_high']:.1f}]"
-        lines.append(f"{e['unit']:>5} {e['cycle']:>6} {e['rul']:>7.1f} {interval:>17} {e['p_fail_30']:>9.3f}  "
+        lines.append(f"{e['engine']:<{width}} {e['cycle']:>6} {e['rul']:>7.1f} {interval:>17} {e['p_fail_30']:>9.3f}  "
                      f"{e['risk']:<6}  {'yes' if e['ood'] else ''}")
     flagged = [e for e in result["engines"] if e["ood"]]
     if flagged:
-        lines.append(f"{len(flagged)} engine(s) out of the model's experience, e.g. unit {flagged[0]['unit']}: "
+        lines.append(f"{len(flagged)} engine(s) out of the model's experience, e.g. engine {flagged[0]['engine']}: "
                      f"{flagged[0]['ood_reason']}")
     return "\n".join(lines)

@@ -56,23 +56,6 @@ def _load_data() -> str:
     )
 
 
-def _first_model() -> str:
-    from core.operations import jobs, registry, retrain
-
-    version = registry.champion_version()
-    if version is not None:
-        return f"Serving rul-ensemble v{version}."
-    busy = jobs.running()
-    if busy is not None:
-        return f"Training job {busy.id} is already running; follow it on the Models page."
-    try:
-        names = retrain.training_datasets()
-        job = retrain.start_job(retrain.export_snapshot(names), retrain.make_config(), created_by="setup")
-    except UserError as err:
-        return f"No model trained yet: {err}"
-    return f"Training a first model on {', '.join(names)} in the background (job {job.id}); follow it on the Models page."
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Prepare runtime state, data and a first model; never fails for want of data or network."""
     from core.operations import registry
@@ -81,7 +64,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     registry.init()
     result: dict[str, Any] = {"home": str(home.home), "data": _load_data()}
     if not args.no_train:
-        result["model"] = _first_model()
+        from core.operations import retrain
+
+        result["model"] = retrain.first_model("setup")[1]
     return result
 
 

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``train``."""
     parser.add_argument("--subsets", nargs="+", choices=SUBSETS, help="train on train_FD00x of these subsets")
     parser.add_argument("--datasets", nargs="+", type=names.argument(names.DATASET),
-                        help="or name the training datasets explicitly")
+                        help="or name the history datasets explicitly (default: every history dataset not "
+                             "deselected on the Models page)")
     parser.add_argument("--epochs", type=int, help="LSTM epochs (default: the model's default)")
     parser.add_argument("--trees", type=int, help="XGBoost trees (default: the model's default)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -43,8 +44,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     Both hold the single-training slot: while another training or tuning runs, this one is refused.
     """
     from core.operations import retrain
+    from core.operations.gate import rules_before_training
     from core.operations.training_run import run_training
 
+    rules_before_training()
     names = retrain.training_datasets(args.subsets, args.datasets)
     config = retrain.make_config(epochs=args.epochs, trees=args.trees, device=args.device, seed=args.seed)
     snap = retrain.export_snapshot(names)

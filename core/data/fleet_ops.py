@@ -3,11 +3,15 @@
 An outcome ``failure`` or ``removal`` at cycle N closes an in-service engine: its readings are copied,
 as a run-to-failure engine, into the history dataset ``<dataset>-closed`` (created on first use), whose
 ``rul_truth`` holds the cycles between the last reading and N (0 when the outcome is recorded at the last
-reading), so the next training learns from it; the engine then leaves the in-service lists. An
+reading), so the next training learns from it; the engine then leaves the in-service lists. The copy's lineage
+(the dataset and engine id it was closed in) is recorded in ``engine_sources``: training uses it to keep an
+evaluation engine that entered a model's training out of that model's test figures. An
 ``inspection`` is only recorded. Every outcome lands in ``feedback`` with its time and the model version
 serving then; nothing is ever deleted by an outcome.
 
-Live accuracy compares every stored prediction of a closed engine with the RUL that was realised.
+Live accuracy compares every stored prediction of a closed engine made before its outcome was recorded with the
+RUL that was realised. A later prediction is no forecast, and any model trained on the engine's closed copy is
+trained after the outcome, so none of its predictions on that engine counts.
 """
 
 from __future__ import annotations
@@ -93,7 +97,8 @@ def record_outcome(dataset: str, engine: str, cycle: int, event: str, note: str 
 
 
 def _close(con: Any, found: dict, info: dict, cycle: int, event: str) -> str:
-    """Mark the engine closed and copy its readings into the history dataset (caller's transaction)."""
+    """Mark the engine closed and copy its readings, with their lineage, into the history dataset (caller's
+    transaction)."""
     con.execute("UPDATE engines SET closed_cycle = ?, closed_event = ?, closed_at = ? WHERE dataset_id = ? "
                 "AND unit = ?", [cycle, event, store.utc_now(), found["id"], int(info["unit"])])
     rows = queries.engine_readings(con, found["name"], int(info["unit"]))
@@ -117,6 +122,8 @@ def _close(con: Any, found: dict, info: dict, cycle: int, event: str) -> str:
         target_id = int(existing["id"])
         writes.insert_history_engine(con, target_id, arrays)
     con.execute("INSERT INTO rul_truth VALUES (?, ?, ?)", [target_id, next_unit, cycle - int(info["last_cycle"])])
+    con.execute("INSERT INTO engine_sources VALUES (?, ?, ?, ?)",
+                [target_id, next_unit, str(found["name"]), str(info["engine"])])
     return target
 
 
@@ -149,7 +156,8 @@ def _int(value: object) -> int | None:
 
 
 def realised_predictions(con: Any) -> pd.DataFrame:
-    """Every stored prediction of an engine closed by a failure or removal, with the RUL realised since.
+    """Every stored prediction of an engine closed by a failure or removal, made before the outcome was recorded,
+    with the RUL realised since.
 
     Columns: dataset, engine, unit, cycle, model_version, rul, rul_low, rul_high, p_fail_30, risk,
     closed_cycle, realised_rul (closed cycle minus the prediction's cycle).
@@ -159,7 +167,7 @@ def realised_predictions(con: Any) -> pd.DataFrame:
         "p.p_fail_30, p.risk, e.closed_cycle, e.closed_cycle - p.cycle AS realised_rul "
         "FROM predictions p JOIN engines e ON e.dataset_id = p.dataset_id AND e.unit = p.unit "
         "JOIN datasets d ON d.id = p.dataset_id WHERE e.closed_event IN ('failure', 'removal') "
-        "AND p.cycle <= e.closed_cycle ORDER BY d.name, p.unit, p.cycle"
+        "AND p.cycle <= e.closed_cycle AND p.created_at <= e.closed_at ORDER BY d.name, p.unit, p.cycle"
     ).df()
 
 
@@ -194,10 +202,14 @@ def accuracy(frame: pd.DataFrame, cap: int = RUL_CAP, horizon: int = FAIL_HORIZO
 
 
 def live_accuracy() -> dict[str, Any]:
-    """Live accuracy of every model version on closed engines, with the totals (``core accuracy``)."""
+    """Live accuracy of every model version on closed engines, with the totals and, per closed engine (by the
+    operator's engine id), its predictions counted (``core accuracy``)."""
     with store.connect(read_only=True) as con:
         realised = realised_predictions(con)
     table = accuracy(realised)
     records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
-    return {"engines": int(realised[["dataset", "unit"]].drop_duplicates().shape[0]) if not realised.empty else 0,
-            "predictions": len(realised), "by_version": records}
+    by_engine = [] if realised.empty else [
+        {"dataset": str(dataset), "engine": str(engine), "closed_cycle": int(part["closed_cycle"].iloc[0]),
+         "predictions": len(part), "versions": sorted({str(v) for v in part["model_version"]})}
+        for (dataset, engine), part in realised.groupby(["dataset", "engine"], sort=True)]
+    return {"engines": len(by_engine), "predictions": len(realised), "by_version": records, "by_engine": by_engine}

@@ -182,3 +182,32 @@ def readings_of_engines(con: duckdb.DuckDBPyConnection, name: str, units: Sequen
         "AND unit IN (SELECT unnest(?::INTEGER[])) ORDER BY unit, cycle",
         [name, dataset_id, [int(u) for u in units]],
     ).df()
+
+
+def engine_sources(con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> pd.DataFrame:
+    """The lineage of the engines of datasets `names` that an outcome closed elsewhere (see ``engine_sources``).
+
+    Columns: dataset, unit (the copy), source_dataset, source_engine (where it was closed) and source_unit (the
+    engine's unit in that dataset today; missing once the source dataset or engine is gone).
+    """
+    return con.execute(
+        "SELECT d.name AS dataset, s.unit, s.source_dataset, s.source_engine, se.unit AS source_unit "
+        "FROM engine_sources s JOIN datasets d ON d.id = s.dataset_id "
+        "LEFT JOIN datasets sd ON sd.name = s.source_dataset "
+        "LEFT JOIN engines se ON se.dataset_id = sd.id AND se.engine = s.source_engine "
+        "WHERE d.name IN (SELECT unnest(?::VARCHAR[])) ORDER BY d.name, s.unit",
+        [list(names)],
+    ).df()
+
+
+def engine_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Engines in the store, each counted once: a closed engine's history copy is not counted while the engine it
+    was copied from is still stored (the simulation's sandbox is left out, as in :func:`list_datasets`)."""
+    row = first_row(
+        con,
+        "SELECT count(*) FROM engines e JOIN datasets d ON d.id = e.dataset_id WHERE d.role <> 'sandbox' "
+        "AND NOT EXISTS (SELECT 1 FROM engine_sources s JOIN datasets sd ON sd.name = s.source_dataset "
+        "JOIN engines se ON se.dataset_id = sd.id AND se.engine = s.source_engine "
+        "WHERE s.dataset_id = e.dataset_id AND s.unit = e.unit)",
+    )
+    return int(row[0]) if row else 0

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,7 +36,7 @@ ROLES = ("history", "fleet", "evaluation", "sandbox")
 (``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
 listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
 IN_SERVICE_ROLES = ("fleet", "evaluation")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 T = TypeVar("T")
@@ -91,6 +91,9 @@ _SCHEMA = [
         dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL, engine VARCHAR NOT NULL,
         closed_cycle INTEGER, closed_event VARCHAR, closed_at TIMESTAMP,
         PRIMARY KEY (dataset_id, unit), UNIQUE (dataset_id, engine))""",
+    """CREATE TABLE IF NOT EXISTS engine_sources (
+        dataset_id INTEGER NOT NULL, unit INTEGER NOT NULL, source_dataset VARCHAR NOT NULL,
+        source_engine VARCHAR NOT NULL, PRIMARY KEY (dataset_id, unit))""",
     """CREATE TABLE IF NOT EXISTS loaded_files (
         dataset_id INTEGER NOT NULL, sha256 VARCHAR NOT NULL, source VARCHAR NOT NULL,
         rows BIGINT NOT NULL, loaded_at TIMESTAMP NOT NULL)""",
@@ -103,15 +106,16 @@ _SCHEMA = [
 readings use, and records when an outcome closed it; ``loaded_files`` holds the sha256 of every file
 loaded into a dataset (for de-duplication); ``truth_files`` records each RUL file loaded;
 ``pending_truth`` holds RUL values that arrived before their test dataset; ``feedback`` holds the
-outcomes engineers record, with the model version serving at the time."""
+outcomes engineers record, with the model version serving at the time; ``engine_sources`` records where a
+history engine came from (the in-service dataset and engine id an outcome closed it in), its lineage."""
 
 _MIGRATE_V1 = [
     "ALTER TABLE datasets RENAME COLUMN split TO role",
-    "UPDATE datasets SET role = CASE role WHEN 'train' THEN 'history' WHEN 'test' THEN 'evaluation' "
-    "WHEN 'stream' THEN 'sandbox' ELSE role END",
+    ("UPDATE datasets SET role = CASE role WHEN 'train' THEN 'history' WHEN 'test' THEN 'evaluation' "
+    "WHEN 'stream' THEN 'sandbox' ELSE role END"),
     "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS model_version VARCHAR",
-    "INSERT INTO engines (dataset_id, unit, engine) SELECT DISTINCT dataset_id, unit, CAST(unit AS VARCHAR) "
-    "FROM readings",
+    ("INSERT INTO engines (dataset_id, unit, engine) SELECT DISTINCT dataset_id, unit, CAST(unit AS VARCHAR) "
+    "FROM readings"),
     "INSERT INTO loaded_files SELECT id, sha256, source, rows, loaded_at FROM datasets WHERE sha256 IS NOT NULL",
 ]
 """A store written before dataset roles and engine ids (schema 1): ``split`` train/test/stream becomes
@@ -122,6 +126,16 @@ _MIGRATE_V2 = [
     "ALTER TABLE predictions ADD COLUMN IF NOT EXISTS ood_reason VARCHAR",
 ]
 """Schema 2 to 3: stored predictions keep the out-of-experience flag and its reason."""
+
+_MIGRATE_V3 = [
+    ("INSERT INTO engine_sources SELECT h.dataset_id, h.unit, d.name, h.engine FROM engines h "
+    "JOIN datasets hd ON hd.id = h.dataset_id AND hd.role = 'history' "
+    "JOIN datasets d ON hd.name = d.name || '-closed' AND d.role IN ('fleet', 'evaluation') "
+    "JOIN engines e ON e.dataset_id = d.id AND e.engine = h.engine AND e.closed_event IS NOT NULL "
+    "WHERE NOT EXISTS (SELECT 1 FROM engine_sources s WHERE s.dataset_id = h.dataset_id AND s.unit = h.unit)"),
+]
+"""Schema 3 to 4: engines closed before lineage was recorded get theirs from the only link those stores kept,
+the history dataset ``<dataset>-closed`` holding a copy under the same engine id."""
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -152,7 +166,7 @@ def first_row(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 CONFLICT = ("Another change to the fleet store was being written at the same moment, so this one was not "
@@ -399,7 +413,7 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables, or bring a schema-1 or -2 store up to date, in one transaction.
+    """Create missing tables, or bring a schema-1, -2 or -3 store up to date, in one transaction.
 
     Runs when the handle opens read-write, before any cursor exists, so no thread of this process
     works on the store meanwhile; DuckDB's file lock keeps other processes out. The schema is read
@@ -418,7 +432,7 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if old:
             for statement in _MIGRATE_V1:
                 con.execute(statement)
-        for statement in _MIGRATE_V2:
+        for statement in _MIGRATE_V2 + _MIGRATE_V3:
             con.execute(statement)
         con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 

@@ -372,7 +372,7 @@ def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Delete a dataset with its readings, truth, predictions and feedback, in one transaction."""
     dataset_id = get_dataset(con, name)["id"]
     with transaction(con):
-        for table in ("readings", "rul_truth", "predictions", "feedback", "engines", "loaded_files"):
+        for table in ("readings", "rul_truth", "predictions", "feedback", "engines", "engine_sources", "loaded_files"):
             con.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
         con.execute("DELETE FROM truth_files WHERE target = ?", [name])
         con.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])

@@ -1,12 +1,38 @@
 """The promotion gate: whether a candidate's validation metrics may replace the champion's.
 
-A pure decision; :func:`core.operations.registry.register_outcome` applies it under the registry lock.
+A pure decision; :func:`core.operations.registry.register_outcome` applies it under the registry lock. Its
+tolerances come from the environment and are checked (:meth:`GateRules.from_env`) before a training starts, so a
+mistyped value is one sentence at once, not an error after a whole training.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
+
+from core.errors import UserError
+
+TOLERANCES = {
+    "PM_GATE_RMSE_TOL": "the relative validation RMSE increase allowed, a fraction such as 0.05 for 5%",
+    "PM_GATE_F2_TOL": "the validation F2 drop allowed, in F2 points such as 0.02",
+}
+"""Each tolerance variable and what its value means (both default to 0: a candidate must not be worse)."""
+
+
+def _tolerance(variable: str) -> float:
+    """The value of a tolerance variable (0 when unset); UserError naming it and the accepted form otherwise."""
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0.0 <= value < 1.0:
+        raise UserError(f"{variable} is '{raw}', which is not accepted: set it to a number from 0 up to (not "
+                        f"including) 1, {TOLERANCES[variable]}.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -23,11 +49,17 @@ class GateRules:
 
     @classmethod
     def from_env(cls) -> GateRules:
-        """Rules with the tolerances read from the environment where set."""
-        return cls(
-            rmse_tolerance=float(os.environ.get("PM_GATE_RMSE_TOL", "0.0")),
-            f2_tolerance=float(os.environ.get("PM_GATE_F2_TOL", "0.0")),
-        )
+        """Rules with the tolerances read from the environment where set; UserError for a value outside
+        [0, 1) or not a number (e.g. ``5%``), naming the variable and the accepted form."""
+        return cls(rmse_tolerance=_tolerance("PM_GATE_RMSE_TOL"), f2_tolerance=_tolerance("PM_GATE_F2_TOL"))
+
+
+def rules_before_training() -> GateRules:
+    """:meth:`GateRules.from_env`, called before a training starts: a bad tolerance refuses the training."""
+    try:
+        return GateRules.from_env()
+    except UserError as err:
+        raise UserError(f"{err} No training was started.") from err
 
 
 def gate(candidate: dict[str, float], champion: dict[str, float] | None, rules: GateRules) -> tuple[bool, str]:

@@ -3,7 +3,8 @@
 ``python -m core.operations.ingest_job --action check|load --paths PATH... [--role R] [--dataset NAME]`` runs
 :func:`core.data.ingest.inspect` or :func:`core.data.ingest.load` on paths under ``PM_IMPORT_ROOT``, in its
 own process (started through :mod:`core.operations.jobs`, not exclusive), so a large or hostile folder
-costs the dashboard's server neither memory nor a blocked session.
+costs the dashboard's server neither memory nor a blocked session. A load into a store with no model then starts
+the first training (:func:`first_model_after_load`), as ``make run`` does.
 
 The page holds a lease on the job: it calls :func:`renew` each time it polls the job (every second while
 the page is open). The job asks :func:`lease_expired` between files and unpacked chunks; once the page
@@ -97,10 +98,20 @@ def _run(args: argparse.Namespace, reporter: job_runtime.Reporter) -> dict[str, 
         reporter.phase("loading", ", ".join(args.paths))
         summary = ingest.load(args.paths, progress=lambda f, _msg: reporter.progress(round(f * 100), 100),
                               role=args.role, dataset=args.dataset, root=root, cancelled=cancelled)
-        return summary.to_dict()
     except Cancelled as err:
         reporter.cancelled(str(err))
         raise job_runtime.JobCancelled() from err
+    return {**summary.to_dict(), **first_model_after_load(job_records.read_record(Path(record)).created_by
+                                                          if record else "")}
+
+
+def first_model_after_load(created_by: str) -> dict[str, str]:
+    """After a load: start training a first model if the store has none (as ``core setup`` does, through
+    :func:`core.operations.retrain.first_model`); ``{"first_model": sentence}`` unless a model already serves."""
+    from core.operations import retrain
+
+    state, sentence = retrain.first_model(created_by or "dashboard")
+    return {} if state == "serving" else {"first_model": sentence}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ _KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def parse_time(value: str | None) -> float | None:
@@ -105,6 +105,25 @@ class JobRecord:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
+CANCELLED_SENTENCE = "The job was cancelled."
+"""What a cancelled job's ``error`` says when nothing more specific is known."""
+
+
+def ending(record: JobRecord) -> tuple[str, str]:
+    """How a finished job ended, for a page to show: (state, one sentence).
+
+    A cancelled job is not a failure: someone (or the page that started it, by going away) stopped it, and the
+    sentence says so plainly; a failed one gives its reason; a succeeded one says it finished.
+    """
+    when = f" at {record.finished_at[11:16]} UTC" if record.finished_at and len(record.finished_at) >= 16 else ""
+    if record.state == "cancelled":
+        reason = record.error if record.error and record.error != CANCELLED_SENTENCE else ""
+        return "cancelled", f"Job {record.id} was cancelled{when}." + (f" {reason}" if reason else "")
+    if record.state == "failed":
+        return "failed", f"Job {record.id} failed{when}: {record.error or 'no reason was recorded.'}"
+    return record.state, f"Job {record.id} {record.state}{when}."
+
+
 # ---------------------------------------------------------------- storage
 
 
@@ -150,7 +169,7 @@ def read_record(path: Path) -> JobRecord:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(raw, dict):
-            raise ValueError("not a JSON object")
+            raise TypeError("not a JSON object")
         return JobRecord.from_dict(raw)
     except FileNotFoundError:
         raise UserError(f"There is no job {path.stem}.") from None

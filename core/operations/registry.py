@@ -21,7 +21,11 @@ Integrity and concurrency:
 - the gate's read-decide-write and every alias move hold one file lock (``$PM_HOME/registry.lock``),
   so two gates deciding at once compare against each other's outcome;
 - every training run is tagged with its process; :func:`recover` (at :func:`init` and before each new
-  training is logged) ends runs left RUNNING by a dead process and keeps out versions it never gated.
+  training is logged) ends runs left RUNNING by a dead process and keeps out versions it never gated;
+- the registry is never guessed: an alias that is not set reads as None, but a read that fails (a locked
+  database, an unreachable server) is retried :data:`READ_ATTEMPTS` times with a short backoff and then raises
+  :class:`RegistryReadError`; the gate then refuses to decide (:func:`register_outcome`), the champion stays and
+  the new version is kept as the challenger.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -57,6 +62,12 @@ CHALLENGER = "challenger"
 PROCESS_TAGS = ("pm_host", "pm_pid", "pm_pid_start")
 """Run tags naming the process that logs the run, so a run or version it left behind can be told from a live one."""
 END_REASON_TAG = "pm_end_reason"
+
+READ_ATTEMPTS = 3
+READ_BACKOFF_S = 0.25
+"""A failed registry read is tried :data:`READ_ATTEMPTS` times in all, waiting ``READ_BACKOFF_S * attempt`` between."""
+_MISSING = "RESOURCE_DOES_NOT_EXIST"
+T = TypeVar("T")
 
 LOG = logging.getLogger("core.operations.registry")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -190,11 +201,42 @@ def client() -> Any:
     return _mlflow().MlflowClient()
 
 
+class RegistryReadError(UserError):
+    """The registry could not be read (after :data:`READ_ATTEMPTS` tries); nothing may be concluded from it."""
+
+
+def _missing(err: Exception) -> bool:
+    """Whether an MLflow error says the thing asked for does not exist (as opposed to a failed read)."""
+    return getattr(err, "error_code", "") == _MISSING
+
+
+def _read(read: Callable[[], T], what: str) -> T:
+    """``read()``, tried again after a short backoff when MLflow fails; an error saying the thing does not exist is
+    raised at once (it is an answer), any other raises :class:`RegistryReadError` after the last try."""
+    mlflow = _mlflow()
+    attempt = 1
+    while True:
+        try:
+            return read()
+        except mlflow.exceptions.MlflowException as err:
+            if _missing(err):
+                raise
+            if attempt >= READ_ATTEMPTS:
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+                raise RegistryReadError(f"The model registry could not be read ({what}) after {READ_ATTEMPTS} "
+                                        f"tries: {first}.") from err
+            LOG.warning("Reading the model registry (%s) failed, trying again: %s", what, err)
+        time.sleep(READ_BACKOFF_S * attempt)
+        attempt += 1
+
+
 def _model_version(name: str, version: int) -> Any:
-    """The registered ``ModelVersion`` ``version`` of ``name``; UserError when there is no such version."""
+    """The registered ``ModelVersion`` ``version`` of ``name``; UserError when there is no such version,
+    :class:`RegistryReadError` when the registry cannot be read."""
     mlflow = _mlflow()
     try:
-        return mlflow.MlflowClient().get_model_version(name, str(version))
+        return _read(lambda: mlflow.MlflowClient().get_model_version(name, str(version)),
+                     f"version {version} of {name}")
     except mlflow.exceptions.MlflowException as err:
         raise UserError(f"Model version {version} of {name} does not exist.") from err
 
@@ -328,13 +370,22 @@ def copy_version(source_name: str, version: int) -> int:
     return _new_version(mv.source, mv.run_id, tags)
 
 
-def alias_version(alias: str, name: str | None = None) -> int | None:
-    """The version an alias points at (of ``name``, default :func:`model_name`), or None if there is none."""
+def aliases(name: str | None = None) -> dict[str, int]:
+    """Every alias of ``name`` (default :func:`model_name`) and the version it points at; empty while the model
+    is not registered. :class:`RegistryReadError` when the registry cannot be read (never an empty guess)."""
     mlflow = _mlflow()
+    name = name or model_name()
     try:
-        return int(mlflow.MlflowClient().get_model_version_by_alias(name or model_name(), alias).version)
+        model = _read(lambda: mlflow.MlflowClient().get_registered_model(name), f"the aliases of {name}")
     except mlflow.exceptions.MlflowException:
-        return None
+        return {}
+    return {str(alias): int(version) for alias, version in model.aliases.items()}
+
+
+def alias_version(alias: str, name: str | None = None) -> int | None:
+    """The version an alias points at (of ``name``, default :func:`model_name`), or None if it is not set;
+    :class:`RegistryReadError` when the registry cannot be read."""
+    return aliases(name).get(alias)
 
 
 def champion_version(name: str | None = None) -> int | None:
@@ -345,7 +396,7 @@ def champion_version(name: str | None = None) -> int | None:
 def version_metrics(version: int, name: str | None = None) -> dict[str, float]:
     """The metrics logged by the run behind a registered version (of ``name``, default :func:`model_name`)."""
     mv = _model_version(name or model_name(), version)
-    return dict(client().get_run(mv.run_id).data.metrics)
+    return dict(_read(lambda: client().get_run(mv.run_id), f"the run of version {version}").data.metrics)
 
 
 def training_datasets(version: int, name: str | None = None) -> list[str]:
@@ -396,20 +447,42 @@ def register_outcome(version: int, metrics: dict[str, float], rules: GateRules |
     """Apply the promotion gate to a new version and move the aliases; return (promoted, reason).
 
     Reading the champion, deciding and moving the aliases happen under one cross-process lock, so a
-    gate deciding at the same time waits and then compares against this outcome.
+    gate deciding at the same time waits and then compares against this outcome. When the champion (its
+    alias or its metrics) cannot be read, even after retries, nothing is decided: the champion stays, the
+    version becomes the challenger and the reason says why.
     """
+    rules = rules or GateRules.from_env()
     with _registry_lock():
-        current = champion_version()
-        champion_metrics = version_metrics(current) if current is not None else None
-        promoted, reason = gate(metrics, champion_metrics, rules or GateRules.from_env())
+        try:
+            current = aliases().get(CHAMPION)
+            champion_metrics = version_metrics(current) if current is not None else None
+        except RegistryReadError as err:
+            return False, _undecided(version, err)
+        promoted, reason = gate(metrics, champion_metrics, rules)
         client().set_model_version_tag(model_name(), str(version), "gate", reason)
         if promoted:
             _point(CHAMPION, version)
-            if alias_version(CHALLENGER) == version:
+            if aliases().get(CHALLENGER) == version:
                 _unpoint(CHALLENGER)
         else:
             _point(CHALLENGER, version)
     return promoted, reason
+
+
+def _undecided(version: int, err: RegistryReadError) -> str:
+    """Keep ``version`` as the challenger, the champion as it is, and say why the gate did not decide."""
+    mlflow = _mlflow()
+    said = str(err).rstrip(".")
+    reason = (f"Not decided: {said[:1].lower()}{said[1:]}, so the gate could not compare with the champion. The champion "
+              f"stays as it was and v{version} is kept as the challenger; promote it on the Models page if it "
+              "should serve.")
+    try:
+        client().set_model_version_tag(model_name(), str(version), "gate", reason)
+        client().set_registered_model_alias(model_name(), CHALLENGER, str(version))
+    except mlflow.exceptions.MlflowException as write_err:
+        LOG.warning("Version %s could not be marked as the challenger: %s", version, write_err)
+        reason += f" (The registry also refused to mark it: {(str(write_err).splitlines() or [''])[0]})"
+    return reason
 
 
 def list_versions(name: str | None = None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.data import snapshot
 from core.operations import registry
+from core.operations.gate import rules_before_training
 from core.operations.tune import apply_recipe, load_recipe
 from models.bundle import save_bundle
 from models.device import resolve_device
@@ -53,13 +54,18 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
     `fit_xgb` replaces the local XGBoost fit (the Dask path, :mod:`core.operations.dask_training`) and
     `extra_tags` are added to the MLflow run's tags.
 
-    A tuned recipe (``core.operations.tune``) replaces the settings it holds in `config`.
+    A tuned recipe (``core.operations.tune``) replaces the settings it holds in `config`. The gate's tolerances are
+    checked before anything is trained (a bad one is a UserError naming its variable).
+
+    Test-set figures leave out the evaluation engines the model was trained on (closed by an outcome, see
+    :func:`models.training.evaluate`); ``test_FD00x_excluded`` counts them.
 
     The metrics hold the blend's and each member's validation and test RMSE (``val_rmse``,
     ``val_rmse_xgb``, ``val_rmse_lstm``, ``test_FD00x_rmse``, ``test_FD00x_rmse_xgb``,
     ``test_FD00x_rmse_lstm``), the fitted blend weights as flat ``weight_*`` numbers (logged to
     MLflow) and, in the returned dict only, as ``weights``.
     """
+    rules = rules_before_training()
     snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
     recipe = load_recipe()
     config = apply_recipe(config)
@@ -95,8 +101,11 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
             lineage=snap.lineage(),
             tags=tags,
         )
-    previous_champion = registry.champion_version()
-    promoted, reason = registry.register_outcome(version, metrics)
+    try:
+        previous_champion = registry.champion_version()
+    except registry.RegistryReadError:
+        previous_champion = None  # unknown: the gate below retries the read and, failing, refuses to decide
+    promoted, reason = registry.register_outcome(version, metrics, rules)
     return {
         "version": version,
         "run_id": run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,10 +12,15 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def test_upload_on_the_data_page_lists_the_dataset(browser_page, dashboard, dashboard_env: dict[str, str],
-                                                   tmp_path: Path, cmapss_slice: Callable[..., list[str]]) -> None:
+def test_upload_on_the_data_page_lists_the_dataset_and_trains_a_first_model(
+        browser_page, dashboard, dashboard_env: dict[str, str], tmp_path: Path,
+        cmapss_slice: Callable[..., list[str]]) -> None:
     upload = tmp_path / "train_FD001.txt"
     upload.write_text("\n".join(cmapss_slice("train_FD001", units=3)) + "\n")
+    home = Path(dashboard_env["PM_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    tiny = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu"}
+    (home / "recipe.json").write_text(json.dumps({"val_rmse": 0.0, "settings": tiny}))  # keeps the training tiny
     url = dashboard(dashboard_env)
     page = browser_page
     page.goto(f"{url}/data")
@@ -23,6 +29,8 @@ def test_upload_on_the_data_page_lists_the_dataset(browser_page, dashboard, dash
     page.get_by_role("button", name=re.compile(r"^Load 1 file")).click()
     page.get_by_text("Loaded 1 datasets").wait_for()
     page.get_by_text("1 datasets · 3 engines").wait_for()
+    page.get_by_text(re.compile(r"Training a first model on train_FD001 in the background \(job ")).wait_for()
+    page.get_by_text("rul-ensemble v1 (champion)").first.wait_for(timeout=600_000)  # it trained by itself
     assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,6 +91,36 @@ def test_data_page_checks_then_loads_a_folder(pm_home: Path, folder: Path) -> No
     assert any(m.label == "Engines" and m.value == "7" for m in at.metric)
 
 
+def test_a_first_load_into_a_store_without_a_model_starts_the_first_training(pm_home: Path, folder: Path) -> None:
+    from core.operations import registry, retrain
+
+    tiny = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu"}
+    (pm_home / "recipe.json").write_text(json.dumps({"val_rmse": 0.0, "settings": tiny}))  # keeps the training tiny
+    at = _app()
+    at.switch_page("pages/data.py").run()
+    _check_folder(at, folder)
+    _load_folder(at)
+    assert not at.exception and not at.error
+    (job,) = jobs.list_jobs(kind=retrain.TRAIN_KIND)
+    assert [t.value for t in at.text] == [(f"Training a first model on train_FD001 in the background (job {job.id}); "
+                                          "follow it on the Models page.")]
+    assert job.created_by == "dashboard" and job.data["datasets"] == "train_FD001"
+    assert jobs.wait(job.id, timeout_s=600).state == "succeeded"
+    assert registry.champion_version() == 1
+
+
+def test_an_engine_closed_by_an_outcome_is_counted_once(small_fd001: Path) -> None:
+    from core.data import fleet_ops
+
+    with store.connect(read_only=True) as con:
+        last = int(queries.find_engine(con, "test_FD001", "2")["last_cycle"])
+    fleet_ops.record_outcome("test_FD001", "2", last, "failure")
+    at = _app()
+    assert not at.exception and not at.error
+    assert [m.value for m in at.metric if m.label == "Engines"] == ["18"]
+    assert "3 datasets · 18 engines" in [m.value for m in at.sidebar.markdown]
+
+
 def test_data_page_shows_a_bad_file_as_a_sentence_and_loads_nothing(pm_home: Path, folder: Path) -> None:
     lines = (folder / "train_FD001.txt").read_text().splitlines()
     lines[4] = lines[4].replace(" ", " abc ", 1)
@@ -175,8 +206,8 @@ def test_folder_outside_the_import_root_is_refused_without_saying_whether_it_exi
         at.text_input(key="folder").set_value(outside).run()
         at.button(key="check_folder").click().run()
         assert not at.exception
-        assert [e.value for e in at.error] == [f"{outside} is not inside the import folder {import_root}; only "
-                                               "files under it can be read here."]
+        assert [e.value for e in at.error] == [(f"{outside} is not inside the import folder {import_root}; only "
+                                               "files under it can be read here.")]
         assert "folder_job" not in at.session_state
     _assert_nothing_loaded()
 
@@ -189,8 +220,8 @@ def test_symlink_leaving_the_import_root_is_refused(pm_home: Path, import_root: 
     at.switch_page("pages/data.py").run()
     at.text_input(key="folder").set_value(str(link)).run()
     at.button(key="check_folder").click().run()
-    assert [e.value for e in at.error] == [f"{link} is not inside the import folder {import_root}; only files "
-                                           "under it can be read here."]
+    assert [e.value for e in at.error] == [(f"{link} is not inside the import folder {import_root}; only files "
+                                           "under it can be read here.")]
     _check_folder(at, folder)
     assert any(f"{folder / 'fleet_x.csv'} is not inside the import folder" in e.value for e in at.error)
     _assert_nothing_loaded()

@@ -204,3 +204,41 @@ def test_retrain_refuses_an_empty_selection_and_live_accuracy_shows_closed_engin
     table = at.dataframe[0].value if "Version" in at.dataframe[0].value.columns else at.dataframe[1].value
     assert table["Engines"].tolist() == [1] and table["RMSE (cycles)"].tolist() == [pytest.approx(8.0)]
     assert any("1 engine(s) closed by a failure or removal" in c.value for c in at.caption)
+
+
+def test_retrain_defaults_take_a_closed_evaluation_engine_and_the_choice_survives_a_reload(
+        small_fd001: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.data import fleet_ops, queries, store
+
+    with store.connect(read_only=True) as con:
+        last = int(queries.find_engine(con, "test_FD001", "4")["last_cycle"])
+    fleet_ops.record_outcome("test_FD001", "4", last + 3, "failure")
+    started: list[object] = []
+
+    def fake_start(snap: object, config: object, created_by: str = "") -> job_records.JobRecord:
+        started.append(snap)
+        return _job("queued")
+
+    monkeypatch.setattr(retrain, "start_job", fake_start)
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [])
+    at = _models_page()
+    assert at.multiselect(key="retrain_datasets").value == ["test_FD001-closed", "train_FD001"]
+    at.button(key="retrain").click().run()
+    assert not at.exception and not at.error
+    assert [snap.datasets for snap in started] == [["test_FD001-closed", "train_FD001"]]
+
+    at.multiselect(key="retrain_datasets").set_value(["train_FD001"]).run()
+    assert not at.exception and not at.error
+    at = _models_page()
+    assert at.multiselect(key="retrain_datasets").value == ["train_FD001"], "a reload keeps the operator's choice"
+    assert retrain.training_datasets() == ["train_FD001"], "and the command line trains on the same"
+
+
+def test_a_cancelled_job_is_shown_as_cancelled_not_as_an_error(small_fd001: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    cancelled = _job("cancelled", error="The job was cancelled.", finished_at="2026-11-22T12:05:09.000+00:00")
+    monkeypatch.setattr(jobs, "list_jobs", lambda **_: [cancelled])
+    at = _models_page()
+    assert not at.exception and not at.error
+    assert [i.value for i in at.info if "cancelled" in i.value] == [
+        f"Job {cancelled.id} was cancelled at 12:05 UTC. The serving model was not changed."]
