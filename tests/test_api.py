@@ -64,6 +64,7 @@ def test_health_names_the_champion_and_datasets_to_a_token(server) -> None:
     assert body["status"] == "ok" and body["version"] == "1"
     assert body["champion_version"] == 1 and body["running_job"] is None
     assert {d["name"] for d in body["datasets"]} == {"train_FD001", "test_FD001"}
+    assert sorted(d["id"] for d in body["datasets"]) == [1, 2]  # the dataset_id label of /metrics
 
 
 @pytest.mark.parametrize("header", ["", "Bearer wrong-token-0123456789"])

@@ -31,7 +31,7 @@ from schemathesis.engine import events as engine_events
 from tests.api_support import api_client, build_trained_home, engine_body
 
 TOKEN = "contract-token-0123456789abcdef"
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 30
 SEED = 24
 
 
