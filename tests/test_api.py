@@ -305,16 +305,18 @@ def test_a_body_that_is_not_utf8_or_nests_too_deeply_is_refused_as_invalid_json(
     _refused(client.post(path, content=b"[" * 100_000, headers=headers), 422, "body", "too deeply")
 
 
-@pytest.mark.parametrize(("path", "field", "character"), [
-    ("/api/v1/engines/test_FD001/%00", "engine", "U+0000"),
-    ("/api/v1/engines/test_FD001/ESN%0A1", "engine", "U+000A"),
-    ("/api/v1/engines/test%1B_FD001/1", "dataset", "U+001B"),
-    ("/api/v1/engines/test_FD001/%C2%85", "engine", "U+0085"),
+@pytest.mark.parametrize(("path", "field", "words"), [
+    ("/api/v1/engines/test_FD001/%00", "engine", ("control character U+0000",)),
+    ("/api/v1/engines/test_FD001/ESN%0A1", "engine", ("control character U+000A",)),
+    ("/api/v1/engines/test%1B_FD001/1", "dataset", ("control character U+001B",)),
+    ("/api/v1/engines/test_FD001/%C2%85", "engine", ("control character U+0085",)),
+    ("/api/v1/engines/test_FD001/ESN%5C..%5C1", "engine", ("'..'", "path segment")),
 ])
-def test_a_path_holding_a_control_character_is_refused_in_json(server, path: str, field: str, character: str) -> None:
-    """Issue 24: NUL got Streamlit's plain-text 'Bad Request', a line break the dashboard's plain-text 404."""
+def test_a_path_holding_a_control_character_or_dot_dot_is_refused_in_json(server, path: str, field: str,
+                                                                          words: tuple[str, ...]) -> None:
+    """Issue 24: NUL and '..' got Streamlit's plain-text 'Bad Request', a line break the dashboard's plain 404."""
     client, _ = server
-    _refused(client.get(path), 422, field, character, "control character")
+    _refused(client.get(path), 422, field, *words)
 
 
 def test_limits_the_schema_states_are_refused_by_validation(server, engine1) -> None:

@@ -157,7 +157,8 @@ def _parameter(segments: list[str], index: int, templates: Sequence[str]) -> str
 
 
 def path_refusal(path: str, prefix: str, templates: Sequence[str]) -> tuple[str, str] | None:
-    """(sentence, field) refusing an API path that holds a control character or a ``..`` segment, else None.
+    """(sentence, field) refusing an API path that holds a control character or a ``..`` segment (between
+    slashes or backslashes, as Streamlit's guard reads it), else None.
 
     `templates` are the API's route paths under `prefix` (``/engines/{dataset}/{engine}``); the field is the
     path parameter the offending segment fills (``engine``), or ``path`` when it fills none.
@@ -165,7 +166,7 @@ def path_refusal(path: str, prefix: str, templates: Sequence[str]) -> tuple[str,
     segments = path.removeprefix(prefix).split("/")
     for index, segment in enumerate(segments):
         control = CONTROL.search(segment)
-        if control is None and segment != "..":
+        if control is None and ".." not in segment.split("\\"):
             continue
         field = _parameter(segments, index, templates)
         if control is not None:
@@ -174,8 +175,8 @@ def path_refusal(path: str, prefix: str, templates: Sequence[str]) -> tuple[str,
                 return f"The request path holds {shown}; no API path does.", field
             return f"The path parameter '{field}' holds {shown}; no dataset or engine name does.", field
         if field == "path":
-            return "The request path has the segment '..', which no API path has.", field
-        return f"The path parameter '{field}' is '..', which names no dataset or engine.", field
+            return "The request path has the segment '..', which the server refuses in any path.", field
+        return f"The path parameter '{field}' holds '..' as a path segment, which the server refuses in any path.", field
     return None
 
 
