@@ -2,7 +2,7 @@
 
 - ``/api/v1``: the REST API (:mod:`core.server.api`); ``/metrics``: Prometheus text (:mod:`core.server.metrics`);
 - middleware: request count and latency of those two; a JSON refusal of an API path holding a control
-  character (:class:`~core.server.errors.PathGuardMiddleware`);
+  character or a ``..`` segment (:class:`~core.server.errors.PathGuardMiddleware`);
 - lifespan: create the store's schema before the first request; open the registry database (importing MLflow
   takes seconds) in the background a few seconds later, so the dashboard answers and draws its first page at
   once, then start the alert watcher (which scores engines with new readings) and load the champion; stop the
