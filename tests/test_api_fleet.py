@@ -55,7 +55,7 @@ def test_readings_append_to_a_fleet_dataset_identical_rows_are_a_no_op_conflicts
     assert first.status_code == 200, first.text
     health = client.get("/api/v1/health").json()
     line = next(d for d in health["datasets"] if d["name"] == "line-A")
-    assert line == {"name": "line-A", "role": "fleet", "engines": 2, "rows": 40}
+    assert line == {"id": line["id"], "name": "line-A", "role": "fleet", "engines": 2, "rows": 40}
 
     again = client.post("/api/v1/readings", json={"dataset": "line-A", "readings": rows})
     assert again.status_code == 200, again.text
