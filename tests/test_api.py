@@ -56,13 +56,43 @@ def _refused(response: Any, status: int, field: str | None = None, *words: str) 
 # -------------------------------------------------------------------------------------- health, auth
 
 
-def test_health_needs_no_token_and_names_the_champion_and_datasets(server) -> None:
+def test_health_names_the_champion_and_datasets_to_a_token(server) -> None:
     client, _ = server
-    response = client.get("/api/v1/health", headers={"Authorization": ""})
+    response = client.get("/api/v1/health")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok" and body["champion_version"] == 1 and body["running_job"] is None
+    assert body["status"] == "ok" and body["version"] == "1"
+    assert body["champion_version"] == 1 and body["running_job"] is None
     assert {d["name"] for d in body["datasets"]} == {"train_FD001", "test_FD001"}
+    assert sorted(d["id"] for d in body["datasets"]) == [1, 2]  # the dataset_id label of /metrics
+
+
+@pytest.mark.parametrize("header", ["", "Bearer wrong-token-0123456789"])
+def test_health_without_a_valid_token_says_only_status_and_version_where_sign_in_is_required(
+        server, monkeypatch: pytest.MonkeyPatch, header: str) -> None:
+    """Issue 24: with PM_AUTH=required, a caller without a credential learns no dataset names or counts."""
+    client, _ = server
+    monkeypatch.setenv("PM_AUTH", "required")
+    local = TestClient(client.app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000))
+    for caller in (client, local):
+        response = caller.get("/api/v1/health", headers={"Authorization": header})
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "version": "1"}
+    assert {d["name"] for d in local.get("/api/v1/health", headers={"Authorization": f"Bearer {TOKEN}"}).json()[
+        "datasets"]} == {"train_FD001", "test_FD001"}
+
+
+def test_health_lists_datasets_without_a_token_only_to_this_machine(server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the dashboard: on loopback, from this machine, with PM_AUTH unset, no sign-in is required; a client on
+    another machine (or behind a forwarding proxy) is not told the fleet's names."""
+    client, _ = server
+    monkeypatch.delenv("PM_AUTH", raising=False)
+    local = TestClient(client.app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000))
+    remote = TestClient(client.app, base_url="http://127.0.0.1", client=("192.0.2.7", 50000))
+    assert "datasets" in local.get("/api/v1/health").json()
+    assert local.get("/api/v1/health", headers={"X-Forwarded-For": "192.0.2.7"}).json() == {"status": "ok",
+                                                                                           "version": "1"}
+    assert remote.get("/api/v1/health").json() == {"status": "ok", "version": "1"}
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token-0123456789", "Basic " + TOKEN, TOKEN])
@@ -84,6 +114,39 @@ def test_the_openapi_document_lists_every_endpoint(server) -> None:
     assert {"/health", "/predict", "/batch-predict", "/readings", "/outcomes", "/engines/{dataset}/{engine}",
             "/alerts"} <= set(paths)
     assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_the_openapi_states_the_limits_the_server_enforces(server) -> None:
+    """Issue 24: typed reading items with the ingest bounds, minItems where an empty list is refused, the cycle's
+    upper bound, the store's engine id length, the bearer scheme, and the error shape on every refusal."""
+    from core.data.cmapss import SENSORS, SETTINGS
+
+    client, _ = server
+    spec = client.get("/api/v1/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    reading = schemas["Reading"]
+    assert set(reading["required"]) == {"cycle", *SETTINGS, *SENSORS} and reading["additionalProperties"] is False
+    cycle = reading["properties"]["cycle"]
+    assert (cycle["type"], cycle["minimum"], cycle["maximum"]) == ("integer", 1, 1_000_000)
+    assert (reading["properties"]["setting_1"]["minimum"], reading["properties"]["setting_1"]["maximum"]) == (-1000, 1000)
+    assert (reading["properties"]["sensor_21"]["minimum"], reading["properties"]["sensor_21"]["maximum"]) == (0, 100_000)
+    assert set(schemas["FleetReading"]["required"]) == {"engine", *reading["required"]}
+    for request, item in (("EngineReadings", "Reading"), ("ReadingsRequest", "FleetReading")):
+        readings = schemas[request]["properties"]["readings"]
+        assert readings["minItems"] == 1 and readings["items"] == schemas[item]
+    engines = next(s for s in schemas["BatchRequest"]["properties"]["engines"]["anyOf"] if s.get("type") == "array")
+    assert engines["minItems"] == 1
+    outcome = schemas["OutcomeRequest"]["properties"]
+    assert outcome["cycle"]["maximum"] == 1_000_000 and outcome["engine"]["maxLength"] == 64
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["bearer"]["description"]}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            expected = [{}, {"bearer": []}] if path == "/health" else [{"bearer": []}]
+            assert operation["security"] == expected, (method, path)
+            for status, answer in operation["responses"].items():
+                if not status.startswith("2"):
+                    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
 
 
 # -------------------------------------------------------------------------------------- predict
@@ -228,9 +291,41 @@ def test_malformed_requests_are_refused_with_the_field(server, engine1) -> None:
     _refused(client.post("/api/v1/predict", json={"readings": engine1["readings"]}), 422, "engine",
              "lacks the field 'engine'")
     _refused(client.post("/api/v1/predict", json={**engine1, "extra": 1}), 422, "extra", "does not take")
-    _refused(client.post("/api/v1/predict", json={"engine": "E", "readings": []}), 422, "readings", "no readings")
+    _refused(client.post("/api/v1/predict", json={"engine": "E", "readings": []}), 422, "readings", "at least 1")
     _refused(client.post("/api/v1/predict", json={"engine": "E", "readings": [1, 2]}), 422, "readings[0]",
              "not an object")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/predict", "/api/v1/batch-predict", "/api/v1/readings", "/api/v1/outcomes"])
+def test_a_body_that_is_not_utf8_or_nests_too_deeply_is_refused_as_invalid_json(server, path: str) -> None:
+    """Issue 24: such bodies got an undocumented 400 {"detail": "There was an error parsing the body"}."""
+    client, _ = server
+    headers = {"Content-Type": "application/json"}
+    _refused(client.post(path, content=b'{"engine": "ESN-\xff"}', headers=headers), 422, "body", "not UTF-8", "0xff")
+    _refused(client.post(path, content=b"[" * 100_000, headers=headers), 422, "body", "too deeply")
+
+
+@pytest.mark.parametrize(("path", "field", "words"), [
+    ("/api/v1/engines/test_FD001/%00", "engine", ("control character U+0000",)),
+    ("/api/v1/engines/test_FD001/ESN%0A1", "engine", ("control character U+000A",)),
+    ("/api/v1/engines/test%1B_FD001/1", "dataset", ("control character U+001B",)),
+    ("/api/v1/engines/test_FD001/%C2%85", "engine", ("control character U+0085",)),
+    ("/api/v1/engines/test_FD001/ESN%5C..%5C1", "engine", ("'..'", "path segment")),
+])
+def test_a_path_holding_a_control_character_or_dot_dot_is_refused_in_json(server, path: str, field: str,
+                                                                          words: tuple[str, ...]) -> None:
+    """Issue 24: NUL and '..' got Streamlit's plain-text 'Bad Request', a line break the dashboard's plain 404."""
+    client, _ = server
+    _refused(client.get(path), 422, field, *words)
+
+
+def test_limits_the_schema_states_are_refused_by_validation(server, engine1) -> None:
+    client, _ = server
+    outcome = {"dataset": "test_FD001", "engine": "1", "cycle": 2_000_000, "event": "failure"}
+    _refused(client.post("/api/v1/outcomes", json=outcome), 422, "cycle", "less than or equal to 1000000")
+    _refused(client.post("/api/v1/outcomes", json={**outcome, "cycle": 1.8e32}), 422, "cycle")
+    _refused(client.post("/api/v1/outcomes", json={**outcome, "cycle": 5, "engine": "E" * 65}), 422, "engine", "64")
+    _refused(client.post("/api/v1/predict?model=%C2%B2", json=engine1), 422, "model")
 
 
 def test_a_body_over_the_limit_is_refused_with_413(server, engine1, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +370,7 @@ def test_batch_refusals_name_the_engine_and_reading(server, home: Path) -> None:
     _refused(client.post("/api/v1/batch-predict", json={"engines": [good], "dataset": "test_FD001"}), 422, "body",
              "either")
     _refused(client.post("/api/v1/batch-predict", json={}), 422, "body", "either")
-    _refused(client.post("/api/v1/batch-predict", json={"engines": []}), 422, "engines", "no engines")
+    _refused(client.post("/api/v1/batch-predict", json={"engines": []}), 422, "engines", "at least 1")
 
 
 def test_batch_of_a_stored_dataset_scores_every_engine_and_records_it(server) -> None:
@@ -322,6 +417,49 @@ def test_metrics_count_requests_by_endpoint_and_status_and_predictions_by_risk(s
     assert "pm_training_job_state" in text
     client.get("/api/v1/engines/test_FD001/77")
     assert 'endpoint="/api/v1/engines/{dataset}/{engine}"' in client.get("/metrics").text
+
+
+def test_metrics_key_a_dataset_by_its_id_unless_the_operator_allows_names(server, monkeypatch) -> None:
+    """Issue 24: /metrics answers without a token, so by default no dataset name is a label."""
+    from core.server import metrics
+
+    client, _ = server
+    for var in ("PM_METRICS_DATASET_LABELS", "PM_METRICS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    try:
+        metrics.set_drift_share(7, "line-Secret", 0.42)
+        text = client.get("/metrics").text
+        assert "line-Secret" not in text
+        assert _sample(text, "pm_drift_share", dataset_id="7", dataset="") == 0.42
+        monkeypatch.setenv("PM_METRICS_DATASET_LABELS", "1")
+        metrics.set_drift_share(7, "line-Secret", 0.5)
+        assert _sample(client.get("/metrics").text, "pm_drift_share", dataset_id="7", dataset="line-Secret") == 0.5
+    finally:
+        metrics.DRIFT_SHARE.clear()
+
+
+def test_metrics_behind_a_token_need_it_and_may_name_datasets(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.errors import UserError
+    from core.server import asgi, metrics
+
+    monkeypatch.delenv("PM_METRICS_DATASET_LABELS", raising=False)
+    monkeypatch.setenv("PM_METRICS_TOKEN", "short")
+    with pytest.raises(UserError, match="PM_METRICS_TOKEN is shorter than 16"):
+        asgi.build(watch=False)
+    secret = "metrics-secret-0123456789"
+    monkeypatch.setenv("PM_METRICS_TOKEN", secret)
+    with api_client(home, TOKEN, monkeypatch) as (client, _parts):
+        for header in ("", f"Bearer {TOKEN}"):
+            refused = client.get("/metrics", headers={"Authorization": header})
+            _refused(refused, 401, None, "PM_METRICS_TOKEN")
+            assert refused.headers["www-authenticate"] == "Bearer"
+        try:
+            metrics.set_drift_share(7, "line-Secret", 0.3)
+            answer = client.get("/metrics", headers={"Authorization": f"Bearer {secret}"})
+            assert answer.status_code == 200
+            assert _sample(answer.text, "pm_drift_share", dataset_id="7", dataset="line-Secret") == 0.3
+        finally:
+            metrics.DRIFT_SHARE.clear()
 
 
 def test_concurrent_predictions_share_one_model_call_and_each_gets_its_own_engines(server, home: Path) -> None:

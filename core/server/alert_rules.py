@@ -89,7 +89,7 @@ def drift_alerts(cache: ModelCache, datasets: list[str], seen: dict[str, tuple])
             table = drift.compare_frames(matched, current, list(ensemble.pipeline.sensors), normalise=True)
             share = drift.drift_share(table)
             seen[name] = stamp
-            metrics.DRIFT_SHARE.labels(dataset=name).set(share)
+            metrics.set_drift_share(int(listing.loc[name, "id"]), name, share)
             if share > DRIFT_SHARE_LIMIT:
                 drifted = ", ".join(table.loc[table["drifted"] & table["informative"], "feature"])
                 out.append(Alert(key=f"drift:{name}:v{version}", kind="drift", dataset=name, value=share,

@@ -2,7 +2,9 @@
 
 Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`core.server.auth`), whose user's
 role must allow the endpoint's action (:mod:`core.access.roles`): reads need a viewer, ``/readings`` and
-``/outcomes`` an operator; a missing or unknown token is answered 401, a role too low 403.
+``/outcomes`` an operator; a missing or unknown token is answered 401, a role too low 403. ``/health`` names the
+datasets only to a caller with a token or where no sign-in is required (:mod:`core.server.disclosure`); to
+others it says its status and version.
 Predictions come from the model cache of this process; writes go through :mod:`core.data.fleet_ops`,
 the one writer path of the store, serialised by :data:`WRITE_LOCK`; after a write the alert watcher is
 poked. Errors: :mod:`core.server.errors`.
@@ -15,7 +17,8 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from core import config
@@ -23,7 +26,7 @@ from core.access import roles
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.operations import jobs
-from core.server import auth, errors, metrics, predicting
+from core.server import auth, disclosure, errors, metrics, predicting
 from core.server.alert_rules import Watcher
 from core.server.alerts import list_alerts
 from core.server.batcher import Batcher
@@ -42,12 +45,20 @@ from core.server.schemas import (
 
 WRITE_LOCK = threading.Lock()
 """Serialises the API's writes to the store within this process."""
+API_VERSION = "1"
+BEARER = HTTPBearer(scheme_name="bearer", auto_error=False,
+                    description="the server's admin token or a user's token ('python -m core users token NAME')")
+"""Documents the bearer token (Swagger's 'Authorize'); :func:`require_token` decides who the token names."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
     for code, text in ((401, "no or wrong bearer token"), (403, "the token's role may not do this"),
-                       (404, "unknown dataset or engine"), (413, "request body too large"),
-                       (422, "invalid request; the sentence names the field"))
+                       (413, "request body too large"),
+                       (422, "invalid request (not UTF-8 JSON, a bad field or path); the sentence names it"),
+                       (500, "the server failed; the details are in its log"))
 }
+"""The answers every secured endpoint may give besides its own (each the :class:`Problem` shape)."""
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown dataset or engine"}}
+MODEL_QUERY = Query(description="version number, champion or challenger", pattern="^(champion|challenger|[0-9]{1,9})$")
 
 
 class Services:
@@ -63,9 +74,9 @@ class Services:
         self._listing: tuple[tuple, list[dict[str, Any]]] | None = None
 
     def dataset_listing(self) -> list[dict[str, Any]]:
-        """Name, role, engines and rows of each loaded dataset, read again only when the store's file stamp
-        (:func:`core.data.store.stamp`) changes: ``/health`` is polled by monitors, and opening the store costs
-        tens of milliseconds."""
+        """Id (the ``dataset_id`` label of ``/metrics``), name, role, engines and rows of each loaded dataset,
+        read again only when the store's file stamp (:func:`core.data.store.stamp`) changes: ``/health`` is polled
+        by monitors, and opening the store costs tens of milliseconds."""
         if not config.paths().duckdb.exists():
             return []
         with self._listing_lock:
@@ -73,8 +84,8 @@ class Services:
             if self._listing is None or self._listing[0] != stamp:
                 with store.connect(read_only=True) as con:
                     frame = queries.list_datasets(con)
-                listing = [{"name": str(r["name"]), "role": str(r["role"]), "engines": int(r["engines"]),
-                            "rows": int(r["rows"])} for _, r in frame.iterrows()]
+                listing = [{"id": int(r["id"]), "name": str(r["name"]), "role": str(r["role"]),
+                            "engines": int(r["engines"]), "rows": int(r["rows"])} for _, r in frame.iterrows()]
                 self._listing = (stamp, listing)
             return [dict(item) for item in self._listing[1]]
 
@@ -88,7 +99,8 @@ def _services(request: Request) -> Services:
     return request.app.state.services
 
 
-def require_token(request: Request) -> auth.Caller:
+def require_token(request: Request,
+                  _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]) -> auth.Caller:
     """Who calls (kept in ``request.state.caller``); refuse (401) a request without a known bearer token."""
     found = auth.caller(request.headers.get("authorization"), _services(request).token)
     if found is None:
@@ -152,7 +164,7 @@ def _engine_columns(engines: list[EngineReadings], field: str) -> tuple[dict[str
 
 def build_api(services: Services) -> FastAPI:
     """The FastAPI app of ``/api/v1``."""
-    app = FastAPI(title="Turbofan fleet RUL API", version="1", docs_url="/docs", openapi_url="/openapi.json",
+    app = FastAPI(title="Turbofan fleet RUL API", version=API_VERSION, docs_url="/docs", openapi_url="/openapi.json",
                   redoc_url=None, description="Predictions, readings, outcomes and alerts of the fleet dashboard's "
                                               "server. Send `Authorization: Bearer <token>`: the admin token (Home "
                                               "page, for admins) or a user's token with that user's role (`python "
@@ -165,18 +177,24 @@ def build_api(services: Services) -> FastAPI:
     secured = APIRouter(dependencies=[Depends(require_token), needs("read")], responses=ERRORS,
                         route_class=FastJSONRoute)
 
-    @open_routes.get("/health", summary="Server status (no token needed)")
+    @open_routes.get("/health", summary="Server status (no token needed; datasets need one where sign-in is "
+                                        "required)", responses={code: ERRORS[code] for code in (413, 500)},
+                     openapi_extra={"security": [{}, {"bearer": []}]})
     def health(request: Request) -> dict[str, Any]:
         s = _services(request)
+        status = "ok"
+        if not disclosure.may_see_fleet(request.scope, request.headers.get("authorization"), s.token):
+            return {"status": status, "version": API_VERSION}
         job = jobs.running()
-        return {"status": "ok", "champion_version": s.cache.champion_version(), "datasets": s.dataset_listing(),
+        return {"status": status, "version": API_VERSION, "champion_version": s.cache.champion_version(),
+                "datasets": s.dataset_listing(),
                 "running_job": None if job is None else {"id": job.id, "kind": job.kind, "phase": job.phase,
                                                          "progress": job.progress}}
 
     @secured.post("/predict", summary="Predict one engine from its readings", response_model=Prediction,
                   response_model_exclude_none=True)
     def predict(body: EngineReadings, request: Request,
-                model: Annotated[str | None, Query(description="version number, champion or challenger")] = None,
+                model: Annotated[str | None, MODEL_QUERY] = None,
                 factors: Annotated[bool, Query(description="include the top 5 SHAP factors")] = True,
                 ) -> dict[str, Any]:
         s = _services(request)
@@ -187,17 +205,15 @@ def build_api(services: Services) -> FastAPI:
         return answer
 
     @secured.post("/batch-predict", summary="Predict many engines, given or stored", response_model=BatchAnswer,
-                  response_model_exclude_none=True)
+                  response_model_exclude_none=True, responses=NOT_FOUND)
     def batch_predict(body: BatchRequest, request: Request,
-                      model: Annotated[str | None, Query(description="version number, champion or challenger")] = None,
+                      model: Annotated[str | None, MODEL_QUERY] = None,
                       ) -> dict[str, Any]:
         s = _services(request)
         if (body.engines is None) == (body.dataset is None):
             raise InputError("body", "Give either 'engines' (engines with their readings) or 'dataset' (a stored "
                                      "dataset's name), not both or neither.")
         if body.engines is not None:
-            if not body.engines:
-                raise InputError("engines", "The batch holds no engines.")
             frame, ids = _engine_columns(body.engines, "engines")
         else:
             _dataset_or_404(body.dataset)
@@ -223,7 +239,7 @@ def build_api(services: Services) -> FastAPI:
         return result
 
     @secured.post("/outcomes", summary="Record what happened to an engine (operator)",
-                  dependencies=[needs("record_outcome")])
+                  dependencies=[needs("record_outcome")], responses=NOT_FOUND)
     def outcomes(body: OutcomeRequest, request: Request) -> dict[str, Any]:
         _engine_or_404(body.dataset, body.engine)
         served_version = _services(request).cache.champion_version()
@@ -233,7 +249,8 @@ def build_api(services: Services) -> FastAPI:
         _services(request).changed()
         return result
 
-    @secured.get("/engines/{dataset}/{engine}", summary="An engine's latest prediction and history")
+    @secured.get("/engines/{dataset}/{engine}", summary="An engine's latest prediction and history",
+                 responses=NOT_FOUND)
     def engine(dataset: str, engine: str) -> dict[str, Any]:
         _engine_or_404(dataset, engine)
         return fleet_ops.engine_history(dataset, engine)

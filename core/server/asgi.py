@@ -1,7 +1,8 @@
 """The server's own routes, middleware and lifespan, for ``st.App`` in ``app.py`` (which serves the dashboard).
 
 - ``/api/v1``: the REST API (:mod:`core.server.api`); ``/metrics``: Prometheus text (:mod:`core.server.metrics`);
-- middleware: request count and latency of those two;
+- middleware: request count and latency of those two; a JSON refusal of an API path holding a control
+  character or a ``..`` segment (:class:`~core.server.errors.PathGuardMiddleware`);
 - lifespan: create the store's schema before the first request; open the registry database (importing MLflow
   takes seconds) in the background a few seconds later, so the dashboard answers and draws its first page at
   once, then start the alert watcher (which scores engines with new readings) and load the champion; stop the
@@ -24,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from core.data import store
 from core.errors import UserError
 from core.operations import jobs, registry
-from core.server import auth, metrics
+from core.server import auth, errors, metrics
 from core.server.alert_rules import TRAIN_KIND, Watcher
 from core.server.alerts import Notifier
 from core.server.api import Services, build_api
@@ -75,11 +76,13 @@ def build(watch: bool = True) -> ServerParts:
     notifier = Notifier()
     watcher = Watcher(cache, notifier, on_change=ServerScorer(cache)) if watch else None
     services = Services(cache, watcher, auth.api_token())
+    api = build_api(services)
     routes: list[BaseRoute] = [
-        Mount("/api/v1", app=build_api(services)),
-        Route("/metrics", metrics.metrics_endpoint(_refresh(services)), methods=["GET"]),
+        Mount("/api/v1", app=api),
+        Route("/metrics", metrics.metrics_endpoint(_refresh(services), metrics.metrics_token()), methods=["GET"]),
     ]
-    middleware = [Middleware(metrics.MetricsMiddleware)]
+    middleware = [Middleware(metrics.MetricsMiddleware),
+                  Middleware(errors.PathGuardMiddleware, prefix="/api/v1", templates=list(api.openapi()["paths"]))]
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:

@@ -3,7 +3,10 @@
 - 401: no or wrong bearer token; 404: an unknown dataset or engine (:class:`NotFound`, raised by the
   API after looking it up); 413: a body over ``PM_API_MAX_BODY_MB`` (default 64 MB);
 - 422: a request that does not parse or fails a check (:class:`~core.server.readings_input.InputError`,
-  pydantic's validation, or any :class:`~core.errors.UserError` from the core, e.g. a refused append);
+  pydantic's validation, or any :class:`~core.errors.UserError` from the core, e.g. a refused append), a
+  body that is not UTF-8 JSON (:mod:`core.server.json_body`), and a path holding a control character or a
+  ``..`` segment (:class:`PathGuardMiddleware`, ahead of routing: such a path would otherwise miss the API's
+  mount or meet Streamlit's plain-text refusal);
 - 500: anything else, answered with a sentence while the traceback goes to the server log.
 """
 
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -62,6 +67,9 @@ def validation_sentence(err: dict[str, Any]) -> tuple[str, str]:
         return ("The request has no JSON body." if field == "body" else f"The request lacks the field '{field}'."), field
     if kind == "extra_forbidden":
         return f"The request has the field '{field}', which this endpoint does not take.", field
+    if kind == "too_short":
+        least = err.get("ctx", {}).get("min_length", 1)
+        return f"The field '{field}' holds too few items: it needs at least {least}.", field
     message = str(err.get("msg", "is not valid")).rstrip(".")
     return f"The field '{field}' is not valid: {message[0].lower() + message[1:]}.", field
 
@@ -130,3 +138,65 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Unicode's control characters (category Cc): no dataset or engine name holds one."""
+
+
+def _parameter(segments: list[str], index: int, templates: Sequence[str]) -> str:
+    """The name of the path parameter that segment `index` of a request path fills, or ``path``."""
+    for template in templates:
+        parts = template.split("/")
+        if len(parts) == len(segments) and all(
+                p == s or (p.startswith("{") and p.endswith("}")) for i, (p, s) in enumerate(zip(parts, segments))
+                if i != index):
+            part = parts[index]
+            return part[1:-1].split(":")[0] if part.startswith("{") else "path"
+    return "path"
+
+
+def path_refusal(path: str, prefix: str, templates: Sequence[str]) -> tuple[str, str] | None:
+    """(sentence, field) refusing an API path that holds a control character or a ``..`` segment (between
+    slashes or backslashes, as Streamlit's guard reads it), else None.
+
+    `templates` are the API's route paths under `prefix` (``/engines/{dataset}/{engine}``); the field is the
+    path parameter the offending segment fills (``engine``), or ``path`` when it fills none.
+    """
+    segments = path.removeprefix(prefix).split("/")
+    for index, segment in enumerate(segments):
+        control = CONTROL.search(segment)
+        if control is None and ".." not in segment.split("\\"):
+            continue
+        field = _parameter(segments, index, templates)
+        if control is not None:
+            shown = f"the control character U+{ord(control.group()):04X}"
+            if field == "path":
+                return f"The request path holds {shown}; no API path does.", field
+            return f"The path parameter '{field}' holds {shown}; no dataset or engine name does.", field
+        if field == "path":
+            return "The request path has the segment '..', which the server refuses in any path.", field
+        return f"The path parameter '{field}' holds '..' as a path segment, which the server refuses in any path.", field
+    return None
+
+
+class PathGuardMiddleware:
+    """Answer 422 (the JSON error shape) to a request under `prefix` whose path :func:`path_refusal` refuses.
+
+    It runs ahead of routing: a line break in a path would miss the API's mount (and meet the dashboard's
+    plain-text 404), and Streamlit's own path guard answers NUL and ``..`` in plain text.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str, templates: Sequence[str]) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.templates = list(templates)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
+            refusal = path_refusal(path, self.prefix, self.templates)
+            if refusal is not None:
+                await problem(422, *refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

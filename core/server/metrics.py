@@ -6,11 +6,18 @@
 - ``pm_predictions_total{risk}``: engines predicted, by risk level;
 - ``pm_champion``: an info metric with the champion's version; ``pm_training_job_state{state}``: 1 for the
   state of the newest training job;
-- ``pm_drift_share{dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules computed.
+- ``pm_drift_share{dataset_id, dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules
+  computed.
+
+Names users chose are no labels by default: a per-dataset series is keyed by the dataset's numeric id
+(``dataset_id``), and its ``dataset`` label (the name) stays empty, which Prometheus treats as absent, unless the
+operator opts in with ``PM_METRICS_DATASET_LABELS=1`` or protects ``/metrics`` with ``PM_METRICS_TOKEN`` (then a
+scrape needs ``Authorization: Bearer <PM_METRICS_TOKEN>``). Engine ids never become labels.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +36,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from core.errors import UserError
+from core.server import auth
+from core.server.errors import problem
+
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MEASURED_PREFIXES = ("/api/v1", "/metrics")
+ENV_DATASET_LABELS = "PM_METRICS_DATASET_LABELS"
+ENV_METRICS_TOKEN = "PM_METRICS_TOKEN"
 
 disable_created_metrics()
 REGISTRY = CollectorRegistry()
@@ -43,9 +56,27 @@ CHAMPION = Info("pm_champion", "The registered model version the server serves a
 JOB_STATE = Gauge("pm_training_job_state", "1 for the state of the newest training job", ["state"],
                   registry=REGISTRY)
 DRIFT_SHARE = Gauge("pm_drift_share", "Last drift share of a fleet dataset against the champion's training data",
-                    ["dataset"], registry=REGISTRY)
+                    ["dataset_id", "dataset"], registry=REGISTRY)
 LIVE_RMSE = Gauge("pm_live_rmse", "Live RMSE (cycles) of a model version's stored predictions on closed engines",
                   ["model_version"], registry=REGISTRY)
+
+
+def metrics_token() -> str | None:
+    """``PM_METRICS_TOKEN``: the bearer token a scrape of ``/metrics`` must present (None: no token needed)."""
+    token = os.environ.get(ENV_METRICS_TOKEN, "").strip()
+    if token and len(token) < auth.MIN_TOKEN_LENGTH:
+        raise UserError(f"{ENV_METRICS_TOKEN} is shorter than {auth.MIN_TOKEN_LENGTH} characters; use a longer secret.")
+    return token or None
+
+
+def names_allowed() -> bool:
+    """Whether dataset names may be labels: ``PM_METRICS_DATASET_LABELS=1``, or ``/metrics`` needs a token."""
+    return os.environ.get(ENV_DATASET_LABELS, "").strip() == "1" or metrics_token() is not None
+
+
+def set_drift_share(dataset_id: int, name: str, share: float) -> None:
+    """Record a dataset's drift share, labelled by its id (and by its name when :func:`names_allowed`)."""
+    DRIFT_SHARE.labels(dataset_id=str(dataset_id), dataset=name if names_allowed() else "").set(share)
 
 
 def count_predictions(risks: list[str]) -> None:
@@ -70,10 +101,14 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def metrics_endpoint(refresh: Callable[[], None]) -> Callable[[Request], Any]:
-    """A Starlette endpoint serving the metrics, calling `refresh` first (champion and job state)."""
+def metrics_endpoint(refresh: Callable[[], None], token: str | None = None) -> Callable[[Request], Any]:
+    """A Starlette endpoint serving the metrics, calling `refresh` first (champion and job state); with `token`,
+    a request without ``Authorization: Bearer <token>`` is refused (401)."""
 
-    async def metrics(_request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if token is not None and not auth.bearer_ok(request.headers.get("authorization"), token):
+            return problem(401, f"/metrics needs the header 'Authorization: Bearer <token>' with the server's "
+                                f"{ENV_METRICS_TOKEN}.", headers={"WWW-Authenticate": "Bearer"})
         refresh()
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,20 +1,42 @@
-"""Request and response shapes of the REST API (they also document it at ``/api/v1/docs``)."""
+"""Request and response shapes of the REST API (they also document it at ``/api/v1/docs``).
+
+A reading is documented as :data:`Reading` (``/predict``, ``/batch-predict``) or :data:`FleetReading`
+(``/readings``, which also names the engine): ``cycle`` and the 24 columns by storage name, each with the
+bounds the server enforces (:mod:`core.data.validation`). The server checks readings itself
+(:mod:`core.server.readings_input`, fast on large lists), so these models only shape the documentation
+(``SkipValidation``); it also takes each column's mnemonic (``T30`` for ``sensor_3``) in any letter case.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, create_model
 from pydantic_core import PydanticCustomError
 
 from core.data import names
+from core.data.cmapss import SETTINGS
+from core.data.sensors import TABLE, Column
+from core.data.validation import SENSOR_BOUNDS, SETTING_BOUNDS, UNIT_CYCLE_MAX
 
-READING_EXAMPLE = {"cycle": 31, "altitude": -0.0006, "mach": 0.0004, "tra": 100.0, "T2": 518.67, "T24": 642.58,
-                   "T30": 1581.22, "T50": 1398.91, "P2": 14.62, "P15": 21.61, "P30": 554.42, "Nf": 2388.08,
-                   "Nc": 9056.4, "epr": 1.3, "Ps30": 47.23, "phi": 521.79, "NRf": 2388.06, "NRc": 8130.11,
-                   "BPR": 8.4024, "farB": 0.03, "htBleed": 393, "Nf_dmd": 2388, "PCNfR_dmd": 100.0,
-                   "W31": 38.81, "W32": 23.3552}
+READING_EXAMPLE = {"cycle": 31, "setting_1": -0.0006, "setting_2": 0.0004, "setting_3": 100.0, "sensor_1": 518.67,
+                   "sensor_2": 642.58, "sensor_3": 1581.22, "sensor_4": 1398.91, "sensor_5": 14.62, "sensor_6": 21.61,
+                   "sensor_7": 554.42, "sensor_8": 2388.08, "sensor_9": 9056.4, "sensor_10": 1.3, "sensor_11": 47.23,
+                   "sensor_12": 521.79, "sensor_13": 2388.06, "sensor_14": 8130.11, "sensor_15": 8.4024,
+                   "sensor_16": 0.03, "sensor_17": 393, "sensor_18": 2388, "sensor_19": 100.0, "sensor_20": 38.81,
+                   "sensor_21": 23.3552}
+READINGS_NOTE = ("Each column may instead be named by its mnemonic (T30 for sensor_3, altitude for setting_1), in any "
+                 "letter case; cycles must increase within an engine.")
 
+
+def _column(column: Column) -> tuple[type, Any]:
+    low, high = SETTING_BOUNDS if column.name in SETTINGS else SENSOR_BOUNDS
+    unit = f" ({column.unit})" if column.unit else ""
+    return float, Field(ge=low, le=high, description=f"{column.description}{unit}, mnemonic {column.mnemonic}")
+
+
+_CYCLE = (int, Field(ge=1, le=UNIT_CYCLE_MAX, description="operating cycle, a whole number"))
+_COLUMNS = {c.name: _column(c) for c in TABLE if c.name not in ("unit", "cycle")}
 
 def _name_rule(kind: names.Kind) -> BeforeValidator:
     """Normalise a name field by :mod:`core.data.names`, refusing it with that rule's sentence."""
@@ -42,21 +64,33 @@ EngineId = Annotated[str, _name_rule(names.ENGINE), _name_field(names.ENGINE)]
 """An engine id: :data:`RULE`, at most :data:`core.data.names.ENGINE_MAX_CHARS` characters."""
 
 
+Reading = create_model("Reading", __config__=ConfigDict(extra="forbid"), __doc__="One cycle of one engine. "
+                       + READINGS_NOTE, cycle=_CYCLE, **_COLUMNS)
+FleetReading = create_model(
+    "FleetReading", __config__=ConfigDict(extra="forbid"), __doc__="One cycle of a named engine. " + READINGS_NOTE,
+    engine=(EngineId | int, Field(description="the engine's id as the operator writes it (text, or a whole number "
+                                              "written without quotes); 'unit' is taken as this field's name too")),
+    cycle=_CYCLE, **_COLUMNS)
+
+
 class EngineReadings(BaseModel):
     """One engine and its readings in cycle order."""
 
     model_config = ConfigDict(extra="forbid")
     engine: EngineId = Field(description=f"the engine's id as the operator writes it; {RULE}")
-    readings: list[Any] = Field(description="readings in increasing cycle order: objects with cycle, the three "
-                                            "settings and the 21 sensors, by storage name or mnemonic",
-                                examples=[[READING_EXAMPLE]])
+    readings: list[SkipValidation[Reading]] = Field(
+        min_length=1, description="readings in increasing cycle order (at most PM_API_MAX_ENGINE_READINGS, "
+                                  "default 5,000)", examples=[[READING_EXAMPLE]])
 
 
 class BatchRequest(BaseModel):
     """Either engines with their readings, or the name of a stored dataset whose engines to score."""
 
-    model_config = ConfigDict(extra="forbid")
-    engines: list[EngineReadings] | None = Field(default=None, description="engines with their readings")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        {"required": ["engines"], "properties": {"engines": {"type": "array"}}},
+        {"required": ["dataset"], "properties": {"dataset": {"type": "string"}}}]})
+    engines: list[EngineReadings] | None = Field(default=None, min_length=1, description="engines with their "
+                                                                                         "readings")
     dataset: DatasetName | None = Field(default=None, description="score every engine of this stored dataset "
                                                                   f"instead (the predictions are recorded); {RULE}")
     factors: bool = Field(default=False, description="also return each engine's top SHAP factors (slower)")
@@ -67,8 +101,10 @@ class ReadingsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName = Field(description=f"the fleet dataset (created if new); {RULE}")
-    readings: list[Any] = Field(description="objects with engine, cycle, the three settings and the 21 sensors",
-                                examples=[[{"engine": "ESN-7001", **READING_EXAMPLE}]])
+    readings: list[SkipValidation[FleetReading]] = Field(
+        min_length=1, description="readings, each naming its engine (at most PM_API_MAX_READINGS, default 250,000, "
+                                  "and PM_API_MAX_ENGINE_READINGS per engine)",
+        examples=[[{"engine": "ESN-7001", **READING_EXAMPLE}]])
 
 
 class OutcomeRequest(BaseModel):
@@ -77,7 +113,7 @@ class OutcomeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName = Field(description=f"the in-service dataset holding the engine; {RULE}")
     engine: EngineId = Field(description=f"the engine's id; {RULE}")
-    cycle: int = Field(ge=1, description="the cycle at which it happened")
+    cycle: int = Field(ge=1, le=UNIT_CYCLE_MAX, description="the cycle at which it happened")
     event: str = Field(min_length=1, max_length=50, description="e.g. failure or removal")
     note: str = Field(default="", max_length=2000)
 

@@ -73,8 +73,10 @@ def test_sign_in_first_then_the_role_decides_the_buttons(browser_page, dashboard
     users.set_role("ada", Role.VIEWER)
     confirm.click()
     page.get_by_text("Only the admin role or higher may delete datasets; you are a viewer.").first.wait_for()
-    names = {d["name"] for d in page.request.get(f"{url}/api/v1/health").json()["datasets"]}
-    assert doomed in names
+    assert "datasets" not in page.request.get(f"{url}/api/v1/health").json()  # no token: no fleet names
+    token = (pm_home / "api_token").read_text(encoding="utf-8").strip()
+    health = page.request.get(f"{url}/api/v1/health", headers={"Authorization": f"Bearer {token}"}).json()
+    assert doomed in {d["name"] for d in health["datasets"]}
 
 
 def test_a_deep_link_survives_the_sign_in(browser_page, dashboard, dashboard_env: dict[str, str], model_home: Path,
