@@ -97,10 +97,12 @@ def direction_chosen() -> None:
 
 def header_clicked(table_key: str, order: score_queries.FleetSort) -> None:
     """A click on a column header of the table drawn under `table_key` (sorted by `order`) selects that column:
-    sort every filtered engine by it (:func:`core.serving.fleet.header_sort`). The table's key names the order,
-    so the next draw is a fresh table with no column selected."""
+    sort every filtered engine by it (:func:`core.serving.fleet.header_sort`; a column that cannot be sorted
+    leaves the order). Each click is used once: the count in the table's key gives the next draw a fresh table,
+    with no column left selected."""
     columns = st.session_state[table_key].selection.columns
     if columns:
+        st.session_state["fleet_header_clicks"] += 1
         apply_order(fleet.header_sort(order, columns[0]))
 
 
@@ -228,7 +230,7 @@ st.caption(fleet.order_caption(order, min(page, pages), pages))
 links = [engine_url(d, e) for d, e in zip(rows["dataset"], rows["engine"])]
 # Column selection switches off the grid's own header sort (it would order only the rows of this page): a header
 # click selects the column instead, and header_clicked sorts the whole fleet by it in SQL.
-table_key = f"fleet_table_{order.column}_{'desc' if order.descending else 'asc'}"
+table_key = f"fleet_table_{st.session_state.setdefault('fleet_header_clicks', 0)}"
 event = st.dataframe(
     rows.assign(link=links),
     key=table_key,
