@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,10 +47,11 @@ def _layout(fig: go.Figure, height: int, **kwargs: Any) -> go.Figure:
 def fleet_rul(table: pd.DataFrame) -> go.Figure:
     """Predicted RUL with its interval per engine, sorted by RUL, one trace per risk level; true RUL as crosses.
 
-    Engines are named by their id (``engine`` column) and dataset in the hover text.
+    Engines are named by their id (``engine`` column) and dataset in the hover text, HTML-escaped: Plotly reads
+    tags (``<b>``, ``<a href>``) in hover text, and these names are the user's data.
     """
     frame = table.sort_values("rul").reset_index(drop=True)
-    frame["engine"] = frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")"
+    frame["engine"] = (frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")").map(html.escape)
     fig = go.Figure()
     for level, colour in RISK_COLOURS.items():
         part = frame[frame["risk"] == level]

@@ -40,6 +40,14 @@ def test_fleet_chart_has_one_trace_per_risk_level_with_intervals_and_true_rul() 
     assert [row[0] for row in low.customdata] == ["ESN-3 (test_FD001)", "ESN-1 (test_FD001)"]
 
 
+def test_fleet_chart_hover_shows_markup_in_names_as_text() -> None:
+    names = ["<b>bold</b>", '<a href="http://x.example">x</a>', "ESN-3", "ESN-4"]
+    fig = charts.fleet_rul(_fleet().assign(engine=names, dataset="a&b"))
+    shown = {row[0] for trace in fig.data for row in trace.customdata}
+    assert "&lt;b&gt;bold&lt;/b&gt; (a&amp;b)" in shown, "Plotly would draw <b> as bold"
+    assert not any("<" in name for name in shown)
+
+
 def test_fleet_chart_without_truth_has_no_true_rul_trace() -> None:
     fig = charts.fleet_rul(_fleet().assign(true_rul=np.nan, risk="LOW"))
     assert [t.name for t in fig.data] == ["LOW"]

@@ -90,3 +90,34 @@ def test_csv_is_rounded_and_carries_model_version_and_scoring_time() -> None:
     assert frame["p_fail_30"].iloc[0] == 0.912 and frame["true_rul"].iloc[0] == 10.0
     assert (frame["model_version"] == 7).all() and (frame["scored_at"] == "2026-11-23T04:00:00Z").all()
     assert frame["engine"].astype(str).tolist() == ["ESN-7001", "N123AB-2", "ESN-7002", "1"]
+
+
+def test_a_header_click_sorts_by_its_column_and_a_second_click_reverses_it() -> None:
+    from core.data.score_queries import TRIAGE, FleetSort
+
+    by_rul = fleet.header_sort(TRIAGE, "rul")
+    assert by_rul == FleetSort("rul", descending=False), "predicted RUL starts lowest first"
+    assert fleet.header_sort(by_rul, "rul") == FleetSort("rul", descending=True)
+    assert fleet.header_sort(by_rul, "p_fail_30") == FleetSort("p_fail_30", descending=True)
+    assert fleet.header_sort(by_rul, "link") == by_rul and fleet.header_sort(by_rul, "ood_reason") == by_rul
+
+
+def test_the_caption_says_the_order_in_force_over_the_whole_fleet() -> None:
+    from core.data.score_queries import TRIAGE, FleetSort
+
+    one = fleet.order_caption(TRIAGE, 1, 1)
+    assert one.startswith("Page 1 of 1. Every engine the filters keep is sorted by risk (triage order), riskiest "
+                          "first, then split into pages.")
+    assert "⋮" not in one, "a single page: the grid's own sort orders the whole fleet too"
+    assert "only the rows of this page" in fleet.order_caption(TRIAGE, 2, 3)
+    assert "predicted RUL, lowest first, ties riskiest first" in fleet.order_caption(FleetSort("rul", False), 1, 1)
+    assert "engine id, A to Z" in fleet.order_caption(FleetSort("engine", False), 1, 1)
+    assert "without a true RUL last" in fleet.order_caption(FleetSort("true_rul", True), 1, 1)
+
+
+def test_the_csv_neutralises_formula_cells() -> None:
+    table = _table([10.0, 60.0, 20.0, 90.0]).assign(engine=["=1+2", '=HYPERLINK("http://x")', "-5", "ESN-7002"],
+                                                    rul_low=[-4.5, 20.0, 60.0, 30.0])
+    frame = pd.read_csv(io.BytesIO(fleet.csv_table(table, 7, "2026-11-23T04:00:00Z")))
+    assert frame["engine"].tolist() == ["'=1+2", "'=HYPERLINK(\"http://x\")", "'-5", "ESN-7002"]
+    assert frame["rul_low"].tolist() == [-4.5, 20.0, 60.0, 30.0]

@@ -1,5 +1,6 @@
 """Reads behind "scores computed once": which engines a model version has not scored at their last cycle, the
-readings scoring needs, and the fleet table of stored scores (filtered, sorted, paged and counted in SQL).
+readings scoring needs, and the fleet table of stored scores (filtered, sorted over every filtered engine, then
+paged, and counted in SQL).
 
 An engine is *stale* for a model version when it is in service (its dataset's role is fleet or evaluation, and
 no failure or removal closed it) and has no stored prediction of that version at its last cycle.
@@ -100,14 +101,56 @@ _TABLE = (
     "shown AS (SELECT l.risk, l.p_fail_30, l.rul, l.rul_low, l.rul_high, e.engine, d.name AS dataset, l.cycle, "
     "CAST(t.rul AS DOUBLE) AS true_rul, coalesce(l.ood, false) AS ood, coalesce(l.ood_reason, '') AS ood_reason, "
     "l.unit, l.created_at, l.dataset_id, "
-    "CASE l.risk WHEN 'HIGH' THEN 0 WHEN 'MEDIUM' THEN 1 ELSE 2 END AS risk_rank FROM latest l "
+    "CASE l.risk WHEN 'HIGH' THEN 2 WHEN 'MEDIUM' THEN 1 ELSE 0 END AS risk_score FROM latest l "
     "JOIN engines e ON e.dataset_id = l.dataset_id AND e.unit = l.unit JOIN datasets d ON d.id = l.dataset_id "
     "LEFT JOIN rul_truth t ON t.dataset_id = l.dataset_id AND t.unit = l.unit "
     "WHERE e.closed_event IS NULL AND l.risk IN (SELECT unnest(?::VARCHAR[])) AND l.rul BETWEEN ? AND ? "
     "AND contains(lower(e.engine), ?) AND (? = 'all' OR (? = 'outside') = coalesce(l.ood, false))) "
 )
-TRIAGE_ORDER = "risk_rank, p_fail_30 DESC, rul, dataset, engine"
+TRIAGE_ORDER = "risk_score DESC, p_fail_30 DESC, rul, dataset, engine"
 """Riskiest first: risk level (HIGH first), P(fail) (highest first), predicted RUL (lowest first), then id."""
+_ENGINE_KEY = (r"list_transform(regexp_extract_all(engine, '\d+|\D+'), lambda x: CASE WHEN regexp_full_match(x, "
+               r"'\d+') THEN lpad(x, 64, '0') ELSE lower(x) END)")
+"""Engine ids in natural order: runs of digits compare as numbers (7 before 10), letters without case."""
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "risk": ("risk_score", "p_fail_30", "-rul"),
+    "p_fail_30": ("p_fail_30",),
+    "rul": ("rul",),
+    "rul_low": ("rul_low",),
+    "rul_high": ("rul_high",),
+    "true_rul": ("true_rul",),
+    "cycle": ("cycle",),
+    "ood": ("ood",),
+    "engine": (_ENGINE_KEY,),
+    "dataset": ("dataset",),
+}
+"""The columns the fleet table can be sorted by, each with the SQL expressions it orders by (a fixed whitelist:
+no other text reaches ORDER BY). ``risk`` is the triage order: level, then P(fail), then predicted RUL."""
+
+
+@dataclass(frozen=True)
+class FleetSort:
+    """The order of the whole filtered fleet table: a column of :data:`SORT_KEYS` and a direction (descending:
+    largest, latest in the alphabet, HIGH risk or out of experience first). Ties fall back to the triage order,
+    then dataset and engine id; engines without a value (no true RUL) come last either way."""
+
+    column: str = "risk"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.column not in SORT_KEYS:
+            raise UserError(f"The fleet table cannot be sorted by '{self.column}'; choose one of "
+                            f"{', '.join(SORT_KEYS)}.")
+
+    def order_by(self) -> str:
+        """The ORDER BY clause (without the keywords), built only from :data:`SORT_KEYS`."""
+        direction = "DESC" if self.descending else "ASC"
+        chosen = ", ".join(f"{key} {direction} NULLS LAST" for key in SORT_KEYS[self.column])
+        return f"{chosen}, {TRIAGE_ORDER}"
+
+
+TRIAGE = FleetSort()
+"""The default order: riskiest first."""
 TABLE_COLUMNS = ["risk", "p_fail_30", "rul", "rul_low", "rul_high", "engine", "dataset", "cycle", "true_rul", "ood",
                  "ood_reason", "unit"]
 """Columns of the fleet table: triage first, then who the engine is and whether it ran outside the model's
@@ -122,17 +165,18 @@ def _params(model_version: int, chosen: FleetFilter) -> list[object]:
 
 
 def fleet_page(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetFilter, offset: int,
-               limit: int) -> pd.DataFrame:
-    """One page of the fleet table (stored scores of `model_version`, filtered) in triage order."""
-    return con.execute(f"{_TABLE}SELECT {_COLUMNS_SQL} FROM shown ORDER BY {TRIAGE_ORDER} LIMIT ? OFFSET ?",
+               limit: int, order: FleetSort = TRIAGE) -> pd.DataFrame:
+    """One page of the fleet table (stored scores of `model_version`, filtered): every filtered engine is sorted
+    by `order`, then the rows from `offset` are taken."""
+    return con.execute(f"{_TABLE}SELECT {_COLUMNS_SQL} FROM shown ORDER BY {order.order_by()} LIMIT ? OFFSET ?",
                        [*_params(model_version, chosen), int(limit), int(offset)]).df()
 
 
-def fleet_all(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetFilter) -> pd.DataFrame:
-    """Every row of the filtered fleet table in triage order (for the CSV download)."""
-    return con.execute(f"{_TABLE}SELECT {_COLUMNS_SQL} FROM shown ORDER BY {TRIAGE_ORDER}",
+def fleet_all(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetFilter,
+              order: FleetSort = TRIAGE) -> pd.DataFrame:
+    """Every row of the filtered fleet table sorted by `order` (for the CSV download)."""
+    return con.execute(f"{_TABLE}SELECT {_COLUMNS_SQL} FROM shown ORDER BY {order.order_by()}",
                        _params(model_version, chosen)).df()
-
 
 def fleet_summary(con: duckdb.DuckDBPyConnection, model_version: int, chosen: FleetFilter) -> dict[str, object]:
     """KPIs of the filtered table: engines, per risk level, out of the model's experience, with known truth,

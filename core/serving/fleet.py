@@ -1,5 +1,6 @@
-"""The fleet table's words, CSV and the expected cost of acting on risk levels. The table itself (stored
-scores filtered, in triage order, paged and counted) is read in SQL by :mod:`core.data.score_queries`.
+"""The fleet table's words (its order included), CSV and the expected cost of acting on risk levels. The table
+itself (stored scores filtered, sorted over every filtered engine, paged and counted) is read in SQL by
+:mod:`core.data.score_queries`.
 
 Cost model (per engine, summed over the engines shown). A policy inspects every engine whose
 risk level it names ("Inspect HIGH", "Inspect HIGH and MEDIUM"); "Do nothing" inspects none.
@@ -24,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from core.data.cmapss import FAIL_HORIZON, RUL_CAP
+from core.data.exports import csv_bytes
+from core.data.score_queries import SORT_KEYS, FleetSort
 from core.errors import UserError
 
 CSV_DECIMALS = {"p_fail_30": 3, "rul": 1, "rul_low": 1, "rul_high": 1, "true_rul": 0}
@@ -35,6 +38,31 @@ POLICIES: dict[str, tuple[str, ...]] = {
 }
 """Each policy and the risk levels it inspects."""
 BASELINE_POLICY = "Do nothing"
+
+SORT_LABELS = {
+    "risk": "risk (triage order)",
+    "p_fail_30": "P(fail ≤ 30 cycles)",
+    "rul": "predicted RUL",
+    "rul_low": "RUL low",
+    "rul_high": "RUL high",
+    "true_rul": "true RUL",
+    "cycle": "last cycle",
+    "ood": "out of experience",
+    "engine": "engine id",
+    "dataset": "dataset",
+}
+"""The sort choices' names, as the table's headers say them (keys: :data:`core.data.score_queries.SORT_KEYS`)."""
+_DIRECTIONS = {
+    "risk": ("riskiest first", "least risky first"),
+    "ood": ("out of experience first", "within experience first"),
+    "engine": ("Z to A", "A to Z (numbers in order)"),
+    "dataset": ("Z to A", "A to Z"),
+}
+"""(descending, ascending) in words where "highest first" / "lowest first" would not say it."""
+FIRST_DESCENDING = {"risk": True, "p_fail_30": True, "rul": False, "rul_low": False, "rul_high": False,
+                    "true_rul": False, "cycle": True, "ood": True, "engine": False, "dataset": False}
+"""The direction a column is sorted in when first chosen: the end an engineer looks at first (riskiest, lowest
+RUL, longest-running, out of experience, ids from A)."""
 
 
 def risk_rule(thresholds: dict[str, float], horizon: int = FAIL_HORIZON) -> str:
@@ -49,12 +77,43 @@ def rul_cap_note(cap: float = RUL_CAP) -> str:
             f"so {cap:.0f} means \"{cap:.0f} cycles or more\".")
 
 
+def direction_words(column: str, descending: bool) -> str:
+    """The direction of a sort by `column` in words ("lowest first", "riskiest first", "A to Z")."""
+    words = _DIRECTIONS.get(column, ("highest first", "lowest first"))
+    return words[0] if descending else words[1]
+
+
+def order_caption(order: FleetSort, page: int, pages: int) -> str:
+    """Which order the table is in, said over the whole filtered fleet (sorted in SQL, then split into pages),
+    and what a header click does. With more than one page it also warns that the grid's own column menu (whose
+    Sort items Streamlit keeps even when header clicks select columns) orders only the rows of the page shown."""
+    missing = " (engines without a true RUL last)" if order.column == "true_rul" else ""
+    then = "" if order.column == "risk" else ", ties riskiest first"
+    text = (f"Page {page:,} of {pages:,}. Every engine the filters keep is sorted by {SORT_LABELS[order.column]}, "
+            f"{direction_words(order.column, order.descending)}{missing}{then}, then split into pages. A click on "
+            "a column's header sorts every engine by that column (a second click: the other way round).")
+    if pages > 1:
+        text += " The Sort items of a column's ⋮ menu order only the rows of this page."
+    return text
+
+
+def header_sort(current: FleetSort, clicked: str) -> FleetSort:
+    """The order after a click on column `clicked`'s header: the column in force reverses its direction, another
+    sortable column starts in its :data:`FIRST_DESCENDING` direction, and any other column leaves the order as it
+    is."""
+    if clicked not in SORT_KEYS:
+        return current
+    if clicked == current.column:
+        return FleetSort(clicked, not current.descending)
+    return FleetSort(clicked, FIRST_DESCENDING[clicked])
+
+
 def csv_table(table: pd.DataFrame, model_version: int, scored_at: str) -> bytes:
-    """The table as CSV for download: rounded (:data:`CSV_DECIMALS`), without the store's unit number,
-    with the model version and scoring time on every row."""
+    """The table as CSV for download (:func:`core.data.exports.csv_bytes`: formula prefixes neutralised):
+    rounded (:data:`CSV_DECIMALS`), without the store's unit number, with the model version and scoring time on
+    every row."""
     out = table.drop(columns="unit").round(CSV_DECIMALS)
-    out = out.assign(model_version=model_version, scored_at=scored_at)
-    return out.to_csv(index=False).encode()
+    return csv_bytes(out.assign(model_version=model_version, scored_at=scored_at))
 
 
 @dataclass(frozen=True)

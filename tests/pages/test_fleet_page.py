@@ -104,7 +104,8 @@ def test_search_by_engine_id(app_env: Path) -> None:
     assert sorted(found["engine"], key=int) == [str(u) for u in range(1, 101) if "7" in str(u)]
     assert _metrics(app)["Engines"] == str(len(found))
     app.text_input(key="fleet_search").set_value("ESN-404").run()
-    assert not app.dataframe[1:] and any("ESN-404" in i.value for i in app.info)
+    assert not app.dataframe[1:] and any("No engine id contains the text in the search box" in i.value
+                                         for i in app.info)
 
 
 def test_filters_narrow_the_table_and_kpis(app_env: Path) -> None:
@@ -207,3 +208,48 @@ def test_an_engine_of_a_large_fleet_is_opened_by_typing_its_id(app_env: Path, mo
     app.text_input(key="_engine_typed").set_value("ESN-001001").run()
     assert any("Engine ESN-001001 of large_fleet" in c.value for c in app.caption)
     assert app.query_params["engine"] == "ESN-001001"
+
+
+def _order_caption(app: AppTest) -> str:
+    return next(c.value for c in app.caption if c.value.startswith("Page "))
+
+
+def test_a_chosen_sort_orders_every_engine_before_paging_and_is_kept(app_env: Path) -> None:
+    app = _fleet(AppTest.from_file(APP, default_timeout=120))
+    whole = app.dataframe[0].value  # all 100 engines, riskiest first
+    app.selectbox(key="fleet_page_rows").set_value(50).run()
+    last = whole.iloc[-1]["engine"]
+    assert last not in set(app.dataframe[0].value["engine"]), "under the triage order it is on page 2"
+
+    app.segmented_control(key="_fleet_sort_descending").set_value(False).run()
+    assert app.dataframe[0].value.iloc[0]["engine"] == last, "least risky first: it opens page 1"
+    assert "sorted by risk (triage order), least risky first" in _order_caption(app)
+
+    app.number_input(key="fleet_page").set_value(2).run()
+    app.selectbox(key="_fleet_sort_column").set_value("rul").run()
+    assert app.number_input(key="fleet_page").value == 1, "a new order starts at its first page"
+    assert app.segmented_control(key="_fleet_sort_descending").value is False, "predicted RUL starts lowest first"
+    assert app.dataframe[0].value["rul"].tolist() == sorted(whole["rul"])[:50]
+    app.segmented_control(key="_fleet_sort_descending").set_value(True).run()
+    top = app.dataframe[0].value
+    assert top["rul"].tolist() == sorted(whole["rul"], reverse=True)[:50]
+    assert top.iloc[0]["rul"] == whole["rul"].max()
+    assert "Page 1 of 2. Every engine the filters keep is sorted by predicted RUL, highest first" in _order_caption(app)
+    assert not any("Riskiest first;" in c.value for c in app.caption)
+
+    app.switch_page("pages/home.py")
+    app.run()
+    app.switch_page("pages/fleet.py")
+    app.run()
+    assert app.selectbox(key="_fleet_sort_column").value == "rul"
+    assert app.segmented_control(key="_fleet_sort_descending").value is True
+    assert app.dataframe[0].value.iloc[0]["rul"] == whole["rul"].max(), "the order survives a page switch"
+
+
+def test_search_text_and_names_are_never_rendered_as_markdown(app_env: Path) -> None:
+    hostile = "**Session expired** [Sign in](http://127.0.0.1:9/phish) $x^2$"
+    app = _fleet(AppTest.from_file(APP, default_timeout=120))
+    app.text_input(key="fleet_search").set_value(hostile).run()
+    shown = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in app.get(kind)]
+    assert not any("Session expired" in text or "phish" in text for text in shown), shown
+    assert any("No engine id contains the text in the search box" in text for text in shown)
