@@ -93,7 +93,7 @@ class BatchRequest(BaseModel):
                                                                                          "readings")
     dataset: DatasetName | None = Field(default=None, description="score every engine of this stored dataset "
                                                                   f"instead (the predictions are recorded); {RULE}")
-    factors: bool = Field(default=False, description="also return each engine's top SHAP factors (slower)")
+    factors: bool = Field(default=False, strict=True, description="also return each engine's top SHAP factors (slower)")
 
 
 class ReadingsRequest(BaseModel):
@@ -113,7 +113,7 @@ class OutcomeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName = Field(description=f"the in-service dataset holding the engine; {RULE}")
     engine: EngineId = Field(description=f"the engine's id; {RULE}")
-    cycle: int = Field(ge=1, le=UNIT_CYCLE_MAX, description="the cycle at which it happened")
+    cycle: int = Field(ge=1, le=UNIT_CYCLE_MAX, strict=True, description="the cycle at which it happened")
     event: str = Field(min_length=1, max_length=50, description="e.g. failure or removal")
     note: str = Field(default="", max_length=2000)
 
