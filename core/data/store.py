@@ -36,7 +36,7 @@ ROLES = ("history", "fleet", "evaluation", "sandbox")
 (``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
 listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
 IN_SERVICE_ROLES = ("fleet", "evaluation")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 T = TypeVar("T")
@@ -95,15 +95,21 @@ _SCHEMA = [
         dataset_id INTEGER NOT NULL, sha256 VARCHAR NOT NULL, source VARCHAR NOT NULL,
         rows BIGINT NOT NULL, loaded_at TIMESTAMP NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS alerts (
-        key VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL,
-        dataset VARCHAR, engine VARCHAR, value DOUBLE)""",
+    "CREATE SEQUENCE IF NOT EXISTS alert_episodes_id_seq START 1",
+    """CREATE TABLE IF NOT EXISTS alert_episodes (
+        id BIGINT PRIMARY KEY DEFAULT nextval('alert_episodes_id_seq'), key VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL, dataset VARCHAR, engine VARCHAR, message VARCHAR NOT NULL, value DOUBLE,
+        opened_at TIMESTAMP NOT NULL, closed_at TIMESTAMP, state VARCHAR NOT NULL,
+        acknowledged_by VARCHAR, acknowledged_at TIMESTAMP, snoozed_by VARCHAR, snoozed_at TIMESTAMP,
+        snoozed_until TIMESTAMP, note VARCHAR)""",
 ]
 """Tables. ``engines`` maps each engine's id as the operator writes it to the integer ``unit`` the
 readings use, and records when an outcome closed it; ``loaded_files`` holds the sha256 of every file
 loaded into a dataset (for de-duplication); ``truth_files`` records each RUL file loaded;
 ``pending_truth`` holds RUL values that arrived before their test dataset; ``feedback`` holds the
-outcomes engineers record, with the model version serving at the time."""
+outcomes engineers record, with the model version serving at the time; ``alert_episodes`` holds one row per
+alert episode (:mod:`core.server.alerts`): what it is about (``key``), when it opened and closed, and who
+acknowledged or snoozed it (``state`` snoozed with no ``snoozed_until``: until the condition ends)."""
 
 _MIGRATE_V1 = [
     "ALTER TABLE datasets RENAME COLUMN split TO role",
@@ -122,6 +128,16 @@ _MIGRATE_V2 = [
     "ALTER TABLE predictions ADD COLUMN IF NOT EXISTS ood_reason VARCHAR",
 ]
 """Schema 2 to 3: stored predictions keep the out-of-experience flag and its reason."""
+
+_MIGRATE_V3 = [
+    ("INSERT INTO alert_episodes (key, kind, dataset, engine, message, value, opened_at, state) "
+     "SELECT CASE WHEN kind = 'drift' THEN regexp_replace(key, ':v[0-9]+$', '') ELSE key END AS subject, kind, "
+     "dataset, engine, message, value, created_at, 'open' FROM alerts "
+     "QUALIFY row_number() OVER (PARTITION BY subject ORDER BY created_at DESC) = 1 ORDER BY created_at"),
+    "DROP TABLE alerts",
+]
+"""Schema 3 to 4: each alert stored once per key (table ``alerts``) becomes an open episode (a drift alert's key
+loses its model version, so a dataset has one); run only where the ``alerts`` table exists."""
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -399,7 +415,7 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables, or bring a schema-1 or -2 store up to date, in one transaction.
+    """Create missing tables, or bring a schema-1, -2 or -3 store up to date, in one transaction.
 
     Runs when the handle opens read-write, before any cursor exists, so no thread of this process
     works on the store meanwhile; DuckDB's file lock keeps other processes out. The schema is read
@@ -420,6 +436,9 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(statement)
         for statement in _MIGRATE_V2:
             con.execute(statement)
+        if first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'alerts'"):
+            for statement in _MIGRATE_V3:
+                con.execute(statement)
         con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 

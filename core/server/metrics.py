@@ -6,7 +6,10 @@
 - ``pm_predictions_total{risk}``: engines predicted, by risk level;
 - ``pm_champion``: an info metric with the champion's version; ``pm_training_job_state{state}``: 1 for the
   state of the newest training job;
-- ``pm_drift_share{dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules computed.
+- ``pm_drift_share{dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules computed
+  (the drift share of the Drift page's default comparison, :func:`core.monitoring.verdicts.against_training`);
+- ``pm_worker_up{worker}`` (1 running, 0 down after an unexpected error) and ``pm_worker_restarts_total{worker}``
+  for each supervised background worker (:mod:`core.server.supervision`; ``worker`` is one of a fixed few).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ JOB_STATE = Gauge("pm_training_job_state", "1 for the state of the newest traini
                   registry=REGISTRY)
 DRIFT_SHARE = Gauge("pm_drift_share", "Last drift share of a fleet dataset against the champion's training data",
                     ["dataset"], registry=REGISTRY)
+WORKER_UP = Gauge("pm_worker_up", "1 while a supervised background worker runs, 0 while it is down or restarting",
+                  ["worker"], registry=REGISTRY)
+WORKER_RESTARTS = Counter("pm_worker_restarts", "Restarts of a supervised background worker after an unexpected "
+                          "error", ["worker"], registry=REGISTRY)
 LIVE_RMSE = Gauge("pm_live_rmse", "Live RMSE (cycles) of a model version's stored predictions on closed engines",
                   ["model_version"], registry=REGISTRY)
 
