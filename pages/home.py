@@ -56,6 +56,15 @@ with model_col:
 
 st.subheader("Alerts")
 ALERT_ROWS = 500
+_WHAT = ("id", "opened (UTC)", "kind", "dataset", "engine", "value")
+ALERT_COLUMNS = {
+    "open": (*_WHAT, "alert"),
+    "acknowledged": (*_WHAT, "acknowledged by", "acknowledged (UTC)", "note", "alert"),
+    "snoozed": (*_WHAT, "snoozed by", "snoozed until (UTC)", "note", "alert"),
+    "resolved": (*_WHAT, "closed (UTC)", "acknowledged by", "note", "alert"),
+    "all": (*_WHAT, "state", "closed (UTC)", "acknowledged by", "snoozed until (UTC)", "note", "alert"),
+}
+"""The table's columns in each state (the sentence last, where it has room)."""
 SNOOZE_TILL_DATE, SNOOZE_TILL_CHANGE = "a date", "the risk changes"
 
 
@@ -81,8 +90,13 @@ def _act(action: str) -> None:
         return
     verb = "Acknowledged" if action == "acknowledge" else "Snoozed"
     st.session_state["alert_outcome"] = (f"{verb} {len(done)} alert{'' if len(done) == 1 else 's'}.", refused)
-    st.session_state.pop("alert_table", None)
+    _new_view()
     st.session_state["alert_note"] = ""
+
+
+def _new_view() -> None:
+    """Start the table with nothing selected (its rows changed: another filter, or alerts just acted on)."""
+    st.session_state["alert_view"] = st.session_state.get("alert_view", 0) + 1
 
 
 try:
@@ -91,21 +105,22 @@ except UserError as err:
     ui.show_error(err)
     alert_counts = None
 if alert_counts is not None:
+    st.session_state.setdefault("alert_view", 0)
     waiting = alert_counts["open"]
     for column, kind in zip(st.columns(len(alerts.KINDS)), alerts.KINDS, strict=True):
         column.metric(alerts.KIND_LABELS[kind], waiting[kind], help="Open alerts of this kind (not acknowledged, "
                                                                     "snoozed or resolved)")
     totals = {state: sum(alert_counts[state].values()) for state in alerts.STATES}
     totals["all"] = sum(totals.values())
-    left, right = st.columns([3, 4])
-    state = left.segmented_control("State", [*alerts.STATES, "all"], default="open", key="alert_state",
-                                   format_func=lambda s: f"{s} ({totals[s]:,})") or "open"
+    state = st.segmented_control("State", [*alerts.STATES, "all"], default="open", key="alert_state",
+                                 format_func=lambda s: f"{s} ({totals[s]:,})", on_change=_new_view) or "open"
     in_state = ({k: sum(alert_counts[s][k] for s in alerts.STATES) for k in alerts.KINDS} if state == "all"
                 else alert_counts[state])
-    kinds = right.pills("Kind", alerts.KINDS, selection_mode="multi", key="alert_kinds",
-                        format_func=lambda k: f"{alerts.KIND_LABELS[k]} ({in_state[k]:,})",
-                        help="None chosen: every kind.")
-    text = st.text_input("Filter", key="alert_filter", placeholder="dataset, engine or words of the alert")
+    kinds = st.pills("Kind", alerts.KINDS, selection_mode="multi", key="alert_kinds",
+                     format_func=lambda k: f"{alerts.KIND_LABELS[k]} ({in_state[k]:,})",
+                     help="None chosen: every kind.", on_change=_new_view)
+    text = st.text_input("Filter", key="alert_filter", placeholder="dataset, engine or words of the alert",
+                         on_change=_new_view)
     try:
         shown = alerts.list_episodes(state, kinds, ALERT_ROWS, text)
     except UserError as err:
@@ -129,16 +144,19 @@ if alert_counts is not None:
         wanted = sum(in_state[k] for k in (kinds or alerts.KINDS))
         st.caption(f"{len(frame):,} alert{'' if len(frame) == 1 else 's'}, newest first"
                    f"{f' (the newest {ALERT_ROWS:,} of {wanted:,})' if len(frame) == ALERT_ROWS else ''}; click a "
-                   "column header to sort, select rows to act on them.")
+                   "column header to sort, select open or snoozed alerts to act on them.")
         event = st.dataframe(frame, hide_index=True, width="stretch", on_select="rerun",
-                             selection_mode="multi-row", key="alert_table",
+                             selection_mode="multi-row", key=f"alert_table_{st.session_state.alert_view}",
+                             column_order=ALERT_COLUMNS[state],
                              column_config={"value": st.column_config.NumberColumn(format="%.2f"),
                                             "alert": st.column_config.TextColumn(width="large")})
-        chosen = [int(frame.iloc[i]["id"]) for i in event.selection.rows]
+        chosen = [int(shown[i].id) for i in event.selection.rows if shown[i].state in ("open", "snoozed")]
         st.session_state["alert_chosen"] = chosen
         if not alerts.may_handle(access.role()):
             st.caption("Operators and admins can acknowledge or snooze alerts.")
         else:
+            if len(chosen) < len(event.selection.rows):
+                st.caption("Acknowledged and resolved alerts among the selected rows are left as they are.")
             st.text_input("Note (optional)", key="alert_note", max_chars=alerts.NOTE_MAX)
             a, b, c, d = st.columns([2, 2, 3, 2], vertical_alignment="bottom")
             a.button(f"Acknowledge {len(chosen)} selected", key="alert_ack", disabled=not chosen,

@@ -70,8 +70,8 @@ def test_acknowledge_and_snooze_record_who_and_when_and_refuse_what_they_cannot_
     assert before <= first <= store.utc_now()
     done, refused = alerts.acknowledge([e1.id, e2.id], "bob")
     assert [e.id for e in done] == [e2.id] and done[0].acknowledged_by == "bob"
-    assert refused == [f"Alert {e1.id} (Engine at HIGH risk) was acknowledged by ann at "
-                       f"{first.isoformat(timespec='seconds')}Z, so there is nothing to acknowledge."]
+    assert refused == [(f"Alert {e1.id} (Engine at HIGH risk) was acknowledged by ann at "
+                        f"{first.isoformat(timespec='seconds')}Z, so there is nothing to acknowledge.")]
     with pytest.raises(alerts.UnknownAlert, match="No alert has the id 999"):
         alerts.acknowledge([999], "ann")
 

@@ -334,7 +334,7 @@ def test_fd002_engines_in_service_under_an_fd001_champion_raise_one_drift_alert_
 
     client, parts = server
     incoming = tmp_path / "fd002_fleet.txt"
-    incoming.write_text("\n".join(cmapss_slice("test_FD002", units=80)) + "\n")
+    incoming.write_text("\n".join(cmapss_slice("test_FD002", units=40)) + "\n")  # engines 1 to 40
     ingest.load([incoming], role="fleet", dataset="line-FD002")
     watcher = Watcher(parts.services.cache, Notifier())
     fresh = watcher.check(force=True)
@@ -358,6 +358,17 @@ def test_fd002_engines_in_service_under_an_fd001_champion_raise_one_drift_alert_
     shown = {m.label: m.value for m in at.metric}
     assert shown["Drift share"] == f"{share:.2f}" and shown["Prediction PSI"] == f"{cli['prediction_psi']:.3f}"
     assert any("Retraining recommended" in e.value for e in at.error)
+
+    more = tmp_path / "fd002_more.txt"
+    more.write_text("\n".join(line for line in cmapss_slice("test_FD002", units=45)
+                               if int(line.split()[0]) > 40) + "\n")
+    ingest.load([more], role="fleet", dataset="line-FD002")
+    watcher.check()
+    assert not watcher.drift.due(), "new readings are judged again only after DRIFT_INTERVAL_S"
+    assert metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset": "line-FD002"}) == share
+    watcher.drift.interval_s = 0.0
+    assert watcher.drift.due()
+    assert watcher.check() == [] and not watcher.drift.due(), "judged again: still the same episode"
 
 
 def test_a_failed_training_job_raises_an_alert(server, home) -> None:

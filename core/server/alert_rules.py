@@ -87,8 +87,8 @@ class DriftRule:
         self.interval_s = interval_s
         self._judged: dict[str, tuple[tuple[int, int], float]] = {}
         """Dataset -> ((champion version, rows) judged, when (monotonic))."""
-        self._waiting: dict[str, float] = {}
-        """Datasets changed since their last judgement -> when they may be judged again (monotonic)."""
+        self._waiting: set[str] = set()
+        """Datasets changed since their last judgement, waiting for the interval to pass."""
         self._version: int | None = None
         self._training: list[str] = []
         self._reference: dict[tuple, pd.DataFrame] = {}
@@ -97,7 +97,7 @@ class DriftRule:
     def due(self) -> bool:
         """Whether a changed dataset waits for a judgement whose time has come."""
         now = time.monotonic()
-        return any(at <= now for at in self._waiting.values())
+        return any(now >= self._judged[name][1] + self.interval_s for name in self._waiting)
 
     def _use(self, version: int) -> None:
         """Forget what belongs to another champion version."""
@@ -138,7 +138,7 @@ class DriftRule:
 
         for name in [n for n in self._judged if n not in fleet]:
             del self._judged[name]
-            self._waiting.pop(name, None)
+            self._waiting.discard(name)
             metrics.DRIFT_SHARE.remove(name)
         version = self.cache.champion_version()
         if version is None or not fleet:
@@ -157,11 +157,11 @@ class DriftRule:
             if last is not None and last[0] == stamp:
                 continue
             if not force and last is not None and last[0][0] == version and now < last[1] + self.interval_s:
-                self._waiting[name] = last[1] + self.interval_s
+                self._waiting.add(name)
                 continue
             comparison = self._compare(version, training, name, rows)
             self._judged[name] = (stamp, now)
-            self._waiting.pop(name, None)
+            self._waiting.discard(name)
             judged.add(name)
             report = comparison.report
             metrics.DRIFT_SHARE.labels(dataset=name).set(report.drift_share)

@@ -318,7 +318,7 @@ def list_episodes(state: str = "all", kinds: Sequence[str] | None = None, limit:
 
 
 TABLE_COLUMNS = ("id", "opened (UTC)", "kind", "dataset", "engine", "alert", "state", "value", "closed (UTC)",
-                 "acknowledged by", "acknowledged (UTC)", "snoozed until (UTC)", "note")
+                 "acknowledged by", "acknowledged (UTC)", "snoozed by", "snoozed until (UTC)", "note")
 
 
 def table(episodes: Sequence[Episode]) -> pd.DataFrame:
@@ -326,7 +326,8 @@ def table(episodes: Sequence[Episode]) -> pd.DataFrame:
     rows = [{"id": e.id, "opened (UTC)": e.opened_at, "kind": KIND_LABELS.get(e.kind, e.kind), "dataset": e.dataset,
              "engine": e.engine, "alert": e.message, "state": e.state, "value": e.value, "closed (UTC)": e.closed_at,
              "acknowledged by": e.acknowledged_by, "acknowledged (UTC)": e.acknowledged_at,
-             "snoozed until (UTC)": (("until the condition ends" if e.snoozed_until is None
+             "snoozed by": e.snoozed_by if e.state == "snoozed" else None,
+             "snoozed until (UTC)": (("until the risk changes" if e.snoozed_until is None
                                       else _iso(e.snoozed_until)) if e.state == "snoozed" else None),
              "note": e.note} for e in episodes]
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
