@@ -116,7 +116,7 @@ def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | 
                   "reference": [] if comparison.reference_rul is None else comparison.reference_rul.tolist(),
                   "current": [] if comparison.current_rul is None else comparison.current_rul.tolist()}
     return {"report": comparison.report.to_dict(), "prediction": prediction, "reference": comparison.reference,
-            "shares": {part: share for part, share in comparison.shares.items()}}
+            "shares": dict(comparison.shares)}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

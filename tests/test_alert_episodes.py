@@ -178,3 +178,28 @@ def test_a_worker_thread_that_ended_without_being_stopped_is_reported() -> None:
     assert supervisor.problems() == ["The alert webhook sender is not running: its thread ended (see the server log)."]
     supervisor.stopped("webhook")
     assert supervisor.problems() == []
+
+
+def test_the_webhook_sender_survives_an_unexpected_error(pm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[int] = []
+
+    def post_json(_url: str, payload: dict) -> bool:
+        if not sent and payload["alert"]["engine"] == "E1":
+            sent.append(0)
+            raise TypeError("not serialisable")
+        sent.append(payload["alert"]["id"])
+        return True
+
+    monkeypatch.setenv("PM_ALERT_WEBHOOK", "http://127.0.0.1:9/hook")
+    monkeypatch.setattr(alerts, "post_json", post_json)
+    supervisor = Supervisor(backoff_s=0.05)
+    notifier = alerts.Notifier(supervisor)
+    first, second = alerts.sync([_risk("E1"), _risk("E2")], {"risk": RISK})
+    notifier.send([first])
+    assert notifier.join(timeout_s=10)
+    assert "The alert webhook sender stopped on an unexpected error" in supervisor.problems()[0]
+    notifier.send([second])
+    assert notifier.join(timeout_s=10)
+    assert sent == [0, second.id] and (notifier.failed, notifier.delivered) == (1, 1)
+    assert supervisor.problems() == [], "up again once a delivery went through"
+    notifier.stop()

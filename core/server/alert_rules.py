@@ -30,6 +30,7 @@ run again after a backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -108,8 +109,12 @@ class DriftRule:
             self._reference_rul.clear()
 
     def _read(self, names: tuple[str, ...], rows: dict[str, int]) -> pd.DataFrame:
+        """The readings of training datasets `names` as the Drift page reads them, kept until they change."""
         key = (names, sum(rows[n] for n in names))
         if key not in self._reference:
+            for cache in (self._reference, self._reference_rul):
+                for old in [k for k in cache if k[0] == names]:
+                    del cache[old]
             with store.connect(read_only=True) as con:
                 self._reference[key] = drift.read_side(con, names)[0]
         return self._reference[key]
@@ -127,8 +132,9 @@ class DriftRule:
         return predict
 
     def evaluate(self, listing: pd.DataFrame, force: bool = False) -> tuple[list[Finding], Callable[[str], bool]]:
-        """(drifting fleet datasets, which drift subjects were judged): the fleet datasets changed since their
-        last judgement (all with `force`, which ignores the interval), and any subject no longer a fleet dataset."""
+        """(drifting fleet datasets, which drift subjects were judged). A fleet dataset is judged when its readings,
+        the training data's or the champion changed since its last judgement, for the same champion only once
+        `interval_s` has passed (`force`: at once); a subject that is no longer a fleet dataset counts as judged."""
         fleet = listing.loc[listing["role"] == "fleet", "name"].tolist()
         judged: set[str] = set()
 
@@ -139,7 +145,8 @@ class DriftRule:
         for name in [n for n in self._judged if n not in fleet]:
             del self._judged[name]
             self._waiting.discard(name)
-            metrics.DRIFT_SHARE.remove(name)
+            with contextlib.suppress(KeyError):  # another watcher of this process removed the series already
+                metrics.DRIFT_SHARE.remove(name)
         version = self.cache.champion_version()
         if version is None or not fleet:
             return [], was_judged

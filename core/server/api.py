@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from starlette.exceptions import HTTPException
 
 from core import config
@@ -62,6 +62,7 @@ ALERT_ERRORS: dict[int | str, dict[str, Any]] = {
                                            "and when"},
     422: {"model": Problem, "description": "invalid request, e.g. a snooze that ends in the past"},
 }
+AlertId = Annotated[int, Path(ge=1, le=2**53, description="the alert's id, as `/alerts` lists it")]
 
 
 class Services:
@@ -294,7 +295,7 @@ def build_api(services: Services) -> FastAPI:
                   response_model=AlertEpisode, responses=ALERT_ERRORS,
                   description="Records the caller's name and the time; an open or snoozed alert becomes "
                               "acknowledged (it still resolves when its condition ends).")
-    def acknowledge(alert_id: int, request: Request, body: AcknowledgeRequest | None = None) -> dict[str, Any]:
+    def acknowledge(alert_id: AlertId, request: Request, body: AcknowledgeRequest | None = None) -> dict[str, Any]:
         who = _handler(request)
         return _handled(alerts.acknowledge, [alert_id], who, body.note if body else "")
 
@@ -303,7 +304,7 @@ def build_api(services: Services) -> FastAPI:
                   description="Records the caller's name and the time; the alert reads as snoozed until `until`, "
                               "then as open again (no new notification), or, with `until` null, until its "
                               "condition ends.")
-    def snooze(alert_id: int, body: SnoozeRequest, request: Request) -> dict[str, Any]:
+    def snooze(alert_id: AlertId, body: SnoozeRequest, request: Request) -> dict[str, Any]:
         who = _handler(request)
         return _handled(alerts.snooze, [alert_id], who, body.until, body.note)
 

@@ -78,7 +78,7 @@ def exposition() -> bytes:
 
 
 def metrics_endpoint(refresh: Callable[[], None]) -> Callable[[Request], Any]:
-    """A Starlette endpoint serving the metrics, calling `refresh` first (champion and job state)."""
+    """A Starlette endpoint serving the metrics, calling `refresh` first (champion, job state, workers)."""
 
     async def metrics(_request: Request) -> Response:
         refresh()
