@@ -94,44 +94,29 @@ def _reference(reference: tuple[str, ...], current: tuple[str, ...], window: int
 
 
 @st.cache_data(show_spinner="Predicting RUL for the prediction drift…", max_entries=32)
-def predicted(names: tuple[str, ...], window: int | None, model_version: int, rows: int,
-              cut_to: tuple[tuple[str, ...], int | None, int] | None = None) -> np.ndarray:
-    """Predicted RUL of ``model_version`` at every cycle of a seeded sample of whole engines of one side.
-
-    Cached per side (``rows`` keys fresh data), so another statistic or view does not score it again;
-    ``cut_to`` (current names, window, rows) cuts a reference at the current engines' ages first.
-    """
-    frame = _frame(names, window) if cut_to is None else _reference(names, cut_to[0], cut_to[1], True)
+def predicted(rows: pd.DataFrame, model_version: int) -> np.ndarray:
+    """Predicted RUL of ``model_version`` at every cycle of ``rows`` (cached by content, so another statistic or
+    view does not score the same engines again)."""
     ensemble = ui.load_model(model_version, config.paths().mlflow_uri)
-    return prediction_drift.predicted_rul(ensemble, prediction_drift.sample_engines(frame))
+    return prediction_drift.predicted_rul(ensemble, rows)
 
 
 @st.cache_data(show_spinner="Comparing the datasets…", max_entries=32)
 def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool, method: str,
             limits: tuple[tuple[str, float], ...], model_version: int | None,
             stamp: tuple[int, int], matched: bool) -> dict[str, Any]:
-    """The drift report (as a dict) plus predicted-RUL samples; ``stamp`` (row counts) keys fresh data."""
-    thresholds = statistics.Thresholds(**dict(limits))
-    ref, cur = _reference(reference, current, window, matched), _frame(current, window)
-    prediction: dict[str, Any] = {"psi": None, "reason": "no model is trained yet", "reference": [], "current": []}
-    if model_version is not None:
-        ref_rul = predicted(reference, None, model_version, stamp[0], (current, window, stamp[1]) if matched else None)
-        cur_rul = predicted(current, window, model_version, stamp[1])
-        measured = statistics.prediction_drift(ref_rul, cur_rul, thresholds.prediction_psi)
-        prediction = {"psi": measured.score, "reason": None,
-                      "reference": ref_rul.tolist(), "current": cur_rul.tolist()}
-    report = verdicts.assess(ref, cur, method=method, normalise=normalised, thresholds=thresholds,
-                          prediction_psi=prediction["psi"], prediction_psi_reason=prediction["reason"])
-    return {"report": report.to_dict(), "prediction": prediction}
-
-
-@st.cache_data(show_spinner="Finding the nearest part of the training data…", max_entries=64)
-def feature_share(reference: tuple[str, ...], current: tuple[str, ...], window: int | None, normalised: bool,
-                  method: str, limits: tuple[tuple[str, float], ...], stamp: tuple[int, int], matched: bool) -> float:
-    """The drift share of ``current`` against ``reference`` in the chosen view (sensors only, no model)."""
-    table = drift.compare_frames(_reference(reference, current, window, matched), _frame(current, window),
-                                 method=method, normalise=normalised, thresholds=statistics.Thresholds(**dict(limits)))
-    return drift.drift_share(table)
+    """The verdict of :func:`core.monitoring.verdicts.against_training` (the one the drift alert and ``python -m
+    core drift`` reach) as a dict: the report, the part judged against, each part's share and the predicted-RUL
+    samples; ``stamp`` (row counts) keys fresh data."""
+    predict = None if model_version is None else (lambda _side, _names, rows: predicted(rows, model_version))
+    comparison = verdicts.against_training(
+        reference, _frame(current, window), lambda names: _frame(names, None), predict, matched=matched,
+        method=method, normalise=normalised, thresholds=statistics.Thresholds(**dict(limits)))
+    prediction = {"psi": comparison.report.prediction_psi, "reason": comparison.report.prediction_psi_reason,
+                  "reference": [] if comparison.reference_rul is None else comparison.reference_rul.tolist(),
+                  "current": [] if comparison.current_rul is None else comparison.current_rul.tolist()}
+    return {"report": comparison.report.to_dict(), "prediction": prediction, "reference": comparison.reference,
+            "shares": dict(comparison.shares)}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -259,24 +244,17 @@ else:
 
     version = served[0] if served else None
     try:
-        if against_model and len(reference_names) > 1:
-            # Data like any one part of a mixed training set is within the model's experience, so the
-            # verdict is judged against the nearest part: all of it pooled, or one of its datasets.
-            # The pooled data (the largest comparison) is tried only when every single part drifts.
-            shares = {(name,): feature_share((name,), (current,), window, normalised, method, limits,
-                                             stamp_of((name,)), matched) for name in reference_names}
-            if min(shares.values()) > thresholds.share:
-                shares[reference_names] = feature_share(reference_names, (current,), window, normalised, method,
-                                                        limits, stamp_of(reference_names), matched)
-            nearest = min(shares, key=lambda c: (shares[c], c != reference_names))
-            if nearest != reference_names:
-                st.caption(f"Judged against {nearest[0]}, the part of v{version}'s training data nearest to "
-                           f"{current} (drift share {shares[nearest]:.2f}); data like any one part of the "
-                           "training data is within the model's experience.")
-                reference_names, reference_label = nearest, f"training data ({nearest[0]})"
-        comparison = (reference_names, current, window, normalised, method)
         result = compare(reference_names, (current,), window, normalised, method, limits, version,
                          stamp_of(reference_names), matched)
+        if result["reference"] != reference_names:
+            nearest = result["reference"]
+            # Data like any one part of a mixed training set is within the model's experience, so the verdict is
+            # judged against the nearest part (core.monitoring.verdicts.against_training).
+            st.caption(f"Judged against {', '.join(nearest)}, the part of v{version}'s training data nearest to "
+                       f"{current} (drift share {result['shares'][nearest]:.2f}); data like any one part of the "
+                       "training data is within the model's experience.")
+            reference_names, reference_label = nearest, f"training data ({', '.join(nearest)})"
+        comparison = (reference_names, current, window, normalised, method)
     except UserError as err:
         ui.show_error(err)
     else:

@@ -239,8 +239,8 @@ def receiver() -> Iterator[tuple[str, type[_Receiver]]]:
     httpd.server_close()
 
 
-def test_a_high_risk_engine_raises_one_alert_listed_and_sent_to_the_webhook(server, home, receiver,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_high_risk_engine_is_one_episode_sent_once_and_rescoring_adds_none(server, home, receiver,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from core.server.alert_rules import Watcher
     from core.server.alerts import Notifier
 
@@ -257,16 +257,111 @@ def test_a_high_risk_engine_raises_one_alert_listed_and_sent_to_the_webhook(serv
     watcher = Watcher(parts.services.cache, notifier)
     fresh = watcher.check(force=True)
     assert sorted(a.engine for a in fresh if a.kind == "risk") == high
-    assert watcher.check(force=True) == []
+    rescored = client.post("/api/v1/batch-predict", json={"dataset": "test_FD001"}).json()["engines"]
+    assert sorted(e["engine"] for e in rescored if e["risk"] == "HIGH") == high
+    assert watcher.check(force=True) == [], "re-scoring the same data adds no new HIGH alert"
     assert notifier.join(timeout_s=30)
 
-    listed = client.get("/api/v1/alerts").json()["alerts"]
-    assert sorted(a["engine"] for a in listed if a["kind"] == "risk") == high
-    assert all(a["message"].endswith(").") and "HIGH" in a["message"] for a in listed)
-    delivered = {body["alert"]["key"] for body in handler.received}
-    assert delivered == {a["key"] for a in listed}
-    assert len(handler.received) == len(listed) + 1  # the first delivery failed once and was retried
-    assert notifier.delivered == len(listed) and notifier.failed == 0
+    listed = client.get("/api/v1/alerts", params={"state": "open", "kind": "risk"}).json()
+    assert listed["state"] == "open" and listed["counts"]["risk"] == len(high)
+    assert sorted(a["engine"] for a in listed["alerts"]) == high
+    assert all(a["message"].endswith(").") and "HIGH" in a["message"] and a["state"] == "open"
+               and a["closed_at"] is None for a in listed["alerts"])
+    delivered = [body["alert"]["id"] for body in handler.received]
+    assert sorted(set(delivered)) == sorted(a["id"] for a in listed["alerts"])
+    assert len(handler.received) == len(high) + 1  # once per episode; the first delivery failed once, retried
+    assert notifier.delivered == len(high) and notifier.failed == 0
+
+
+def _store_prediction(dataset: str, unit: int, cycle: int, risk: str, p: float) -> None:
+    """A newer stored score for one engine (as the scoring job writes it)."""
+    import pandas as pd
+
+    from core.data import store, writes
+
+    row = pd.DataFrame({"unit": [unit], "cycle": [cycle], "rul": [10.0 if risk == "HIGH" else 90.0],
+                        "rul_low": [0.0], "rul_high": [120.0], "p_fail_30": [p], "risk": [risk]})
+    with store.connect() as con:
+        writes.insert_predictions(con, dataset, row, "1")
+
+
+def test_leaving_and_reentering_high_opens_a_new_episode_and_notifies_again(server, home, receiver,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.server.alert_rules import Watcher
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    url, handler = receiver
+    monkeypatch.setenv("PM_ALERT_WEBHOOK", url)
+    scored = client.post("/api/v1/batch-predict", json={"dataset": "test_FD001"}).json()["engines"]
+    first = next(e for e in scored if e["risk"] == "HIGH")
+    unit, cycle = int(first["engine"]), first["cycle"]
+    notifier = Notifier()
+    watcher = Watcher(parts.services.cache, notifier)
+    watcher.check(force=True)
+
+    _store_prediction("test_FD001", unit, cycle, "LOW", 0.05)
+    assert watcher.check() == [], "leaving HIGH opens nothing"
+    ended = client.get("/api/v1/alerts", params={"state": "resolved"}).json()["alerts"]
+    assert [(a["engine"], a["state"]) for a in ended] == [(first["engine"], "resolved")] and ended[0]["closed_at"]
+
+    _store_prediction("test_FD001", unit, cycle, "HIGH", 0.9)
+    (again,) = watcher.check()
+    assert (again.engine, again.state) == (first["engine"], "open") and again.id != ended[0]["id"]
+    assert notifier.join(timeout_s=30)
+    sent = [body["alert"]["id"] for body in handler.received if body["alert"]["engine"] == first["engine"]]
+    assert sent == [ended[0]["id"], again.id], "one notification per episode"
+
+
+def test_acknowledge_and_snooze_through_the_api_record_who_and_when(server, home) -> None:
+    from datetime import datetime, timedelta
+
+    from core.access import users
+    from core.access.roles import Role
+    from core.data.store import utc_now
+    from core.server.alert_rules import Watcher
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    client.post("/api/v1/batch-predict", json={"dataset": "test_FD001"})
+    Watcher(parts.services.cache, Notifier()).check(force=True)
+    first, second, third = client.get("/api/v1/alerts", params={"state": "open"}).json()["alerts"][:3]
+    users.add_user("opal", Role.OPERATOR, "a long enough password 1")
+    users.add_user("vic", Role.VIEWER, "a long enough password 2")
+    operator = {"Authorization": f"Bearer {users.issue_token('opal')[0]}"}
+    viewer = {"Authorization": f"Bearer {users.issue_token('vic')[0]}"}
+
+    before = utc_now().replace(microsecond=0)
+    answer = client.post(f"/api/v1/alerts/{first['id']}/acknowledge", json={"note": "borescope booked"},
+                         headers=operator)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["state"], body["acknowledged_by"], body["note"]) == ("acknowledged", "opal", "borescope booked")
+    assert before <= datetime.fromisoformat(body["acknowledged_at"].removesuffix("Z")) <= utc_now()
+    listed = client.get("/api/v1/alerts", params={"state": "acknowledged"}).json()["alerts"]
+    assert [(a["id"], a["acknowledged_by"]) for a in listed] == [(first["id"], "opal")]
+
+    again = client.post(f"/api/v1/alerts/{first['id']}/acknowledge", headers=operator)
+    assert again.status_code == 409 and "was acknowledged by opal at" in again.json()["detail"]
+    refused = client.post(f"/api/v1/alerts/{second['id']}/acknowledge", headers=viewer)
+    assert refused.status_code == 403 and "operator role" in refused.json()["detail"]
+    missing = client.post("/api/v1/alerts/999999/acknowledge")
+    assert missing.status_code == 404 and missing.json()["detail"] == "No alert has the id 999999."
+    by_admin = client.post(f"/api/v1/alerts/{second['id']}/acknowledge").json()
+    assert by_admin["acknowledged_by"] == "the server's admin token"
+
+    until = (utc_now() + timedelta(days=3)).replace(microsecond=0)
+    snoozed = client.post(f"/api/v1/alerts/{third['id']}/snooze", json={"until": until.isoformat() + "Z"},
+                          headers=operator).json()
+    assert (snoozed["state"], snoozed["snoozed_by"]) == ("snoozed", "opal")
+    assert snoozed["snoozed_until"] == until.isoformat() + "Z"
+    changed = client.post(f"/api/v1/alerts/{third['id']}/snooze", json={"until": None}, headers=operator).json()
+    assert changed["state"] == "snoozed" and changed["snoozed_until"] is None, "until the risk changes"
+    past = client.post(f"/api/v1/alerts/{third['id']}/snooze", json={"until": "2020-01-01T00:00:00Z"})
+    assert past.status_code == 422 and "must end in the future" in past.json()["detail"]
+    assert client.get("/api/v1/alerts", params={"state": "closed"}).status_code == 422
+    everything = client.get("/api/v1/alerts", params={"state": "all", "limit": 1000}).json()
+    assert everything["counts"]["risk"] == len(everything["alerts"])
 
 
 def test_fleet_drift_and_poor_live_accuracy_raise_alerts(server, home) -> None:
@@ -288,20 +383,73 @@ def test_fleet_drift_and_poor_live_accuracy_raise_alerts(server, home) -> None:
         assert client.post("/api/v1/outcomes", json=outcome).status_code == 200
     fresh = Watcher(parts.services.cache, Notifier()).check(force=True)
     kinds = {a.kind: a for a in fresh}
-    assert [a.key for a in fresh if a.kind == "drift"] == ["drift:line-B:v1"] and kinds["drift"].value > 0.3
+    assert [a.key for a in fresh if a.kind == "drift"] == ["drift:line-B"] and kinds["drift"].value > 0.3
     assert kinds["live_rmse"].key == "live_rmse:v1" and "live RMSE" in kinds["live_rmse"].message
     text = client.get("/metrics").text
     assert "line-B" not in text and 'pm_live_rmse{model_version="1"}' in text  # names are no labels by default
     with store.connect(read_only=True) as con:
         line_b = str(queries.find_dataset(con, "line-B")["id"])
+        line_c = str(queries.find_dataset(con, "line-C")["id"])
     drift = metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset_id": line_b, "dataset": ""})
     assert drift == pytest.approx(kinds["drift"].value)
+    assert metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset_id": line_c, "dataset": ""}) <= 0.3
+
+
+def test_fd002_engines_in_service_under_an_fd001_champion_raise_one_drift_alert_as_page_and_cli_judge(
+        server, home, tmp_path: Path, cmapss_slice, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from core.cli import main
+    from core.data import ingest, queries, store
+    from core.server import metrics
+    from core.server.alert_rules import Watcher
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    incoming = tmp_path / "fd002_fleet.txt"
+    incoming.write_text("\n".join(cmapss_slice("test_FD002", units=40)) + "\n")  # engines 1 to 40
+    ingest.load([incoming], role="fleet", dataset="line-FD002")
+    watcher = Watcher(parts.services.cache, Notifier())
+    fresh = watcher.check(force=True)
+    (alert,) = [a for a in fresh if a.kind == "drift"]
+    assert alert.key == "drift:line-FD002" and "retraining is recommended" in alert.message
+    with store.connect(read_only=True) as con:
+        fleet_id = str(queries.find_dataset(con, "line-FD002")["id"])
+    share = metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset_id": fleet_id, "dataset": ""})
+    assert share > 0.3 and share == pytest.approx(alert.value)
+    assert [a for a in watcher.check(force=True) if a.kind == "drift"] == [], "still drifting: the same episode"
+    assert client.get("/api/v1/alerts", params={"kind": "drift"}).json()["counts"]["drift"] == 1
+
+    assert main(["drift", "--current", "line-FD002", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["against_model"] and cli["reference"] == "train_FD001" and cli["life_stage_matched"]
+    assert cli["drift_share"] == pytest.approx(share) and cli["verdict"]["retrain_recommended"]
+    assert f"Prediction PSI {cli['prediction_psi']:.3f} is above" in alert.message
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "drift.py"), default_timeout=300)
+    at.run()
+    at.selectbox(key="drift_current").set_value("line-FD002").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Drift share"] == f"{share:.2f}" and shown["Prediction PSI"] == f"{cli['prediction_psi']:.3f}"
+    assert any("Retraining recommended" in e.value for e in at.error)
+
+    more = tmp_path / "fd002_more.txt"
+    more.write_text("\n".join(line for line in cmapss_slice("test_FD002", units=45)
+                               if int(line.split()[0]) > 40) + "\n")
+    ingest.load([more], role="fleet", dataset="line-FD002")
+    watcher.check()
+    assert not watcher.drift.due(), "new readings are judged again only after DRIFT_INTERVAL_S"
+    assert metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset": "line-FD002"}) == share
+    watcher.drift.interval_s = 0.0
+    assert watcher.drift.due()
+    assert watcher.check() == [] and not watcher.drift.due(), "judged again: still the same episode"
 
 
 def test_a_failed_training_job_raises_an_alert(server, home) -> None:
     from core.operations import jobs
     from core.server.alert_rules import Watcher
-    from core.server.alerts import Notifier, list_alerts
+    from core.server.alerts import Notifier, list_episodes
 
     _client, parts = server
     record = jobs.start("train", "tests.jobtargets", ["crash"], config={}, data={})
@@ -309,7 +457,7 @@ def test_a_failed_training_job_raises_an_alert(server, home) -> None:
     assert finished.state == "failed"
     fresh = Watcher(parts.services.cache, Notifier()).check(force=True)
     assert [a.key for a in fresh if a.kind == "job"] == [f"job:{record.id}"]
-    assert any(a.key == f"job:{record.id}" for a in list_alerts())
+    assert any(a.key == f"job:{record.id}" for a in list_episodes(state="open"))
 
 
 def test_webhook_delivery_gives_up_after_bounded_retries(receiver) -> None:
@@ -394,3 +542,80 @@ def test_the_watcher_wakes_for_a_write_to_the_store_and_not_for_reads(server, ho
                        ).status_code == 200
     watcher.check()
     assert changes == [1, 1], "appended readings are a change"
+
+
+def _wait_for(condition: Any, timeout_s: float = 60.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_watcher_survives_an_unexpected_error_and_health_says_degraded_until_it_runs_again(
+        server, home, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from core.server import alert_rules, metrics
+    from core.server.alert_rules import Watcher
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    supervisor = parts.services.supervisor
+    supervisor.backoff_s = 0.05
+    failing = threading.Event()
+    failing.set()
+    real = alert_rules.risk_alerts
+
+    def risk_alerts(con: Any) -> Any:
+        if failing.is_set():
+            raise RuntimeError("injected failure")
+        return real(con)
+
+    monkeypatch.setattr(alert_rules, "risk_alerts", risk_alerts)
+    restarts = metrics.REGISTRY.get_sample_value("pm_worker_restarts_total", {"worker": "watcher"}) or 0.0
+    watcher = Watcher(parts.services.cache, Notifier(supervisor), poll_s=0.05, supervisor=supervisor)
+    with caplog.at_level(logging.ERROR, logger="core.server"):
+        watcher.start()
+        try:
+            assert _wait_for(lambda: client.get("/api/v1/health").json()["status"] == "degraded")
+            health = client.get("/api/v1/health").json()
+            (problem,) = health["problems"]
+            assert problem.startswith("The alert watcher (alert rules) stopped on an unexpected error")
+            assert "RuntimeError: injected failure" in problem
+            assert 'pm_worker_up{worker="watcher"} 0.0' in client.get("/metrics").text
+            assert _wait_for(lambda: (metrics.REGISTRY.get_sample_value(
+                "pm_worker_restarts_total", {"worker": "watcher"}) or 0.0) >= restarts + 2), "restarted again"
+
+            failing.clear()
+            assert _wait_for(lambda: client.get("/api/v1/health").json()["status"] == "ok")
+            assert client.get("/api/v1/health").json()["problems"] == []
+            assert 'pm_worker_up{worker="watcher"} 1.0' in client.get("/metrics").text
+        finally:
+            watcher.stop()
+    tracebacks = [r for r in caplog.records if r.exc_info and "injected failure" in str(r.exc_info[1])]
+    assert len(tracebacks) == 1, "the same error is logged once, with its traceback"
+    assert client.get("/api/v1/health").json()["status"] == "ok", "a watcher stopped on purpose is no problem"
+
+
+def test_an_unexpected_scoring_error_is_reported_and_the_rules_still_run(server, home) -> None:
+    from core.server.alert_rules import Watcher
+    from core.server.alerts import Notifier
+
+    client, parts = server
+    client.post("/api/v1/batch-predict", json={"dataset": "test_FD001"})
+
+    def broken_scorer() -> None:
+        raise ValueError("scorer defect")
+
+    supervisor = parts.services.supervisor
+    fresh = Watcher(parts.services.cache, Notifier(supervisor), on_change=broken_scorer,
+                    supervisor=supervisor).check(force=True)
+    assert any(a.kind == "risk" for a in fresh), "the rules ran"
+    health = client.get("/api/v1/health").json()
+    assert health["status"] == "degraded"
+    assert health["problems"][0].startswith("The in-server scoring of new readings (run by the alert watcher) "
+                                            "stopped on an unexpected error")

@@ -315,3 +315,49 @@ def test_the_drift_page_says_how_much_of_each_side_it_compared(fleet: None, monk
     assert " of 20 engines (" in note and "of 3,905 readings)" in note
     assert "seeded sample of whole engines" in note and "computed on the sample" in note
     assert at.selectbox(key="drift_current").value == "train_FD002"
+
+
+# --- against a model's training data: the one verdict of the page, the CLI and the drift alert ---------------
+
+
+def _reader(train: dict[str, pd.DataFrame]):
+    def read(names: tuple[str, ...]) -> pd.DataFrame:
+        return pd.concat([train[n.removeprefix("train_")].assign(dataset=n) for n in names], ignore_index=True)
+    return read
+
+
+def test_a_mixed_training_set_is_judged_against_its_nearest_part(train: dict[str, pd.DataFrame]) -> None:
+    training = ("train_FD001", "train_FD003")
+    current = train["FD003"][train["FD003"]["unit"] <= 30].assign(dataset="fleet")
+    near = verdicts.against_training(training, current, _reader(train), matched=True)
+    assert near.reference == ("train_FD003",) and near.nearest_part
+    assert set(near.shares) == {("train_FD001",), ("train_FD003",)}, "the pooled data is tried only when all drift"
+    assert near.shares[("train_FD003",)] == near.report.drift_share <= 0.3
+    assert not near.report.verdict.retrain_recommended
+    assert near.report.prediction_psi is None and near.report.prediction_psi_reason == verdicts.NO_MODEL_REASON
+
+    far = verdicts.against_training(training, train["FD002"].assign(dataset="fleet"), _reader(train), matched=True)
+    assert set(far.shares) == {("train_FD001",), ("train_FD003",), training}
+    assert far.report.verdict.retrain_recommended and far.report.drift_share > 0.3
+
+
+def test_the_prediction_psi_compares_the_model_on_the_same_engines_the_page_samples(
+        train: dict[str, pd.DataFrame]) -> None:
+    seen: list[tuple[str, tuple[str, ...], int]] = []
+
+    def predict(side: str, names: tuple[str, ...], rows: pd.DataFrame) -> np.ndarray:
+        seen.append((side, names, len(rows)))
+        return rows["sensor_11"].to_numpy()  # a stand-in "model": any per-row number will do
+
+    current = train["FD002"].assign(dataset="fleet")
+    result = verdicts.against_training(("train_FD001",), current, _reader(train), predict, matched=False)
+    assert [(side, names) for side, names, _ in seen] == [("reference", ("train_FD001",)), ("current", ())]
+    assert all(rows <= 12_000 for _, _, rows in seen), "a seeded sample of whole engines per side"
+    assert result.report.prediction_psi == pytest.approx(
+        statistics.prediction_drift(result.reference_rul, result.current_rul).score)
+    assert result.report.prediction_psi_reason is None
+
+
+def test_drift_command_without_a_reference_needs_a_model(fleet: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["drift", "--current", "train_FD002"]) == 1
+    assert "No model is trained yet, so there is no training data to compare with" in capsys.readouterr().err

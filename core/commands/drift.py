@@ -1,4 +1,4 @@
-"""``python -m core drift``: has the current dataset drifted from the reference?"""
+"""``python -m core drift``: has the current dataset drifted from the model's training data (or a reference)?"""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from core.data import names, store
-from core.monitoring import drift, statistics, verdicts
+from core.data import names, queries, store
+from core.errors import UserError
+from core.monitoring import drift, prediction_drift, statistics, verdicts
 
-HELP = "compare a dataset with a reference: per-sensor drift, drift share and a retraining verdict"
+HELP = ("compare a dataset with the serving model's training data (or a reference): per-sensor drift, drift share "
+        "and a retraining verdict")
 
 NO_MODEL_REASON = "no model"
 """Why prediction drift is not measured when the registry has no champion."""
@@ -19,7 +21,9 @@ NO_MODEL_REASON = "no model"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``drift``."""
     dataset = names.argument(names.DATASET)
-    parser.add_argument("--reference", required=True, type=dataset, help="reference dataset name, e.g. train_FD001")
+    parser.add_argument("--reference", default=None, type=dataset,
+                        help="reference dataset name, e.g. train_FD001 (an exploratory comparison); default: the "
+                             "training data of --model, judged as the Drift page and the server's drift alert do")
     parser.add_argument("--current", required=True, type=dataset, help="current dataset name, e.g. train_FD002")
     parser.add_argument("--normalised", action="store_true", help="compare after operating-regime normalisation")
     parser.add_argument("--method", choices=statistics.METHODS, default="psi", help="statistic that decides (default psi)")
@@ -28,51 +32,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--share", type=float, default=statistics.Thresholds.share,
                         help="drift share above which retraining is recommended (default 0.3)")
     parser.add_argument("--model", default="champion",
-                        help="model whose predicted RUL is compared: a version, champion (default) or challenger")
+                        help="model whose predicted RUL is compared (and, without --reference, whose training data "
+                             "is the reference): a version, champion (default) or challenger")
 
 
-def _prediction_drift(
-    reference: pd.DataFrame, current: pd.DataFrame, model: str, threshold: float
-) -> tuple[float | None, str | None, int | None]:
-    """(prediction PSI, reason it is missing, model version): the model scores every cycle of both sides.
-
-    Only a missing champion leaves it unmeasured; a named version that does not exist is an error.
-    """
-    from core.monitoring import prediction_drift
+def _model(model: str) -> tuple[int | None, Any]:
+    """(version, ensemble) of `model`, or (None, None) when it names the champion and there is none."""
     from core.operations import registry
     from core.serving import scoring
 
     if model in ("champion", "") and registry.champion_version() is None:
-        return None, NO_MODEL_REASON, None
-    version, ensemble = scoring.load_model(model)
-    measured = prediction_drift.measure(ensemble, reference, current, threshold, version)
-    return measured.result.score, None, version
+        return None, None
+    return scoring.load_model(model)
+
+
+def _training_data(version: int | None, loaded: list[str]) -> tuple[str, ...]:
+    """The datasets model `version` was trained on, all of them loaded; UserError otherwise."""
+    from core.operations import registry
+
+    if version is None:
+        raise UserError("No model is trained yet, so there is no training data to compare with: name a dataset with "
+                        "--reference, or train a model first.")
+    trained_on = registry.training_datasets(version, registry.MODEL_NAME)
+    training = verdicts.default_reference(trained_on, loaded)
+    if training is None:
+        missing = ", ".join(n for n in trained_on if n not in loaded) or "its training data"
+        raise UserError(f"The training data of model v{version} ({missing}) is not loaded; name a dataset with "
+                        "--reference to compare with instead.")
+    return training
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Read both datasets from the store, measure prediction drift with the model if one exists, and assess."""
+    """Read both sides from the store, measure prediction drift with the model if one exists, and decide with
+    :func:`core.monitoring.verdicts.against_training` (the Drift page's comparison)."""
     thresholds = statistics.Thresholds(share=args.share).with_levels(args.method, args.warn, args.alert)
+    version, ensemble = _model(args.model)
+    reads: dict[tuple[str, ...], drift.Sample] = {}
     with store.connect(read_only=True) as con:
-        reference, reference_read = drift.read_side(con, [args.reference])
+        listing = queries.list_datasets(con)
         current, current_read = drift.read_side(con, [args.current])
-    prediction_psi, reason, version = _prediction_drift(reference, current, args.model, thresholds.prediction_psi)
-    report = verdicts.assess(
-        reference,
-        current,
-        method=args.method,
-        normalise=args.normalised,
-        thresholds=thresholds,
-        prediction_psi=prediction_psi,
-        prediction_psi_reason=reason,
-    )
-    return {"reference": args.reference, "current": args.current, "model_version": version,
-            "reference_read": reference_read.to_dict(), "current_read": current_read.to_dict(), **report.to_dict()}
+        sides: dict[tuple[str, ...], pd.DataFrame] = {}
+
+        def read(names: tuple[str, ...]) -> pd.DataFrame:
+            if names not in sides:
+                sides[names], reads[names] = drift.read_side(con, names)
+            return sides[names]
+
+        against_model = args.reference is None
+        training = _training_data(version, listing["name"].tolist()) if against_model else (args.reference,)
+        roles = dict(zip(listing["name"], listing["role"], strict=True))
+        matched = against_model and roles.get(args.current) != "history"
+        predict = None if ensemble is None else (
+            lambda _side, _names, rows: prediction_drift.predicted_rul(ensemble, rows))
+        comparison = verdicts.against_training(training, current, read, predict, matched=matched, method=args.method,
+                                               normalise=args.normalised, thresholds=thresholds,
+                                               no_model_reason=NO_MODEL_REASON)
+    reference = ",".join(comparison.reference)
+    return {"reference": reference, "current": args.current, "model_version": version,
+            "against_model": against_model, "training_data": list(training) if against_model else None,
+            "life_stage_matched": matched,
+            "part_shares": {",".join(part): share for part, share in comparison.shares.items()},
+            "reference_read": reads[comparison.reference].to_dict(), "current_read": current_read.to_dict(),
+            **comparison.report.to_dict()}
 
 
 def render(result: dict[str, Any]) -> str:
     """A fixed-width table, one feature per line, then the drift share, verdict and thresholds."""
     view = "regime-normalised" if result["normalised"] else "raw"
     lines = [f"{result['current']} vs {result['reference']} ({view} values, decided by {result['method']})"]
+    if result["against_model"]:
+        part = (f"; judged against {result['reference']}, the part nearest to {result['current']}"
+                if result["reference"] != ",".join(result["training_data"]) else "")
+        matched = (", training engines cut at the current engines' ages" if result["life_stage_matched"] else "")
+        lines.append(f"reference: the training data of model v{result['model_version']} "
+                     f"({', '.join(result['training_data'])}){part}{matched}")
     sides = [("reference", result["reference_read"]), ("current", result["current_read"])]
     for side, read in sides:
         if read["sampled"]:

@@ -36,7 +36,7 @@ ROLES = ("history", "fleet", "evaluation", "sandbox")
 (``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
 listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
 IN_SERVICE_ROLES = ("fleet", "evaluation")
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 T = TypeVar("T")
@@ -98,16 +98,22 @@ _SCHEMA = [
         dataset_id INTEGER NOT NULL, sha256 VARCHAR NOT NULL, source VARCHAR NOT NULL,
         rows BIGINT NOT NULL, loaded_at TIMESTAMP NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS alerts (
-        key VARCHAR PRIMARY KEY, created_at TIMESTAMP NOT NULL, kind VARCHAR NOT NULL, message VARCHAR NOT NULL,
-        dataset VARCHAR, engine VARCHAR, value DOUBLE)""",
+    "CREATE SEQUENCE IF NOT EXISTS alert_episodes_id_seq START 1",
+    """CREATE TABLE IF NOT EXISTS alert_episodes (
+        id BIGINT PRIMARY KEY DEFAULT nextval('alert_episodes_id_seq'), key VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL, dataset VARCHAR, engine VARCHAR, message VARCHAR NOT NULL, value DOUBLE,
+        opened_at TIMESTAMP NOT NULL, closed_at TIMESTAMP, state VARCHAR NOT NULL,
+        acknowledged_by VARCHAR, acknowledged_at TIMESTAMP, snoozed_by VARCHAR, snoozed_at TIMESTAMP,
+        snoozed_until TIMESTAMP, note VARCHAR)""",
 ]
 """Tables. ``engines`` maps each engine's id as the operator writes it to the integer ``unit`` the
 readings use, and records when an outcome closed it; ``loaded_files`` holds the sha256 of every file
 loaded into a dataset (for de-duplication); ``truth_files`` records each RUL file loaded;
 ``pending_truth`` holds RUL values that arrived before their test dataset; ``feedback`` holds the
 outcomes engineers record, with the model version serving at the time; ``engine_sources`` records where a
-history engine came from (the in-service dataset and engine id an outcome closed it in), its lineage."""
+history engine came from (the in-service dataset and engine id an outcome closed it in), its lineage;
+``alert_episodes`` holds one row per alert episode (:mod:`core.server.alerts`): what it is about (``key``), when it opened and closed, and who
+acknowledged or snoozed it (``state`` snoozed with no ``snoozed_until``: until the condition ends)."""
 
 _MIGRATE_V1 = [
     "ALTER TABLE datasets RENAME COLUMN split TO role",
@@ -127,15 +133,25 @@ _MIGRATE_V2 = [
 ]
 """Schema 2 to 3: stored predictions keep the out-of-experience flag and its reason."""
 
-_MIGRATE_V3 = [
+_MIGRATE_LINEAGE = [
     ("INSERT INTO engine_sources SELECT h.dataset_id, h.unit, d.name, h.engine FROM engines h "
     "JOIN datasets hd ON hd.id = h.dataset_id AND hd.role = 'history' "
     "JOIN datasets d ON hd.name = d.name || '-closed' AND d.role IN ('fleet', 'evaluation') "
     "JOIN engines e ON e.dataset_id = d.id AND e.engine = h.engine AND e.closed_event IS NOT NULL "
     "WHERE NOT EXISTS (SELECT 1 FROM engine_sources s WHERE s.dataset_id = h.dataset_id AND s.unit = h.unit)"),
 ]
-"""Schema 3 to 4: engines closed before lineage was recorded get theirs from the only link those stores kept,
+"""Schema 3 to 5: engines closed before lineage was recorded get theirs from the only link those stores kept,
 the history dataset ``<dataset>-closed`` holding a copy under the same engine id."""
+
+_MIGRATE_ALERTS = [
+    ("INSERT INTO alert_episodes (key, kind, dataset, engine, message, value, opened_at, state) "
+     "SELECT CASE WHEN kind = 'drift' THEN regexp_replace(key, ':v[0-9]+$', '') ELSE key END AS subject, kind, "
+     "dataset, engine, message, value, created_at, 'open' FROM alerts "
+     "QUALIFY row_number() OVER (PARTITION BY subject ORDER BY created_at DESC) = 1 ORDER BY created_at"),
+    "DROP TABLE alerts",
+]
+"""Schema 3 to 5: each alert stored once per key (table ``alerts``) becomes an open episode (a drift alert's key
+loses its model version, so a dataset has one); run only where the ``alerts`` table exists."""
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -413,7 +429,7 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables, or bring a schema-1, -2 or -3 store up to date, in one transaction.
+    """Create missing tables, or bring a schema-1 to -4 store up to date, in one transaction.
 
     Runs when the handle opens read-write, before any cursor exists, so no thread of this process
     works on the store meanwhile; DuckDB's file lock keeps other processes out. The schema is read
@@ -432,8 +448,11 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if old:
             for statement in _MIGRATE_V1:
                 con.execute(statement)
-        for statement in _MIGRATE_V2 + _MIGRATE_V3:
+        for statement in _MIGRATE_V2 + _MIGRATE_LINEAGE:
             con.execute(statement)
+        if first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'alerts'"):
+            for statement in _MIGRATE_ALERTS:
+                con.execute(statement)
         con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 

@@ -1,18 +1,23 @@
-"""The drift verdict in words: the overall call (none, warn, alert, retrain) and why, and the full report
-(:func:`assess`) that the page and the CLI show.
+"""The drift verdict in words: the overall call (none, warn, alert, retrain) and why, the full report
+(:func:`assess`) that the page and the CLI show, and the comparison with a model's training data
+(:func:`against_training`) that decides the Drift page's default verdict, ``python -m core drift`` without
+``--reference``, the server's drift alert and its ``pm_drift_share`` metric.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from core.data.cmapss import SENSORS, SETTINGS
 from core.errors import UserError
-from core.monitoring.drift import compare_frames, drift_share, drift_table, worst_level
+from core.monitoring.drift import compare_frames, drift_share, drift_table, match_life_stage, worst_level
+from core.monitoring.prediction_drift import sample_engines
 from core.monitoring.regimes import RegimeSummary, normalise_by_regime
-from core.monitoring.statistics import Level, Thresholds, VerdictLevel, check_method, level
+from core.monitoring.statistics import Level, Thresholds, VerdictLevel, check_method, level, prediction_drift
 
 
 @dataclass(frozen=True)
@@ -204,3 +209,98 @@ def assess(
         verdict=Verdict(decision.level, decision.retrain_recommended, tuple(notes) + decision.explanation),
         thresholds=limits,
     )
+
+
+# Against a model's training data ---------------------------------------------------------------
+
+NO_MODEL_REASON = "no model is trained yet"
+
+ReadSide = Callable[[tuple[str, ...]], pd.DataFrame]
+"""The readings of some datasets (with a ``dataset`` column), as :func:`core.monitoring.drift.read_side` reads
+them (callers cache it)."""
+Predict = Callable[[str, tuple[str, ...], pd.DataFrame], np.ndarray]
+"""``predict(side, names, rows)``: the model's predicted RUL at every cycle of `rows`, rows of the frame
+``read(names)`` returned (side ``reference``, possibly cut at the current engines' ages) or of the current data
+(side ``current``, names empty). Callers may cache it: an engine's prediction at a cycle depends only on its
+readings up to that cycle."""
+
+
+@dataclass(frozen=True)
+class TrainingComparison:
+    """A dataset compared with a model's training data: the training datasets, the part judged against, each
+    part's drift share (when there are several), the report and the predicted-RUL samples behind its prediction
+    PSI (None without a model)."""
+
+    training: tuple[str, ...]
+    reference: tuple[str, ...]
+    shares: dict[tuple[str, ...], float]
+    report: DriftReport
+    reference_rul: np.ndarray | None = None
+    current_rul: np.ndarray | None = None
+
+    @property
+    def nearest_part(self) -> bool:
+        """True when the verdict is judged against one part of a mixed training set, not all of it."""
+        return self.reference != self.training
+
+
+def _part_share(reference: pd.DataFrame, current: pd.DataFrame, method: str, normalise: bool,
+                limits: Thresholds) -> float:
+    return drift_share(compare_frames(reference, current, method=method, normalise=normalise, thresholds=limits))
+
+
+def against_training(
+    training: Sequence[str],
+    current: pd.DataFrame,
+    read: ReadSide,
+    predict: Predict | None = None,
+    matched: bool = True,
+    method: str = "psi",
+    normalise: bool = False,
+    thresholds: Thresholds | None = None,
+    no_model_reason: str = NO_MODEL_REASON,
+) -> TrainingComparison:
+    """Compare `current` with the training data `training` (a model's training datasets, or any reference) and
+    decide, as the Drift page does by default.
+
+    With ``matched`` (the current engines are in service) each reference engine is cut at an age drawn from the
+    current engines' (:func:`core.monitoring.drift.match_life_stage`). Data like any one part of a mixed training
+    set is within the model's experience, so with several training datasets the verdict is judged against the
+    nearest part: the dataset with the lowest drift share, or all of them pooled (tried only when every single
+    part drifts; preferred on a tie). With `predict`, the prediction PSI compares the model's predicted RUL on a
+    seeded sample of whole engines of each side (:func:`core.monitoring.prediction_drift.sample_engines`);
+    without it the report says `no_model_reason`.
+    """
+    limits = thresholds or Thresholds()
+    names = tuple(training)
+    if not names:
+        raise UserError("No training data was named to compare with.")
+
+    def reference_of(part: tuple[str, ...]) -> pd.DataFrame:
+        frame = read(part)
+        return match_life_stage(frame, current) if matched else frame
+
+    shares: dict[tuple[str, ...], float] = {}
+    nearest = names
+    if len(names) > 1:
+        shares = {(name,): _part_share(reference_of((name,)), current, method, normalise, limits) for name in names}
+        if min(shares.values()) > limits.share:
+            shares[names] = _part_share(reference_of(names), current, method, normalise, limits)
+        nearest = min(shares, key=lambda part: (shares[part], part != names))
+    reference = reference_of(nearest)
+    reference_rul = current_rul = None
+    prediction_psi = None
+    if predict is not None:
+        reference_rul = predict("reference", nearest, sample_engines(reference))
+        current_rul = predict("current", (), sample_engines(current))
+        prediction_psi = prediction_drift(reference_rul, current_rul, limits.prediction_psi).score
+    report = assess(reference, current, method=method, normalise=normalise, thresholds=limits,
+                    prediction_psi=prediction_psi, prediction_psi_reason=None if predict else no_model_reason)
+    return TrainingComparison(names, nearest, shares, report, reference_rul, current_rul)
+
+
+def default_reference(training: Sequence[str], loaded: Sequence[str]) -> tuple[str, ...] | None:
+    """The reference of the default comparison: the model's training datasets when every one of them is loaded,
+    else None (the comparison would not be the model's training data, so there is no default verdict)."""
+    names = tuple(training)
+    return names if names and all(name in loaded for name in names) else None

@@ -1,56 +1,69 @@
 """The alert rules, and the watcher thread that evaluates them when data, outcomes, models or jobs change
 (and, in the server, starts the scoring job for engines whose stored scores are stale).
 
-Rules (each alert stored once, see :mod:`core.server.alerts`):
+Each rule reports the conditions that hold now (:class:`core.server.alerts.Finding`) and which subjects it
+judged; :func:`core.server.alerts.sync` keeps one episode per condition (a new one when a subject enters it
+again):
 
-- ``risk``: an in-service engine (fleet or evaluation dataset, not closed) whose latest stored prediction
-  is HIGH; once per engine;
-- ``drift``: a fleet dataset whose readings drift against the champion's training data (regime-normalised
-  PSI over the model's sensors, training engines cut at the fleet engines' ages as the Drift page does:
-  :func:`core.monitoring.drift.match_life_stage`; each side read as the page reads it, whole or a seeded
-  sample of whole engines: :func:`core.monitoring.drift.read_side`) with a drift share above
-  ``DRIFT_SHARE_LIMIT``; once per dataset and champion;
-- ``live_rmse``: the champion's live RMSE on closed engines more than ``LIVE_RMSE_RATIO`` times its
-  validation RMSE; once per champion version;
-- ``job``: a training job that failed; once per job.
+- ``risk``: an in-service engine (fleet or evaluation dataset, not closed) whose latest stored prediction is HIGH;
+  every engine is judged each time;
+- ``drift``: a fleet dataset whose verdict against the champion's training data recommends retraining, by the
+  Drift page's default comparison (:func:`core.monitoring.verdicts.against_training`: PSI on raw values of every
+  sensor, training engines cut at the fleet engines' ages, the nearest part of a mixed training set, and the
+  champion's prediction PSI), which also sets ``pm_drift_share``. A dataset is judged again when its readings or
+  the champion change, at most once per ``DRIFT_INTERVAL_S`` seconds for the same champion (a judgement reads
+  and scores a few thousand readings); the training data's readings and the champion's predictions on them are
+  computed once per champion version (:class:`DriftRule`);
+- ``live_rmse``: the champion's live RMSE on closed engines more than ``LIVE_RMSE_RATIO`` times its validation
+  RMSE;
+- ``job``: a training job that failed (an event: one episode per job).
 
-The watcher looks for a change every ``POLL_S`` seconds (the store's files, champion version, training
-jobs: :func:`fingerprint`) and at once when poked after an API write; a rule that
-cannot be evaluated (e.g. the store is busy) is logged and tried again at the next change. The server's
-watcher is given :class:`core.server.scoring.ServerScorer` as ``on_change``, called before the rules: engines
-with new readings (appended through the API or loaded by the CLI) or a new champion are scored, so the Fleet
-page and the risk rule find scores ready.
+The watcher looks for a change every ``POLL_S`` seconds (the store's files, champion version, training jobs:
+:func:`fingerprint`) and at once when poked after an API write; a rule that cannot be evaluated (e.g. the store
+is busy) is logged and tried again at the next change. The server's watcher is given
+:class:`core.server.scoring.ServerScorer` as ``on_change``, called before the rules: engines with new readings
+(appended through the API or loaded by the CLI) or a new champion are scored, so the Fleet page and the risk rule
+find scores ready. Both run under :class:`core.server.supervision.Supervisor` (workers ``watcher`` and
+``scoring``): an unexpected error is logged with its traceback, reported by ``/api/v1/health``, and the work is
+run again after a backoff.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import duckdb
+import numpy as np
+import pandas as pd
 
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
-from core.monitoring import drift
+from core.monitoring import drift, prediction_drift, verdicts
 from core.operations import jobs, registry
-from core.server import metrics
-from core.server.alerts import Alert, Notifier, save_new
+from core.server import alerts, metrics
+from core.server.alerts import Episode, Finding, Notifier
 from core.server.model_cache import ModelCache
+from core.server.supervision import Supervisor
 
 LOG = logging.getLogger("core.server.alerts")
-DRIFT_SHARE_LIMIT = 0.3
 LIVE_RMSE_RATIO = 1.3
 POLL_S = 1.0
 """Seconds between looks for a change (a few file stats when nothing changed: :func:`fingerprint`)."""
+DRIFT_INTERVAL_S = 120.0
+"""Least seconds between two drift judgements of one dataset for the same champion (new readings arriving in
+between are judged when it has passed)."""
 RECENT_JOBS = 20
 TRAIN_KIND = "train"
 """The kind of training jobs (``core.operations.retrain.TRAIN_KIND``; not imported, as it brings in the
 whole training stack)."""
+Judged = dict[str, Callable[[str], bool] | None]
 
 
-def risk_alerts(con: Any) -> list[Alert]:
+def risk_alerts(con: Any) -> list[Finding]:
     """HIGH in-service engines, by their latest stored prediction."""
     rows = con.execute(
         "SELECT d.name, e.engine, p.cycle, p.rul, p.p_fail_30, p.model_version FROM ("
@@ -59,47 +72,127 @@ def risk_alerts(con: Any) -> list[Alert]:
         " JOIN engines e ON e.dataset_id = p.dataset_id AND e.unit = p.unit"
         " WHERE p.rn = 1 AND p.risk = 'HIGH' AND d.role IN ('fleet', 'evaluation') AND e.closed_event IS NULL"
         " ORDER BY d.name, p.unit").fetchall()
-    return [Alert(key=f"risk:{name}:{engine}", kind="risk", dataset=name, engine=str(engine), value=float(p),
-                  message=f"Engine {engine} of {name} is at HIGH risk: {p:.0%} probability of failing within 30 "
-                          f"cycles, RUL {rul:.0f} cycles at cycle {cycle} (model v{version}).")
+    return [Finding(key=f"risk:{name}:{engine}", kind="risk", dataset=name, engine=str(engine), value=float(p),
+                    message=f"Engine {engine} of {name} is at HIGH risk: {p:.0%} probability of failing within 30 "
+                            f"cycles, RUL {rul:.0f} cycles at cycle {cycle} (model v{version}).")
             for name, engine, cycle, rul, p, version in rows]
 
 
-def drift_alerts(cache: ModelCache, datasets: list[str], seen: dict[str, tuple]) -> list[Alert]:
-    """Fleet datasets drifting against the champion's training data (only those changed since last time)."""
-    version = cache.champion_version()
-    if version is None or not datasets:
-        return []
-    ensemble = cache.get(str(version)).ensemble
-    trained_on = list(ensemble.meta.get("trained_on", {}).get("datasets", []))
-    out = []
-    with store.connect(read_only=True) as con:
-        listing = queries.list_datasets(con).set_index("name")
-        reference_names = [n for n in trained_on if n in listing.index]
-        if not reference_names:
-            return []
-        reference = None
-        for name in datasets:
-            stamp = (version, int(listing.loc[name, "rows"]))
-            if seen.get(name) == stamp:
+class DriftRule:
+    """Fleet datasets judged against the champion's training data (:func:`core.monitoring.verdicts.against_training`),
+    with the training data's readings and the champion's predictions on them kept for the champion's version."""
+
+    def __init__(self, cache: ModelCache, interval_s: float = DRIFT_INTERVAL_S) -> None:
+        self.cache = cache
+        self.interval_s = interval_s
+        self._judged: dict[str, tuple[tuple[int, int], float]] = {}
+        """Dataset -> ((champion version, rows) judged, when (monotonic))."""
+        self._waiting: set[str] = set()
+        """Datasets changed since their last judgement, waiting for the interval to pass."""
+        self._version: int | None = None
+        self._training: list[str] = []
+        self._reference: dict[tuple, pd.DataFrame] = {}
+        self._reference_rul: dict[tuple, pd.Series] = {}
+
+    def due(self) -> bool:
+        """Whether a changed dataset waits for a judgement whose time has come."""
+        now = time.monotonic()
+        return any(now >= self._judged[name][1] + self.interval_s for name in self._waiting)
+
+    def _use(self, version: int) -> None:
+        """Forget what belongs to another champion version."""
+        if version != self._version:
+            self._version = version
+            self._training = registry.training_datasets(version, registry.MODEL_NAME)
+            self._reference.clear()
+            self._reference_rul.clear()
+
+    def _read(self, names: tuple[str, ...], rows: dict[str, int]) -> pd.DataFrame:
+        """The readings of training datasets `names` as the Drift page reads them, kept until they change."""
+        key = (names, sum(rows[n] for n in names))
+        if key not in self._reference:
+            for cache in (self._reference, self._reference_rul):
+                for old in [k for k in cache if k[0] == names]:
+                    del cache[old]
+            with store.connect(read_only=True) as con:
+                self._reference[key] = drift.read_side(con, names)[0]
+        return self._reference[key]
+
+    def _predict(self, ensemble: Any, rows: dict[str, int]) -> verdicts.Predict:
+        def predict(side: str, names: tuple[str, ...], frame: pd.DataFrame) -> np.ndarray:
+            if side != "reference":
+                return prediction_drift.predicted_rul(ensemble, frame)
+            key = (names, sum(rows[n] for n in names))
+            if key not in self._reference_rul:
+                whole = self._read(names, rows)
+                self._reference_rul[key] = pd.Series(prediction_drift.predicted_rul(ensemble, whole, "reference"),
+                                                     index=whole.index)
+            return self._reference_rul[key].loc[frame.index].to_numpy()
+        return predict
+
+    def evaluate(self, listing: pd.DataFrame, force: bool = False) -> tuple[list[Finding], Callable[[str], bool]]:
+        """(drifting fleet datasets, which drift subjects were judged). A fleet dataset is judged when its readings,
+        the training data's or the champion changed since its last judgement, for the same champion only once
+        `interval_s` has passed (`force`: at once); a subject that is no longer a fleet dataset counts as judged."""
+        fleet = listing.loc[listing["role"] == "fleet", "name"].tolist()
+        judged: set[str] = set()
+
+        def was_judged(key: str) -> bool:
+            name = key.removeprefix("drift:")
+            return name in judged or name not in fleet
+
+        for name in [n for n in self._judged if n not in fleet]:
+            del self._judged[name]
+            self._waiting.discard(name)
+            metrics.clear_drift_share(name)
+        version = self.cache.champion_version()
+        if version is None or not fleet:
+            return [], was_judged
+        self._use(version)
+        loaded = listing["name"].tolist()
+        training = verdicts.default_reference(self._training, loaded)
+        if training is None:
+            return [], lambda key: key.removeprefix("drift:") not in fleet
+        rows = {str(n): int(r) for n, r in zip(listing["name"], listing["rows"], strict=True)}
+        ids = {str(n): int(i) for n, i in zip(listing["name"], listing["id"], strict=True)}
+        found: list[Finding] = []
+        now = time.monotonic()
+        for name in fleet:
+            stamp = (version, rows[name] + sum(rows[n] for n in training))
+            last = self._judged.get(name)
+            if last is not None and last[0] == stamp:
                 continue
-            reference = reference if reference is not None else drift.read_side(con, reference_names)[0]
+            if not force and last is not None and last[0][0] == version and now < last[1] + self.interval_s:
+                self._waiting.add(name)
+                continue
+            comparison = self._compare(version, training, name, rows)
+            self._judged[name] = (stamp, now)
+            self._waiting.discard(name)
+            judged.add(name)
+            report = comparison.report
+            metrics.set_drift_share(ids[name], name, report.drift_share)
+            if report.verdict.retrain_recommended:
+                found.append(self._finding(name, version, comparison))
+        return found, was_judged
+
+    def _compare(self, version: int, training: tuple[str, ...], name: str,
+                 rows: dict[str, int]) -> verdicts.TrainingComparison:
+        ensemble = self.cache.get(str(version)).ensemble
+        with store.connect(read_only=True) as con:
             current = drift.read_side(con, [name])[0]
-            matched = drift.match_life_stage(reference, current)
-            table = drift.compare_frames(matched, current, list(ensemble.pipeline.sensors), normalise=True)
-            share = drift.drift_share(table)
-            seen[name] = stamp
-            metrics.set_drift_share(int(listing.loc[name, "id"]), name, share)
-            if share > DRIFT_SHARE_LIMIT:
-                drifted = ", ".join(table.loc[table["drifted"] & table["informative"], "feature"])
-                out.append(Alert(key=f"drift:{name}:v{version}", kind="drift", dataset=name, value=share,
-                                 message=f"Fleet dataset {name} has drifted from the training data of model "
-                                         f"v{version}: drift share {share:.0%} (above {DRIFT_SHARE_LIMIT:.0%}); "
-                                         f"drifted: {drifted}."))
-    return out
+        return verdicts.against_training(training, current, lambda names: self._read(names, rows),
+                                         self._predict(ensemble, rows), matched=True)
+
+    @staticmethod
+    def _finding(name: str, version: int, comparison: verdicts.TrainingComparison) -> Finding:
+        report = comparison.report
+        reasons = " ".join(s for s in report.verdict.explanation if "retraining is recommended" in s)
+        return Finding(key=f"drift:{name}", kind="drift", dataset=name, value=report.drift_share,
+                       message=f"Fleet dataset {name} has drifted from the training data of model v{version} "
+                               f"({', '.join(comparison.reference)}): {reasons}")
 
 
-def live_rmse_alerts(cache: ModelCache) -> list[Alert]:
+def live_rmse_alerts(cache: ModelCache) -> list[Finding]:
     """The champion's live RMSE on closed engines against its validation RMSE."""
     version = cache.champion_version()
     accuracy = fleet_ops.live_accuracy()
@@ -113,15 +206,16 @@ def live_rmse_alerts(cache: ModelCache) -> list[Alert]:
     live = float(mine["rmse"])
     if validation is None or live <= LIVE_RMSE_RATIO * float(validation):
         return []
-    return [Alert(key=f"live_rmse:v{version}", kind="live_rmse", value=live,
-                  message=f"Model v{version} is less accurate in service than in validation: live RMSE "
-                          f"{live:.1f} cycles on {mine['engines']} closed engine(s) against {float(validation):.1f} "
-                          f"in validation (more than {LIVE_RMSE_RATIO - 1:.0%} above).")]
+    return [Finding(key=f"live_rmse:v{version}", kind="live_rmse", value=live,
+                    message=f"Model v{version} is less accurate in service than in validation: live RMSE "
+                            f"{live:.1f} cycles on {mine['engines']} closed engine(s) against {float(validation):.1f} "
+                            f"in validation (more than {LIVE_RMSE_RATIO - 1:.0%} above).")]
 
 
-def job_alerts() -> list[Alert]:
+def job_alerts() -> list[Finding]:
     """Training jobs that failed (the newest few)."""
-    return [Alert(key=f"job:{job.id}", kind="job", message=f"Training job {job.id} failed: {job.error or job.message}")
+    return [Finding(key=f"job:{job.id}", kind="job",
+                    message=f"Training job {job.id} failed: {job.error or job.message}")
             for job in jobs.list_jobs(limit=RECENT_JOBS, kind=TRAIN_KIND) if job.state == "failed"]
 
 
@@ -135,26 +229,29 @@ def fingerprint(cache: ModelCache) -> tuple:
 
 
 class Watcher:
-    """A daemon thread evaluating the rules on change; new alerts are stored, then sent to the webhook."""
+    """A daemon thread evaluating the rules on change; new episodes are stored, then sent to the webhook."""
 
     def __init__(self, cache: ModelCache, notifier: Notifier, poll_s: float = POLL_S,
-                 on_alerts: Callable[[list[Alert]], None] | None = None,
-                 on_change: Callable[[], None] | None = None) -> None:
+                 on_alerts: Callable[[list[Episode]], None] | None = None,
+                 on_change: Callable[[], None] | None = None, supervisor: Supervisor | None = None,
+                 drift_interval_s: float = DRIFT_INTERVAL_S) -> None:
         self.cache = cache
         self.on_change = on_change
         self.notifier = notifier
+        self.supervisor = supervisor or notifier.supervisor
         self.poll_s = poll_s
         self.on_alerts = on_alerts
+        self.drift = DriftRule(cache, drift_interval_s)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: tuple | None = None
-        self._drift_seen: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Start watching (evaluates once at once)."""
         self._thread = threading.Thread(target=self._run, name="alert-watcher", daemon=True)
+        self.supervisor.watch("watcher", self._thread)
         self._thread.start()
 
     def poke(self) -> None:
@@ -163,38 +260,50 @@ class Watcher:
 
     def stop(self) -> None:
         """Stop the thread (waits for an evaluation in progress)."""
+        self.supervisor.stopped("watcher")
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def check(self, force: bool = False) -> list[Alert]:
-        """Evaluate the rules if anything changed (or `force`); store and send new alerts; return them."""
+    def check(self, force: bool = False) -> list[Episode]:
+        """Evaluate the rules if anything changed, a drift judgement is due, or `force`; store the episodes opened
+        and resolved; send the new ones; return them."""
         with self._lock:
             current = fingerprint(self.cache)
-            if not force and current == self._last:
+            if not force and current == self._last and not self.drift.due():
                 return []
-            if self.on_change is not None:
-                self.on_change()
-            found: list[Alert] = job_alerts()
+            scored = self.on_change is None or self.supervisor.attempt("scoring", self.on_change)
+            found: list[Finding] = job_alerts()
+            judged: Judged = {}
             if current[0] is not None:
                 with store.connect(read_only=True) as con:
                     found += risk_alerts(con)
-                    fleet = queries.dataset_names(con, role="fleet")
-                found += drift_alerts(self.cache, fleet, self._drift_seen)
+                    listing = queries.list_datasets(con)
+                drifting, judged["drift"] = self.drift.evaluate(listing, force)
+                found += drifting
                 found += live_rmse_alerts(self.cache)
-            fresh = save_new(found) if found else []
-            self._last = current
+                judged.update(risk=None, live_rmse=None)
+            fresh = alerts.sync(found, judged) if found or current[0] is not None else []
+            self._last = current if scored else None
         self.notifier.send(fresh)
         if fresh and self.on_alerts is not None:
             self.on_alerts(fresh)
         return fresh
 
+    def _evaluate(self) -> None:
+        """:meth:`check`, a refusal of the store logged (tried again at the next change)."""
+        try:
+            self.check()
+        except (UserError, duckdb.Error) as err:
+            LOG.warning("Alert rules not evaluated: %s", err)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.check()
-            except (UserError, duckdb.Error) as err:
-                LOG.warning("Alert rules not evaluated: %s", err)
+            self.supervisor.attempt("watcher", self._evaluate)
+            pause = max(self.supervisor.backoff("watcher"), self.supervisor.backoff("scoring"))
+            if pause:
+                self._stop.wait(pause)
+                continue
             self._wake.wait(self.poll_s)
             self._wake.clear()

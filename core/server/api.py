@@ -1,10 +1,11 @@
 """The REST API mounted at ``/api/v1`` (OpenAPI docs at ``/api/v1/docs``).
 
 Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`core.server.auth`), whose user's
-role must allow the endpoint's action (:mod:`core.access.roles`): reads need a viewer, ``/readings`` and
-``/outcomes`` an operator; a missing or unknown token is answered 401, a role too low 403. ``/health`` names the
-datasets only to a caller with a token or where no sign-in is required (:mod:`core.server.disclosure`); to
-others it says its status and version.
+role must allow the endpoint's action (:mod:`core.access.roles`): reads need a viewer, ``/readings``,
+``/outcomes`` and acknowledging or snoozing an alert an operator; a missing or unknown token is answered 401, a
+role too low 403. ``/health`` answers ``degraded`` with a sentence per background worker that is down
+(:mod:`core.server.supervision`); it names the datasets only to a caller with a token or where no sign-in is
+required (:mod:`core.server.disclosure`), to others it says its status and version.
 Predictions come from the model cache of this process; writes go through :mod:`core.data.fleet_ops`,
 the one writer path of the store, serialised by :data:`WRITE_LOCK`; after a write the alert watcher is
 poked. Errors: :mod:`core.server.errors`.
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
@@ -26,14 +27,16 @@ from core.access import roles
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
 from core.operations import jobs
-from core.server import auth, disclosure, errors, metrics, predicting
+from core.server import alerts, auth, disclosure, errors, metrics, predicting
 from core.server.alert_rules import Watcher
-from core.server.alerts import list_alerts
 from core.server.batcher import Batcher
 from core.server.json_body import FastJSONRoute
 from core.server.model_cache import ModelCache
 from core.server.readings_input import InputError, check_engine, model_columns, readings_columns
 from core.server.schemas import (
+    AcknowledgeRequest,
+    AlertEpisode,
+    AlertList,
     BatchAnswer,
     BatchRequest,
     EngineReadings,
@@ -41,7 +44,9 @@ from core.server.schemas import (
     Prediction,
     Problem,
     ReadingsRequest,
+    SnoozeRequest,
 )
+from core.server.supervision import Supervisor
 
 WRITE_LOCK = threading.Lock()
 """Serialises the API's writes to the store within this process."""
@@ -61,14 +66,25 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "descripti
 MODEL_QUERY = Query(description="version number, champion or challenger", pattern="^(champion|challenger|[0-9]{1,9})$")
 
 
-class Services:
-    """What the endpoints share in one server process: the model cache, the alert watcher, the token, and the
-    batcher that coalesces concurrent predictions."""
+ALERT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no alert has this id"},
+    409: {"model": Problem, "description": "the alert is resolved or acknowledged already; the sentence says by whom "
+                                           "and when"},
+    422: {"model": Problem, "description": "invalid request, e.g. a snooze that ends in the past"},
+}
+AlertId = Annotated[int, Path(ge=1, le=2**53, description="the alert's id, as `/alerts` lists it")]
 
-    def __init__(self, cache: ModelCache, watcher: Watcher | None, token: str) -> None:
+
+class Services:
+    """What the endpoints share in one server process: the model cache, the alert watcher, the token, the
+    supervisor of the background workers, and the batcher that coalesces concurrent predictions."""
+
+    def __init__(self, cache: ModelCache, watcher: Watcher | None, token: str,
+                 supervisor: Supervisor | None = None) -> None:
         self.cache = cache
         self.watcher = watcher
         self.token = token
+        self.supervisor = supervisor or (watcher.supervisor if watcher is not None else Supervisor())
         self.batcher = Batcher()
         self._listing_lock = threading.Lock()
         self._listing: tuple[tuple, list[dict[str, Any]]] | None = None
@@ -179,15 +195,19 @@ def build_api(services: Services) -> FastAPI:
 
     @open_routes.get("/health", summary="Server status (no token needed; datasets need one where sign-in is "
                                         "required)", responses={code: ERRORS[code] for code in (413, 500)},
-                     openapi_extra={"security": [{}, {"bearer": []}]})
+                     openapi_extra={"security": [{}, {"bearer": []}]},
+                     description="`status` is `ok`, or `degraded` while a background worker (the alert watcher, the "
+                                 "in-server scoring, the webhook sender) is down or restarting after an unexpected "
+                                 "error; `problems` then holds one sentence per worker.")
     def health(request: Request) -> dict[str, Any]:
         s = _services(request)
-        status = "ok"
+        problems = s.supervisor.problems()
+        status = "degraded" if problems else "ok"
         if not disclosure.may_see_fleet(request.scope, request.headers.get("authorization"), s.token):
-            return {"status": status, "version": API_VERSION}
+            return {"status": status, "problems": problems, "version": API_VERSION}
         job = jobs.running()
-        return {"status": status, "version": API_VERSION, "champion_version": s.cache.champion_version(),
-                "datasets": s.dataset_listing(),
+        return {"status": status, "problems": problems, "version": API_VERSION,
+                "champion_version": s.cache.champion_version(), "datasets": s.dataset_listing(),
                 "running_job": None if job is None else {"id": job.id, "kind": job.kind, "phase": job.phase,
                                                          "progress": job.progress}}
 
@@ -255,9 +275,53 @@ def build_api(services: Services) -> FastAPI:
         _engine_or_404(dataset, engine)
         return fleet_ops.engine_history(dataset, engine)
 
-    @secured.get("/alerts", summary="Alerts, newest first")
-    def alerts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        return {"alerts": [a.to_dict() for a in list_alerts(limit)]}
+    @secured.get("/alerts", summary="Alert episodes, newest first", response_model=AlertList)
+    def alert_list(
+        state: Annotated[str, Query(pattern="^(open|acknowledged|snoozed|resolved|all)$",
+                                    description="open, acknowledged, snoozed, resolved or all")] = "all",
+        kind: Annotated[str | None, Query(pattern="^(risk|drift|live_rmse|job)$",
+                                          description="only this kind: risk, drift, live_rmse or job")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        listed = alerts.list_episodes(state, None if kind is None else [kind], limit)
+        by_state = alerts.counts()
+        counted = ({k: sum(by_state[st][k] for st in by_state) for k in alerts.KINDS} if state == "all"
+                   else by_state[state])
+        return {"state": state, "counts": counted, "alerts": [e.to_dict() for e in listed]}
+
+    def _handled(action: Any, *args: Any) -> dict[str, Any]:
+        """The episode `action` (:func:`core.server.alerts.acknowledge` or ``snooze``) changed; 404 for an unknown
+        id, 409 with the sentence when its state does not allow it."""
+        try:
+            done, refused = action(*args)
+        except alerts.UnknownAlert as err:
+            raise errors.NotFound(str(err)) from err
+        if refused:
+            raise HTTPException(409, refused[0])
+        return done[0].to_dict()
+
+    def _handler(request: Request) -> str:
+        found: auth.Caller = request.state.caller
+        if not alerts.may_handle(found.role):
+            raise HTTPException(403, alerts.handle_refusal(found.role, found.name))
+        return found.name
+
+    @secured.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert (operator)",
+                  response_model=AlertEpisode, responses=ALERT_ERRORS,
+                  description="Records the caller's name and the time; an open or snoozed alert becomes "
+                              "acknowledged (it still resolves when its condition ends).")
+    def acknowledge(alert_id: AlertId, request: Request, body: AcknowledgeRequest | None = None) -> dict[str, Any]:
+        who = _handler(request)
+        return _handled(alerts.acknowledge, [alert_id], who, body.note if body else "")
+
+    @secured.post("/alerts/{alert_id}/snooze", summary="Snooze an alert (operator)", response_model=AlertEpisode,
+                  responses=ALERT_ERRORS,
+                  description="Records the caller's name and the time; the alert reads as snoozed until `until`, "
+                              "then as open again (no new notification), or, with `until` null, until its "
+                              "condition ends.")
+    def snooze(alert_id: AlertId, body: SnoozeRequest, request: Request) -> dict[str, Any]:
+        who = _handler(request)
+        return _handled(alerts.snooze, [alert_id], who, body.until, body.note)
 
     app.include_router(open_routes)
     app.include_router(secured)

@@ -6,7 +6,8 @@
 - lifespan: create the store's schema before the first request; open the registry database (importing MLflow
   takes seconds) in the background a few seconds later, so the dashboard answers and draws its first page at
   once, then start the alert watcher (which scores engines with new readings) and load the champion; stop the
-  watcher at shutdown.
+  watcher at shutdown. The watcher, its scoring and the webhook sender run under one
+  :class:`core.server.supervision.Supervisor`, which ``/api/v1/health`` and ``/metrics`` report.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from core.server.alerts import Notifier
 from core.server.api import Services, build_api
 from core.server.model_cache import ModelCache
 from core.server.scoring import ServerScorer
+from core.server.supervision import Supervisor
 
 LOG = logging.getLogger("core.server")
 REGISTRY_DELAY_S = 3.0
@@ -50,6 +52,7 @@ class ServerParts:
 
 def _refresh(services: Services) -> Callable[[], None]:
     def refresh() -> None:
+        services.supervisor.problems()
         metrics.set_champion(services.cache.champion_version())
         newest = jobs.list_jobs(limit=1, kind=TRAIN_KIND)
         metrics.set_job_state(newest[0].state if newest else None)
@@ -73,9 +76,10 @@ def _warm_up(cache: ModelCache, watcher: Watcher | None) -> Callable[[], None]:
 def build(watch: bool = True) -> ServerParts:
     """Routes, middleware and lifespan of the server; the API token is read (or generated) now."""
     cache = ModelCache()
-    notifier = Notifier()
-    watcher = Watcher(cache, notifier, on_change=ServerScorer(cache)) if watch else None
-    services = Services(cache, watcher, auth.api_token())
+    supervisor = Supervisor()
+    notifier = Notifier(supervisor)
+    watcher = Watcher(cache, notifier, on_change=ServerScorer(cache), supervisor=supervisor) if watch else None
+    services = Services(cache, watcher, auth.api_token(), supervisor)
     api = build_api(services)
     routes: list[BaseRoute] = [
         Mount("/api/v1", app=api),

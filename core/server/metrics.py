@@ -7,7 +7,9 @@
 - ``pm_champion``: an info metric with the champion's version; ``pm_training_job_state{state}``: 1 for the
   state of the newest training job;
 - ``pm_drift_share{dataset_id, dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules
-  computed.
+  computed (the drift share of the Drift page's default comparison, :func:`core.monitoring.verdicts.against_training`);
+- ``pm_worker_up{worker}`` (1 running, 0 down after an unexpected error) and ``pm_worker_restarts_total{worker}``
+  for each supervised background worker (:mod:`core.server.supervision`; ``worker`` is one of a fixed few).
 
 Names users chose are no labels by default: a per-dataset series is keyed by the dataset's numeric id
 (``dataset_id``), and its ``dataset`` label (the name) stays empty, which Prometheus treats as absent, unless the
@@ -17,6 +19,7 @@ scrape needs ``Authorization: Bearer <PM_METRICS_TOKEN>``). Engine ids never bec
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -57,6 +60,10 @@ JOB_STATE = Gauge("pm_training_job_state", "1 for the state of the newest traini
                   registry=REGISTRY)
 DRIFT_SHARE = Gauge("pm_drift_share", "Last drift share of a fleet dataset against the champion's training data",
                     ["dataset_id", "dataset"], registry=REGISTRY)
+WORKER_UP = Gauge("pm_worker_up", "1 while a supervised background worker runs, 0 while it is down or restarting",
+                  ["worker"], registry=REGISTRY)
+WORKER_RESTARTS = Counter("pm_worker_restarts", "Restarts of a supervised background worker after an unexpected "
+                          "error", ["worker"], registry=REGISTRY)
 LIVE_RMSE = Gauge("pm_live_rmse", "Live RMSE (cycles) of a model version's stored predictions on closed engines",
                   ["model_version"], registry=REGISTRY)
 
@@ -74,9 +81,23 @@ def names_allowed() -> bool:
     return os.environ.get(ENV_DATASET_LABELS, "").strip() == "1" or metrics_token() is not None
 
 
+_DRIFT_LABELS: dict[str, tuple[str, str]] = {}
+"""Dataset name -> the labels of its ``pm_drift_share`` series, so the series can be removed by name."""
+
+
 def set_drift_share(dataset_id: int, name: str, share: float) -> None:
     """Record a dataset's drift share, labelled by its id (and by its name when :func:`names_allowed`)."""
-    DRIFT_SHARE.labels(dataset_id=str(dataset_id), dataset=name if names_allowed() else "").set(share)
+    labels = (str(dataset_id), name if names_allowed() else "")
+    _DRIFT_LABELS[name] = labels
+    DRIFT_SHARE.labels(*labels).set(share)
+
+
+def clear_drift_share(name: str) -> None:
+    """Remove a dataset's ``pm_drift_share`` series (it is no longer a fleet dataset); nothing if it has none."""
+    labels = _DRIFT_LABELS.pop(name, None)
+    if labels is not None:
+        with contextlib.suppress(KeyError):  # another watcher of this process removed the series already
+            DRIFT_SHARE.remove(*labels)
 
 
 def count_predictions(risks: list[str]) -> None:
@@ -102,8 +123,8 @@ def exposition() -> bytes:
 
 
 def metrics_endpoint(refresh: Callable[[], None], token: str | None = None) -> Callable[[Request], Any]:
-    """A Starlette endpoint serving the metrics, calling `refresh` first (champion and job state); with `token`,
-    a request without ``Authorization: Bearer <token>`` is refused (401)."""
+    """A Starlette endpoint serving the metrics, calling `refresh` first (champion, job state, workers); with
+    `token`, a request without ``Authorization: Bearer <token>`` is refused (401)."""
 
     async def metrics(request: Request) -> Response:
         if token is not None and not auth.bearer_ok(request.headers.get("authorization"), token):

@@ -53,7 +53,8 @@ class ServerProcess:
 
 
 def start(env: dict[str, str], log: Path, port: int | None = None, timeout_s: float = 120.0) -> ServerProcess:
-    """Start ``python app.py`` on 127.0.0.1 (a free port unless given) and wait until ``/api/v1/health`` answers."""
+    """Start ``python app.py`` on 127.0.0.1 (a free port unless given) and wait until ``/api/v1/health`` answers
+    ``ok`` (a server still ``degraded`` at the deadline is stopped, and the error quotes its problems)."""
     port = port or free_port()
     log.parent.mkdir(parents=True, exist_ok=True)
     handle = log.open("wb")
@@ -65,15 +66,22 @@ def start(env: dict[str, str], log: Path, port: int | None = None, timeout_s: fl
     handle.close()
     server = ServerProcess(proc=proc, url=f"http://127.0.0.1:{port}", log=log)
     deadline = time.monotonic() + timeout_s
+    problems: list[str] = []
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
             raise UserError(f"The server exited with code {proc.returncode} before answering: {tail}")
         try:
             with urllib.request.urlopen(f"{server.url}/api/v1/health", timeout=2) as response:
-                if response.status == 200 and json.loads(response.read())["status"] == "ok":
+                body = json.loads(response.read())
+                if response.status == 200 and body["status"] == "ok":
                     return server
+                problems = list(body.get("problems") or [])
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     server.stop()
+    if problems:
+        raise UserError(f"The server on {server.url} was still degraded after {timeout_s:.0f} s: {' '.join(problems)} "
+                        f"(log: {log}).")
     raise UserError(f"The server did not answer on {server.url} within {timeout_s:.0f} s (log: {log}).")

@@ -9,6 +9,7 @@ bounds the server enforces (:mod:`core.data.validation`). The server checks read
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, create_model
@@ -168,3 +169,55 @@ class Problem(BaseModel):
 
     detail: str
     field: str | None = None
+
+
+# Alerts ------------------------------------------------------------------------------------------------------
+
+
+class AlertEpisode(BaseModel):
+    """One alert episode: a condition from the moment it was found until it ended (times in UTC, ISO 8601)."""
+
+    id: int
+    key: str = Field(description="what it is about: risk:<dataset>:<engine>, drift:<dataset>, live_rmse:v<version> "
+                                 "or job:<id>")
+    kind: str = Field(description="risk, drift, live_rmse or job")
+    message: str
+    state: str = Field(description="open, acknowledged, snoozed or resolved")
+    opened_at: str
+    closed_at: str | None = Field(default=None, description="when the condition ended (state resolved)")
+    dataset: str | None = None
+    engine: str | None = None
+    value: float | None = Field(default=None, description="the figure behind it: failure probability, drift share "
+                                                          "or live RMSE")
+    acknowledged_by: str | None = None
+    acknowledged_at: str | None = None
+    snoozed_by: str | None = None
+    snoozed_at: str | None = None
+    snoozed_until: str | None = Field(default=None, description="end of a snooze; null while snoozed: until the "
+                                                                "condition ends (e.g. the engine leaves HIGH)")
+    note: str | None = None
+
+
+class AlertList(BaseModel):
+    """Alert episodes in the state asked for, newest first, and how many of each kind are in that state."""
+
+    state: str
+    counts: dict[str, int] = Field(description="episodes in this state by kind (all of them, not only those listed)")
+    alerts: list[AlertEpisode]
+
+
+class AcknowledgeRequest(BaseModel):
+    """An optional note kept with the acknowledgement."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=2000)
+
+
+class SnoozeRequest(BaseModel):
+    """Until when to snooze (UTC unless the time names its offset); null: until the condition ends."""
+
+    model_config = ConfigDict(extra="forbid")
+    until: datetime | None = Field(default=None, description="e.g. 2026-01-31T08:00:00Z; null: until the condition "
+                                                             "ends (the engine leaves HIGH, the dataset stops "
+                                                             "drifting)")
+    note: str = Field(default="", max_length=2000)

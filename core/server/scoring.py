@@ -32,7 +32,8 @@ class ServerScorer:
         self.limit = limit
 
     def __call__(self) -> None:
-        """:meth:`run`, a refusal logged (the watcher's rules still run)."""
+        """:meth:`run`, a refusal of the store logged (the watcher's rules still run); an unexpected error is left to
+        the watcher's supervisor (worker ``scoring``: logged, reported by ``/api/v1/health``, run again)."""
         try:
             self.run()
         except (UserError, duckdb.Error) as err:

@@ -225,3 +225,59 @@ def test_symlink_leaving_the_import_root_is_refused(pm_home: Path, import_root: 
     _check_folder(at, folder)
     assert any(f"{folder / 'fleet_x.csv'} is not inside the import folder" in e.value for e in at.error)
     _assert_nothing_loaded()
+
+
+def _select(at: AppTest, rows: list[int]) -> None:
+    """Select rows of the alert table (whose key changes with each new view, so a view opens unselected)."""
+    key = f"alert_table_{at.session_state['alert_view']}"
+    at.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+
+
+def _alert_table(at: AppTest):
+    (table,) = [d.value for d in at.dataframe if "alert" in d.value.columns]
+    return table
+
+
+def test_home_groups_alerts_by_kind_and_an_operator_acknowledges_and_snoozes_selected_ones(
+        pm_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.server import alerts
+    from core.server.alerts import Finding
+
+    risks = [Finding(key=f"risk:line-A:ESN-{n}", kind="risk", dataset="line-A", engine=f"ESN-{n}", value=0.9,
+                     message=f"Engine ESN-{n} of line-A is at HIGH risk.") for n in (1, 2, 3)]
+    alerts.sync(risks, {"risk": None})
+    alerts.sync([*risks, Finding(key="drift:line-A", kind="drift", dataset="line-A", value=1.0,
+                                 message="Fleet dataset line-A has drifted.")], {"drift": None})
+    monkeypatch.setattr("getpass.getuser", lambda: "alice")
+    at = _app()
+    assert not at.exception and not at.error
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["Engine at HIGH risk"], shown["Fleet drift"], shown["Failed training job"]) == ("3", "1", "0")
+    table = _alert_table(at)
+    assert table["kind"].tolist()[0] == "Fleet drift", "newest first"
+    assert table["id"].tolist() == sorted(table["id"], reverse=True)
+    at.pills(key="alert_kinds").set_value(["risk"]).run()
+    table = _alert_table(at)
+    assert table["kind"].unique().tolist() == ["Engine at HIGH risk"] and len(table) == 3
+
+    _select(at, [0, 1])
+    at.text_input(key="alert_note").set_value("borescope booked").run()
+    at.button(key="alert_ack").click().run()
+    assert not at.exception and [s.value for s in at.success] == ["Acknowledged 2 alerts."]
+    chosen = table["id"].tolist()[:2]
+    done = {e.id: e for e in alerts.list_episodes("acknowledged")}
+    assert sorted(done) == sorted(chosen)
+    assert {(e.acknowledged_by, e.note) for e in done.values()} == {("local (alice)", "borescope booked")}
+    assert all(e.acknowledged_at is not None for e in done.values())
+    assert len(_alert_table(at)) == 1, "the open list no longer holds them"
+    assert at.button(key="alert_ack").disabled, "the new view starts with nothing selected"
+
+    _select(at, [0])
+    at.radio(key="alert_snooze_kind").set_value("the risk changes").run()
+    at.button(key="alert_snooze").click().run()
+    assert not at.exception and [s.value for s in at.success] == ["Snoozed 1 alert."]
+    (snoozed,) = alerts.list_episodes("snoozed")
+    assert (snoozed.snoozed_by, snoozed.snoozed_until) == ("local (alice)", None)
+    at.segmented_control(key="alert_state").set_value("snoozed").run()
+    assert _alert_table(at)["snoozed until (UTC)"].tolist() == ["until the risk changes"]
