@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def test_a_new_user_walks_the_loop_from_upload_to_retrain_after_a_recorded_failu
     home.mkdir(parents=True, exist_ok=True)
     (home / "recipe.json").write_text(json.dumps({"val_rmse": 0.0, "settings": TINY_RECIPE}))
     files = _nasa_files(tmp_path, cmapss_slice, cmapss_text, test_units=8)
-    url = dashboard(dashboard_env)
+    token = "browser-loop-0123456789"
+    url = dashboard({**dashboard_env, "PM_API_TOKEN": token})
     page = browser_page
 
     page.goto(f"{url}/data")
@@ -60,5 +62,22 @@ def test_a_new_user_walks_the_loop_from_upload_to_retrain_after_a_recorded_failu
     page.get_by_role("button", name="Retrain", exact=True).click()
     page.get_by_text(re.compile(r"Version 2 registered")).wait_for(timeout=600_000)
     assert page.get_by_text("reporting only").count() == 0
-    assert page.get_by_text("Traceback").count() == 0
     page.screenshot(path=str(tmp_path / "loop-models.png"), full_page=True)
+
+    auth = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 120
+    while not page.request.get(f"{url}/api/v1/alerts?state=open", headers=auth).json()["alerts"]:
+        assert time.monotonic() < deadline, "the server's watcher raised no alert after the recorded failure"
+        time.sleep(0.5)
+    page.get_by_role("link", name="Home").first.click()
+    page.get_by_text(re.compile(r"^\d+ alerts?, newest first")).wait_for()
+    grid = page.locator("[data-testid=stDataFrame]").last
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 15, box["y"] + 52)  # the first row's selection box
+    page.get_by_role("button", name="Acknowledge 1 selected").click()
+    page.get_by_text("Acknowledged 1 alert.").wait_for()
+    (done,) = page.request.get(f"{url}/api/v1/alerts?state=acknowledged", headers=auth).json()["alerts"]
+    assert done["acknowledged_by"] and done["acknowledged_at"]
+    assert page.get_by_text("Traceback").count() == 0
+    page.screenshot(path=str(tmp_path / "loop-home.png"), full_page=True)
