@@ -440,7 +440,7 @@ def test_fd002_engines_in_service_under_an_fd001_champion_raise_one_drift_alert_
     ingest.load([more], role="fleet", dataset="line-FD002")
     watcher.check()
     assert not watcher.drift.due(), "new readings are judged again only after DRIFT_INTERVAL_S"
-    assert metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset": "line-FD002"}) == share
+    assert metrics.REGISTRY.get_sample_value("pm_drift_share", {"dataset_id": fleet_id, "dataset": ""}) == share
     watcher.drift.interval_s = 0.0
     assert watcher.drift.due()
     assert watcher.check() == [] and not watcher.drift.due(), "judged again: still the same episode"

@@ -204,7 +204,7 @@ def build_api(services: Services) -> FastAPI:
         problems = s.supervisor.problems()
         status = "degraded" if problems else "ok"
         if not disclosure.may_see_fleet(request.scope, request.headers.get("authorization"), s.token):
-            return {"status": status, "problems": problems, "version": API_VERSION}
+            return {"status": status, "version": API_VERSION}
         job = jobs.running()
         return {"status": status, "problems": problems, "version": API_VERSION,
                 "champion_version": s.cache.champion_version(), "datasets": s.dataset_listing(),
