@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +15,13 @@ from models.explain import APPROXIMATION, apportion
 
 if TYPE_CHECKING:
     from models.explain import Breakdown
+
+
+def plain(value: object) -> str:
+    """`value` (a name a user gave) as plotly text that shows literally: plotly reads a subset of HTML (links, bold,
+    line breaks) in titles, legends, annotations and hover texts, so ``<``, ``>`` and ``&`` are written as
+    entities."""
+    return html.escape(str(value), quote=False)
 
 
 def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:
@@ -46,10 +54,10 @@ def _layout(fig: go.Figure, height: int, **kwargs: Any) -> go.Figure:
 def fleet_rul(table: pd.DataFrame) -> go.Figure:
     """Predicted RUL with its interval per engine, sorted by RUL, one trace per risk level; true RUL as crosses.
 
-    Engines are named by their id (``engine`` column) and dataset in the hover text.
+    Engines are named by their id (``engine`` column) and dataset in the hover text, as plain text (:func:`plain`).
     """
     frame = table.sort_values("rul").reset_index(drop=True)
-    frame["engine"] = frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")"
+    frame["engine"] = (frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")").map(plain)
     fig = go.Figure()
     for level, colour in RISK_COLOURS.items():
         part = frame[frame["risk"] == level]
