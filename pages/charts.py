@@ -17,6 +17,13 @@ if TYPE_CHECKING:
     from models.explain import Breakdown
 
 
+def plain(value: object) -> str:
+    """`value` (a name a user gave) as plotly text that shows literally: plotly reads a subset of HTML (links, bold,
+    line breaks) in titles, legends, annotations and hover texts, so ``<``, ``>`` and ``&`` are written as
+    entities."""
+    return html.escape(str(value), quote=False)
+
+
 def loss_curves(losses: list[dict[str, Any]]) -> go.Figure:
     """Training and validation loss per step: one panel per training phase (their scales differ)."""
     frame = pd.DataFrame(losses)
@@ -47,11 +54,10 @@ def _layout(fig: go.Figure, height: int, **kwargs: Any) -> go.Figure:
 def fleet_rul(table: pd.DataFrame) -> go.Figure:
     """Predicted RUL with its interval per engine, sorted by RUL, one trace per risk level; true RUL as crosses.
 
-    Engines are named by their id (``engine`` column) and dataset in the hover text, HTML-escaped: Plotly reads
-    tags (``<b>``, ``<a href>``) in hover text, and these names are the user's data.
+    Engines are named by their id (``engine`` column) and dataset in the hover text, as plain text (:func:`plain`).
     """
     frame = table.sort_values("rul").reset_index(drop=True)
-    frame["engine"] = (frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")").map(html.escape)
+    frame["engine"] = (frame["engine"].astype(str) + " (" + frame["dataset"].astype(str) + ")").map(plain)
     fig = go.Figure()
     for level, colour in RISK_COLOURS.items():
         part = frame[frame["risk"] == level]

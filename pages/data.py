@@ -48,7 +48,7 @@ def _show_reports(reports: list[ingest.FileReport]) -> tuple[list[ingest.FileRep
     st.dataframe(frame[REPORT_COLUMNS], hide_index=True, width="stretch")
     for report in reports:
         if report.status == "error":
-            st.error(report.message, icon=":material/error:")
+            st.error(ui.text(report.message), icon=":material/error:")
     bad = {_origin(r.source) for r in reports if r.status == "error"}
     good = {_origin(r.source) for r in reports} - bad
     new = [r for r in reports if r.status == "ok" and _origin(r.source) not in bad]
@@ -149,9 +149,9 @@ def _show_finished_folder_job(job: job_records.JobRecord) -> None:
     if job.state != "succeeded":
         state, sentence = job_records.ending(job)
         if state == "failed":
-            st.error(sentence, icon=":material/error:")
+            st.error(ui.text(sentence), icon=":material/error:")
         else:
-            st.info(sentence, icon=":material/cancel:")
+            st.info(ui.text(sentence), icon=":material/cancel:")
         return
     if job.kind == ingest_job.LOAD_KIND:
         del st.session_state[FOLDER_JOB]
@@ -172,7 +172,7 @@ def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
     inside = default_dir is not None and default_dir.resolve().is_relative_to(root)
     folder = st.text_input(
         "Folder on the server", value=str(default_dir) if inside else str(root), key="folder",
-        help=f"Only paths under {root} (PM_IMPORT_ROOT) can be read; a relative path is taken under it.",
+        help=f"Only paths under {ui.text(root)} (PM_IMPORT_ROOT) can be read; a relative path is taken under it.",
     )
     if st.button("Check this folder", key="check_folder", disabled=not folder) and access.permit("load"):
         _start_folder_job("check", [folder], role, dataset)
@@ -189,7 +189,8 @@ def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
             return
         ingest_job.renew(current.id)
         verb = "Checking" if current.kind == ingest_job.CHECK_KIND else "Loading"
-        st.progress(current.progress, text=f"{verb} {', '.join(current.data.get('paths', []))}… (job {current.id})")
+        paths = ui.text(", ".join(current.data.get("paths", [])))
+        st.progress(current.progress, text=f"{verb} {paths}… (job {current.id})")
         if st.button("Stop", key="stop_folder_job"):
             try:
                 jobs.cancel(current.id)
@@ -203,7 +204,7 @@ def _folder_section(root: Path, role: str | None, dataset: str | None) -> None:
 
 
 if "last_load" in st.session_state:
-    st.success(st.session_state.pop("last_load"))
+    st.success(ui.text(st.session_state.pop("last_load")))
 if "first_model" in st.session_state:
     with st.container(border=True):
         st.text(st.session_state.pop("first_model"))
@@ -273,9 +274,10 @@ else:
 
 pending = st.session_state.get("pending_delete")
 if pending:
-    st.warning(f"Delete **{pending}** with its readings, true RUL, predictions and feedback? This cannot be undone.")
+    st.warning(f"Delete **{ui.text(pending)}** with its readings, true RUL, predictions and feedback? This cannot be "
+               "undone.")
     yes, no = st.columns(2)
-    if yes.button(f"Yes, delete {pending}", type="primary", key="confirm_delete") and access.permit("delete"):
+    if yes.button(f"Yes, delete {ui.text(pending)}", type="primary", key="confirm_delete") and access.permit("delete"):
         del st.session_state["pending_delete"]
         try:
             with store.connect() as con:

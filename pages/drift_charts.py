@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,7 @@ def score_bars(table: pd.DataFrame, method: str, warn: float, alert: float) -> g
         fig.add_vline(x=value, line_dash="dash", line_color=colour,
                       annotation_text=f"{label} {value:g}", annotation_position=where)
     fig.update_layout(
-        height=max(320, 22 * len(ranked) + 90), margin=dict(l=10, r=10, t=40, b=10),
+        height=max(320, 22 * len(ranked) + 90), margin={"l": 10, "r": 10, "t": 40, "b": 10},
         xaxis_title=f"{method.upper()} (reference vs current)", xaxis_range=[0, top], showlegend=False,
         clickmode="event+select",
     )
@@ -70,7 +71,11 @@ def distributions(
     reference: pd.Series | np.ndarray, current: pd.Series | np.ndarray, feature: str,
     reference_label: str, current_label: str, bins: int = 40, title: str | None = None,
 ) -> go.Figure:
-    """Overlaid density histograms of one feature (same bins for both sides), titled ``title`` or the feature."""
+    """Overlaid density histograms of one feature (same bins for both sides), titled ``title`` or the feature.
+
+    The labels (which name datasets) show literally in the legend: plotly reads a subset of HTML there, so ``<``,
+    ``>`` and ``&`` are written as entities.
+    """
     ref = np.asarray(reference, dtype=float)
     cur = np.asarray(current, dtype=float)
     edges = _bin_edges(ref, cur, bins)
@@ -78,12 +83,12 @@ def distributions(
     for values, label, colour in ((ref, reference_label, REFERENCE_COLOUR), (cur, current_label, CURRENT_COLOUR)):
         density, _ = np.histogram(values, bins=edges, density=True)
         fig.add_trace(
-            go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=density, width=np.diff(edges), name=f"{label} ({values.size:,} rows)",
-                   marker_color=colour, opacity=0.55)
+            go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=density, width=np.diff(edges),
+                   name=f"{html.escape(label, quote=False)} ({values.size:,} rows)", marker_color=colour, opacity=0.55)
         )
     fig.update_layout(
-        barmode="overlay", height=320, margin=dict(l=10, r=10, t=40, b=10), title=title or feature,
-        xaxis_title=feature, yaxis_title="density", legend=dict(orientation="h", y=-0.25),
+        barmode="overlay", height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title=title or feature,
+        xaxis_title=feature, yaxis_title="density", legend={"orientation": "h", "y": -0.25},
     )
     return fig
 
@@ -113,7 +118,7 @@ def timeline(data: dict[str, Any]) -> go.Figure:
                         subplot_titles=("Drift share (fraction of sensors drifted)",
                                         "Prediction PSI (predicted RUL vs training data)",
                                         "Live RMSE (cycles, truth from run-to-failure)"))
-    fig.update_layout(height=640, margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.14),
+    fig.update_layout(height=640, margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend={"orientation": "h", "y": -0.14},
                       hovermode="x unified")
     total = int(data.get("steps_total") or len(steps) or 1)
     fig.update_xaxes(range=[0.5, total + 0.5], row=3, col=1, title_text="step")
@@ -129,7 +134,7 @@ def timeline(data: dict[str, Any]) -> go.Figure:
             fig.add_vrect(x0=first - 0.5, x1=last + 0.5, fillcolor=VERSION_COLOURS[i % len(VERSION_COLOURS)],
                           line_width=0, layer="below", row=row, col=1)
         fig.add_annotation(x=(first + last) / 2, y=1.0, yref="y domain", text=f"v{version}", showarrow=False,
-                           font=dict(size=12, color="#555"), row=1, col=1)
+                           font={"size": 12, "color": "#555"}, row=1, col=1)
     series = (("drift_share", "drift share", 1, limits.get("share")),
               ("prediction_psi", "prediction PSI", 2, limits.get("prediction_psi")),
               ("rmse", "live RMSE", 3, None))
@@ -143,7 +148,7 @@ def timeline(data: dict[str, Any]) -> go.Figure:
             crossed = frame["crossed"].apply(lambda c, metric=column: metric in c)
             if crossed.any():
                 fig.add_trace(go.Scatter(x=x[crossed], y=values[crossed], mode="markers", name=f"{name} crossed",
-                                         marker=dict(symbol="triangle-up", size=14, color=LEVEL_COLOURS["alert"]),
+                                         marker={"symbol": "triangle-up", "size": 14, "color": LEVEL_COLOURS["alert"]},
                                          hovertemplate=f"{name} crossed %{{y:.3f}}<extra></extra>"), row=row, col=1)
     for step in steps:
         retrain = step.get("retrain")
@@ -156,7 +161,7 @@ def timeline(data: dict[str, Any]) -> go.Figure:
         for row in (1, 2, 3):
             fig.add_vline(x=step["step"] + 0.5, line_dash="dot", line_color="#444", row=row, col=1)
         fig.add_annotation(x=step["step"] + 0.5, y=0.85, yref="y domain", text=label, showarrow=False,
-                           xanchor="left", font=dict(size=11), bgcolor="rgba(255,255,255,0.8)", row=1, col=1)
+                           xanchor="left", font={"size": 11}, bgcolor="rgba(255,255,255,0.8)", row=1, col=1)
     for step in steps:
         shadow = step.get("shadow")
         if not shadow:
@@ -164,5 +169,5 @@ def timeline(data: dict[str, Any]) -> go.Figure:
         verdict = "promoted" if shadow.get("promoted") else "stays out"
         fig.add_annotation(x=step["step"], y=shadow["rmse"], showarrow=True, arrowhead=2, ax=0, ay=-30,
                            text=f"shadow v{shadow['version']}: RMSE {shadow['rmse']:.1f}, {verdict}",
-                           font=dict(size=11), bgcolor="rgba(255,255,255,0.8)", row=3, col=1)
+                           font={"size": 11}, bgcolor="rgba(255,255,255,0.8)", row=3, col=1)
     return fig

@@ -76,7 +76,7 @@ roles = listing.set_index("name")["role"]
 asked = st.query_params.get("dataset"), st.query_params.get("engine")
 selected = asked if asked[0] is not None else (st.session_state["engine"] or (None, None))
 if selected[0] is not None and selected[0] not in names:
-    st.warning(f"No dataset named '{selected[0]}' is loaded; showing another one.")
+    st.warning(f"No dataset named '{ui.text(selected[0])}' is loaded; showing another one.")
 default = next((n for n in names if roles[n] in IN_SERVICE), names[0])
 dataset = selected[0] if selected[0] in names else default
 fingerprint = ui.data_fingerprint([dataset])
@@ -86,12 +86,12 @@ except UserError as err:
     ui.show_error(err)
     st.stop()
 if engines.empty:
-    st.warning(f"{dataset} holds no engines.")
+    st.warning(f"{ui.text(dataset)} holds no engines.")
     st.stop()
 ids = engines["engine"].astype(str).tolist()
 wanted = None if selected[1] is None else str(selected[1])
 if wanted is not None and wanted not in ids:
-    st.warning(f"Dataset '{dataset}' has no engine '{wanted}'; showing engine {ids[0]}.")
+    st.warning(f"Dataset '{ui.text(dataset)}' has no engine '{ui.text(wanted)}'; showing engine {ui.text(ids[0])}.")
 engine_id = wanted if wanted in ids else ids[0]
 info = engines.set_index(engines["engine"].astype(str)).loc[engine_id]
 unit = int(info["unit"])
@@ -115,7 +115,8 @@ pick[0].selectbox("Dataset", names, key="_engine_dataset", on_change=_pick_datas
                   format_func=lambda n: f"{n} ({roles[n]})")
 if len(ids) > LISTED_ENGINES:
     pick[1].text_input("Engine id", key="_engine_typed", on_change=_type_engine,
-                       help=f"{len(ids):,} engines: type an id (e.g. {ids[0]}); the Fleet page lists them by risk.")
+                       help=f"{len(ids):,} engines: type an id (e.g. {ui.text(ids[0])}); the Fleet page lists them "
+                            "by risk.")
 else:
     pick[1].selectbox("Engine", ids, key="_engine_id", on_change=_pick_engine, format_func=_engine_option)
 pick[2].page_link("pages/fleet.py", label="Back to the fleet", icon=":material/arrow_back:")
@@ -157,7 +158,7 @@ m[2].metric("Interval", f"{baseline.rul_low:.0f} – {baseline.rul_high:.0f}",
                  "covered validation engines left out of the fit at the nominal rate.")
 m[3].metric("P(fail within 30 cycles)", f"{baseline.p_fail_30:.0%}")
 m[4].metric("Risk", baseline.risk)
-st.caption(f"Engine {engine_id} of {dataset} ({role}). {truth_note}")
+st.caption(f"Engine {ui.text(engine_id)} of {ui.text(dataset)} ({role}). {truth_note}")
 if baseline.ood:
     st.warning(f"**Out of the model's experience.** {baseline.ood_reason} Its prediction is an extrapolation: "
                "trust it less, and consider retraining on data that covers these conditions.",
@@ -194,7 +195,7 @@ with outcomes_tab:
     if outcomes_tab.open:
         message = st.session_state.pop("engine_outcome_message", None)
         if message is not None:
-            st.success(message, icon=":material/check_circle:")
+            st.success(ui.text(message), icon=":material/check_circle:")
         if outcomes.empty:
             st.caption("No outcome is recorded for this engine.")
         else:
@@ -237,7 +238,7 @@ with outcomes_tab:
                     st.session_state["engine_outcome_message"] = outcome_command.render(result)
                     st.rerun()
         else:
-            st.caption(f"Outcomes are recorded for engines in service; {dataset} is a {role} dataset.")
+            st.caption(f"Outcomes are recorded for engines in service; {ui.text(dataset)} is a {role} dataset.")
 
 with why_tab:
     if why_tab.open:

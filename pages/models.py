@@ -215,7 +215,7 @@ def _result_table(result: dict, champion_metrics: dict[str, float] | None) -> pd
 def _show_job(job: job_records.JobRecord) -> None:
     state_icon = {"running": ":material/pending:", "queued": ":material/schedule:", "succeeded": ":material/check_circle:",
                   "failed": ":material/error:", "cancelled": ":material/cancel:"}
-    who = f" · started by {job.created_by}" if job.created_by else ""
+    who = f" · started by {ui.text(job.created_by)}" if job.created_by else ""
     st.markdown(f"**Job {job.id}** {state_icon.get(job.state, '')} {job.state} · device: `{job.device or '…'}`{who}")
     if job.state in job_records.ACTIVE_STATES:
         overall = job_progress.overall(job)
@@ -239,7 +239,7 @@ def _show_job(job: job_records.JobRecord) -> None:
     if job.state in ("failed", "cancelled"):
         state, sentence = job_records.ending(job)
         shown = st.error if state == "failed" else st.info
-        shown(f"{sentence} The serving model was not changed.",
+        shown(f"{ui.text(sentence)} The serving model was not changed.",
               icon=":material/error:" if state == "failed" else ":material/cancel:")
     if job.log_tail:
         with st.expander("Log", expanded=job.state in job_records.ACTIVE_STATES):

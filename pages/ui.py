@@ -8,6 +8,7 @@ first page draws at once.
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from core import config
-from core.data import queries, store
+from core.data import names, queries, store
 from core.errors import UserError
 from core.operations import job_progress, jobs, registry
 
@@ -26,6 +27,13 @@ if TYPE_CHECKING:
 
 HEAVY_MODULES = ("mlflow", "core.serving.whatif", "core.serving.fleet", "models.bundle")
 """Imported in the background at start: they take seconds (torch above all) and no first page needs them."""
+MARKDOWN_CHARS = frozenset("\\`*_{}[]()<>#+-.!|~$:@&=")
+"""Characters that Markdown, GitHub's extensions or Streamlit's (colour, emoji, LaTeX) may read as syntax: :func:`text`
+writes each as a numeric character reference."""
+WORD_JOINER = "\u2060"
+_BARE_LINK = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)", re.IGNORECASE)
+"""Where :func:`text` puts a word joiner so that GitHub's bare-link detection finds no ``scheme://``, ``www.`` or
+e-mail address."""
 WARM_UP_DELAY_S = 3.0
 """Seconds the background imports wait, so they do not slow the first page's drawing (a page that needs a
 module sooner imports it itself)."""
@@ -120,9 +128,27 @@ def engine_count() -> int:
         return queries.engine_count(con)
 
 
+def text(value: object) -> str:
+    """`value` (a name, note, query-string value, file name, or a sentence quoting them) as Markdown source that
+    Streamlit shows literally, for every call that reads Markdown: ``st.markdown``, ``st.caption``,
+    ``st.info/warning/error/success``, ``st.toast``, ``st.progress`` texts, metric, tab, expander, button and
+    other widget labels, and ``help=`` texts.
+
+    Each of :data:`MARKDOWN_CHARS` is written as a numeric character reference (``*`` as ``&#42;``), which
+    Markdown shows as the character and never reads as emphasis, a link, a list, a table, HTML, ``$`` LaTeX,
+    ``:red[...]`` colour or an ``:emoji:``/``:material/...:`` shortcode. Control and format characters are shown as
+    Python escapes (``\\x1b``), as the command line shows them (:func:`core.data.names.escape`). GitHub's bare-link
+    detection reads the shown text, so an invisible word joiner (U+2060) goes after a ``:`` before ``//``, inside
+    ``www.`` and after ``@``: ``http://...``, ``www.example.com`` and ``a@b.org`` stay text. Only for Markdown:
+    ``st.text``, ``st.code``, dataframe cells and selectbox or multiselect options show a string as it is.
+    """
+    shown = _BARE_LINK.sub(WORD_JOINER, names.escape(str(value)))
+    return "".join(f"&#{ord(char)};" if char in MARKDOWN_CHARS else char for char in shown)
+
+
 def show_error(err: Exception) -> None:
-    """Show a failure as one sentence (never a traceback)."""
-    st.error(str(err), icon=":material/error:")
+    """Show a failure as one sentence (never a traceback), literally: core's sentences quote names and paths."""
+    st.error(text(err), icon=":material/error:")
 
 
 def no_model_notice() -> None:

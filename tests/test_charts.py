@@ -9,7 +9,11 @@ import pytest
 
 from core.data.sensors import feature_label
 from models.explain import Breakdown
-from pages import charts
+from pages import charts, drift_charts
+
+LINKED = '<a href="http://127.0.0.1:9449/x">ESN-1</a><b>!</b> & co'
+"""A name holding the HTML that plotly draws in hover texts and legends (a link, bold)."""
+LINKED_SHOWN = '&lt;a href="http://127.0.0.1:9449/x"&gt;ESN-1&lt;/a&gt;&lt;b&gt;!&lt;/b&gt; &amp; co'
 
 
 def _fleet() -> pd.DataFrame:
@@ -40,12 +44,15 @@ def test_fleet_chart_has_one_trace_per_risk_level_with_intervals_and_true_rul() 
     assert [row[0] for row in low.customdata] == ["ESN-3 (test_FD001)", "ESN-1 (test_FD001)"]
 
 
-def test_fleet_chart_hover_shows_markup_in_names_as_text() -> None:
-    names = ["<b>bold</b>", '<a href="http://x.example">x</a>', "ESN-3", "ESN-4"]
-    fig = charts.fleet_rul(_fleet().assign(engine=names, dataset="a&b"))
-    shown = {row[0] for trace in fig.data for row in trace.customdata}
-    assert "&lt;b&gt;bold&lt;/b&gt; (a&amp;b)" in shown, "Plotly would draw <b> as bold"
-    assert not any("<" in name for name in shown)
+def test_fleet_chart_shows_engine_and_dataset_names_as_text_not_html() -> None:
+    fig = charts.fleet_rul(_fleet().assign(engine=LINKED, dataset="<i>fleet</i>"))
+    hovered = {row[0] for trace in fig.data for row in trace.customdata}
+    assert hovered == {f"{LINKED_SHOWN} (&lt;i&gt;fleet&lt;/i&gt;)"}
+
+
+def test_distribution_legends_show_dataset_names_as_text_not_html() -> None:
+    fig = drift_charts.distributions(np.arange(10.0), np.arange(10.0) + 1, "sensor_11", LINKED, "<b>current</b>")
+    assert [t.name for t in fig.data] == [f"{LINKED_SHOWN} (10 rows)", "&lt;b&gt;current&lt;/b&gt; (10 rows)"]
 
 
 def test_fleet_chart_without_truth_has_no_true_rul_trace() -> None:

@@ -3,6 +3,7 @@ engine switching, opening by address, the outcome form and stored predictions of
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import re
 from pathlib import Path
@@ -132,7 +133,7 @@ def test_the_address_opens_an_engine_and_an_unknown_one_is_named(app_env: Path) 
     assert _metrics(app)["Last cycle"] == str(len(whatif.engine_rows(scoring.fleet_frame(["test_FD001"])[0],
                                                                        "test_FD001", 17)))
     lost = _engine(None, {"dataset": "test_FD001", "engine": "ESN-404"})
-    assert any("has no engine 'ESN-404'" in w.value for w in lost.warning)
+    assert any("has no engine 'ESN-404'" in html.unescape(w.value) for w in lost.warning)
     assert lost.selectbox(key="_engine_id").value == "1"
 
 
@@ -181,7 +182,7 @@ def test_outcomes_are_recorded_refused_and_a_closed_engine_compares_predictions(
     assert any("Recorded inspection of engine 5" in s.value for s in app.success)
     assert app.dataframe[0].value["note"].tolist() == ["borescope: blade tip wear"]
     _submit(app, "test_FD001_5", "failure", last + 3, "in-flight shutdown")
-    assert any("closed" in s.value and "test_FD001-closed" in s.value for s in app.success)
+    assert any("closed" in s.value and "test_FD001-closed" in html.unescape(s.value) for s in app.success)
     assert any("Closed by a failure" in c.value and "3 cycles" in c.value for c in app.caption)
     assert [o["event"] for o in fleet_ops.engine_history("test_FD001", "5")["outcomes"]] == ["inspection", "failure"]
     history = app.get("plotly_chart")

@@ -4,6 +4,7 @@ page), and the no-model notice."""
 
 from __future__ import annotations
 
+import html
 import shutil
 from pathlib import Path
 
@@ -204,9 +205,9 @@ def test_an_engine_of_a_large_fleet_is_opened_by_typing_its_id(app_env: Path, mo
     assert not app.exception, [e.value for e in app.exception]
     assert app.selectbox(key="_engine_dataset").value == "large_fleet"
     assert app.text_input(key="_engine_typed").value == "ESN-000500"
-    assert any("Engine ESN-000500 of large_fleet" in c.value for c in app.caption)
+    assert any("Engine ESN-000500 of large_fleet" in html.unescape(c.value) for c in app.caption)
     app.text_input(key="_engine_typed").set_value("ESN-001001").run()
-    assert any("Engine ESN-001001 of large_fleet" in c.value for c in app.caption)
+    assert any("Engine ESN-001001 of large_fleet" in html.unescape(c.value) for c in app.caption)
     assert app.query_params["engine"] == "ESN-001001"
 
 

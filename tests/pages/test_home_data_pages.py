@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_data_page_shows_a_bad_file_as_a_sentence_and_loads_nothing(pm_home: Pat
     at.switch_page("pages/data.py").run()
     _check_folder(at, folder)
     assert not at.exception
-    assert any("train_FD001.txt" in e.value and "line 5" in e.value for e in at.error)
+    assert any("train_FD001.txt" in html.unescape(e.value) and "line 5" in e.value for e in at.error)
     _load_folder(at)
     with store.connect(read_only=True) as con:
         names = sorted(queries.list_datasets(con)["name"])
@@ -180,7 +181,7 @@ def test_data_page_loads_a_fleet_file_under_a_name_and_appends_the_next(pm_home:
     assert report.loc[str(incoming / "week2.csv"), "action"] == "append"
     _load_folder(at)
     assert not at.exception and not at.error
-    assert any("Appended" in s.value and "line-ops" in s.value for s in at.success)
+    assert any("Appended" in s.value and "line-ops" in html.unescape(s.value) for s in at.success)
     with store.connect(read_only=True) as con:
         info = queries.get_dataset(con, "line-ops")
         engines = queries.engines(con, "line-ops")
@@ -206,7 +207,7 @@ def test_folder_outside_the_import_root_is_refused_without_saying_whether_it_exi
         at.text_input(key="folder").set_value(outside).run()
         at.button(key="check_folder").click().run()
         assert not at.exception
-        assert [e.value for e in at.error] == [(f"{outside} is not inside the import folder {import_root}; only "
+        assert [html.unescape(e.value) for e in at.error] == [(f"{outside} is not inside the import folder {import_root}; only "
                                                "files under it can be read here.")]
         assert "folder_job" not in at.session_state
     _assert_nothing_loaded()
@@ -220,10 +221,10 @@ def test_symlink_leaving_the_import_root_is_refused(pm_home: Path, import_root: 
     at.switch_page("pages/data.py").run()
     at.text_input(key="folder").set_value(str(link)).run()
     at.button(key="check_folder").click().run()
-    assert [e.value for e in at.error] == [(f"{link} is not inside the import folder {import_root}; only files "
+    assert [html.unescape(e.value) for e in at.error] == [(f"{link} is not inside the import folder {import_root}; only files "
                                            "under it can be read here.")]
     _check_folder(at, folder)
-    assert any(f"{folder / 'fleet_x.csv'} is not inside the import folder" in e.value for e in at.error)
+    assert any(f"{folder / 'fleet_x.csv'} is not inside the import folder" in html.unescape(e.value) for e in at.error)
     _assert_nothing_loaded()
 
 

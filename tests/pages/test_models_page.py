@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -240,5 +241,5 @@ def test_a_cancelled_job_is_shown_as_cancelled_not_as_an_error(small_fd001: Path
     monkeypatch.setattr(jobs, "list_jobs", lambda **_: [cancelled])
     at = _models_page()
     assert not at.exception and not at.error
-    assert [i.value for i in at.info if "cancelled" in i.value] == [
+    assert [html.unescape(i.value) for i in at.info if "cancelled" in i.value] == [
         f"Job {cancelled.id} was cancelled at 12:05 UTC. The serving model was not changed."]
