@@ -170,7 +170,7 @@ def _metrics(report: dict[str, Any], reference: str, current_label: str) -> None
                    help=f"PSI of predicted RUL ({report.get('prediction_psi_reason') or 'champion model'})")
     if regimes:
         cols[4].metric("Operating conditions", f"{regimes['reference_conditions']} vs {regimes['current_conditions']}",
-                       help=f"Setting clusters in {reference} vs in {current_label}")
+                       help=f"Setting clusters in {ui.text(reference)} vs in {ui.text(current_label)}")
 
 
 def _selected_feature(event: Any) -> str | None:
@@ -214,7 +214,7 @@ else:
                                   "wasserstein: in reference standard deviations.")
     if model_option is None and served:
         missing = ", ".join(n for n in model_data if n not in names) or "its training data"
-        st.caption(f"The serving model's training data ({missing}) is not loaded, so every comparison here is "
+        st.caption(f"The serving model's training data ({ui.text(missing)}) is not loaded, so every comparison here is "
                    "exploratory.")
     against_model = reference_choice == model_option
     roles = dict(zip(listing["name"], listing["role"], strict=True))
@@ -250,9 +250,9 @@ else:
             nearest = result["reference"]
             # Data like any one part of a mixed training set is within the model's experience, so the verdict is
             # judged against the nearest part (core.monitoring.verdicts.against_training).
-            st.caption(f"Judged against {', '.join(nearest)}, the part of v{version}'s training data nearest to "
-                       f"{current} (drift share {result['shares'][nearest]:.2f}); data like any one part of the "
-                       "training data is within the model's experience.")
+            st.caption(f"Judged against {ui.text(', '.join(nearest))}, the part of v{version}'s training data "
+                       f"nearest to {ui.text(current)} (drift share {result['shares'][nearest]:.2f}); data like any "
+                       "one part of the training data is within the model's experience.")
             reference_names, reference_label = nearest, f"training data ({', '.join(nearest)})"
         comparison = (reference_names, current, window, normalised, method)
     except UserError as err:
@@ -265,7 +265,8 @@ else:
         _verdict(report, against_model)
         table = pd.DataFrame(report["features"])
         view = "regime-normalised" if normalised else "raw"
-        st.markdown(f"**{method.upper()} per sensor** ({view} values, {reference_label} vs {current_label}); "
+        st.markdown(f"**{method.upper()} per sensor** ({view} values, {ui.text(reference_label)} vs "
+                    f"{ui.text(current_label)}); "
                     "click a bar to see that sensor's distributions. Grey bars: near-constant in the reference, "
                     "not counted (a longer one is cut at the axis end, its value written on it).")
         event = st.plotly_chart(drift_charts.score_bars(table, method, warn, alert), on_select="rerun",
@@ -352,7 +353,7 @@ def _show_simulation(record: job_records.JobRecord | None, timeline: dict[str, A
         done = len(timeline["steps"]) if timeline else 0
         total = timeline["steps_total"] if timeline else record.total or 1
         message = (timeline or {}).get("message") or record.phase
-        st.progress(min(1.0, done / max(1, total)), text=f"Step {done}/{total}: {message}")
+        st.progress(min(1.0, done / max(1, total)), text=f"Step {done}/{total}: {ui.text(message)}")
         if (access.can("cancel_job") and st.button("Cancel simulation", key="sim_cancel")
                 and access.permit("cancel_job")):
             try:
@@ -360,7 +361,7 @@ def _show_simulation(record: job_records.JobRecord | None, timeline: dict[str, A
             except UserError as err:
                 ui.show_error(err)
     elif record is not None and record.state in ("failed", "cancelled"):
-        st.error(f"The simulation job {record.id} {record.state}: {record.error}")
+        st.error(f"The simulation job {record.id} {record.state}: {ui.text(record.error)}")
     if timeline is None:
         st.caption("No simulation has run yet.")
         return
@@ -375,7 +376,7 @@ def _show_simulation(record: job_records.JobRecord | None, timeline: dict[str, A
     st.plotly_chart(drift_charts.timeline(timeline), key="sim_timeline", width="stretch")
     if timeline.get("events"):
         with st.expander("Events", expanded=True):
-            st.markdown("\n".join(f"- {e['text']}" for e in timeline["events"]))
+            st.markdown("\n".join(f"- {ui.text(e['text'])}" for e in timeline["events"]))
 
 
 def _simulation_state() -> tuple[job_records.JobRecord | None, dict[str, Any] | None]:

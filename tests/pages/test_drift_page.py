@@ -3,6 +3,7 @@ and see a simulation timeline."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> No
     assert not at.exception
     text = _text(at)
     assert "2/4 steps" in text and "1 retrains (1 promoted)" in text and "versions served: v1, v2" in text
-    assert "step 1: retrained v2 promoted" in text
+    assert "step 1: retrained v2 promoted" in html.unescape(text)  # event texts are shown as text, escaped
     assert at.button(key="sim_start") is not None and at.toggle(key="sim_auto_retrain").value is True
     assert any("A sandbox" in box.value and "rul-ensemble-sim" in box.value for box in at.info)
 
