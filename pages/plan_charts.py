@@ -12,11 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 PLAN_COLOUR = "#1f77b4"
+LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0.0}
 BASELINE_COLOUR = "#7f7f7f"
 
 
 def _layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, **kwargs)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 70, "b": 10}, **kwargs)
     return fig
 
 
@@ -36,7 +37,7 @@ def calendar(weeks: pd.DataFrame) -> go.Figure:
                              line={"color": "#d62728", "dash": "dash", "shape": "hvh"},
                              hovertemplate="%{x}: %{y} slot(s)<extra></extra>"))
     return _layout(fig, 300, title="Calendar: engines planned per week and the slots", yaxis_title="engines",
-                   legend={"orientation": "h", "y": 1.15})
+                   legend=LEGEND)
 
 
 def removals(weeks: pd.DataFrame) -> go.Figure:
@@ -45,7 +46,7 @@ def removals(weeks: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=labels + labels[::-1],
                              y=list(weeks["removals_high"]) + list(weeks["removals_low"])[::-1], fill="toself",
-                             fillcolor="rgba(31,119,180,0.2)", line={"width": 0}, name="90 % band",
+                             mode="lines", fillcolor="rgba(31,119,180,0.2)", line={"width": 0}, name="90 % band",
                              hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=labels, y=weeks["expected_removals"], mode="lines+markers", name="expected removals",
                              line={"color": PLAN_COLOUR},
@@ -53,7 +54,7 @@ def removals(weeks: pd.DataFrame) -> go.Figure:
     fig.add_trace(go.Bar(x=labels, y=weeks["expected_failures"], name="of which failures", marker_color="#d62728",
                          opacity=0.6, hovertemplate="%{x}: %{y:.1f} expected failures<extra></extra>"))
     return _layout(fig, 300, title="What the shop should expect: removals per week", yaxis_title="engines",
-                   legend={"orientation": "h", "y": 1.15})
+                   legend=LEGEND)
 
 
 def policy_costs(policies: pd.DataFrame) -> go.Figure:
