@@ -329,7 +329,7 @@ def _baselines(table: CostTable, week: np.ndarray, active: np.ndarray, fixed: np
     best = min(cost_of, key=lambda theta: (cost_of[theta], theta))
     return pd.DataFrame([
         summary("Plan", week[free]),
-        summary(f"Remove at predicted RUL ≤ {best} cycles (the best fixed threshold here)", by_threshold[best]),
+        summary(f"RUL threshold {best} cycles (the best fixed one here)", by_threshold[best]),
         summary("Inspect HIGH", policies.high_risk_weeks(p_fail[free], high[free], room)),
         summary("Nothing within the horizon", policies.nothing_weeks(int(free.sum()), horizon)),
     ])
