@@ -76,14 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     version, ensemble = scoring.load_model(args.model)
     plan = service.fleet_plan(version, ensemble.conformal, request, args.datasets)
     plan_id = accepted.accept(plan, version, args.by or getpass.getuser()) if args.accept else None
-    engines = plan.engines.astype(object).where(plan.engines.notna(), None)
-    meta, asked = plan.meta, plan.meta["request"]
-    return {"model_version": meta["model_version"], "datasets": meta["datasets"], "stale": meta["stale"],
-            "start": asked["start"], "weeks": asked["weeks"], "slots": asked["slots"], "costs": asked["costs"],
-            "utilisation": asked["utilisation"], "distribution": meta["distribution"], "method": meta["method"],
-            "solve_seconds": meta["solve_seconds"], "engines_in_service": meta["engines"], "planned": meta["planned"],
-            "accepted_plan": plan_id, "calendar": plan.weeks.to_dict(orient="records"),
-            "policies": plan.policies.to_dict(orient="records"), "engines": engines.to_dict(orient="records")}
+    return service.as_record(plan, plan_id)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -1,13 +1,15 @@
 """A plan of the fleet in service, as the Plan page, ``python -m core plan`` and the API ask for it.
 
 :func:`fleet_plan` reads the engines in service with the model's stored scores and the stored utilisation, and
-plans them with the model's RUL distribution; :func:`week_readings` reads what a week's work package shows.
+plans them with the model's RUL distribution; :func:`as_record` gives the plan as JSON; :func:`week_readings` reads
+what a week's work package shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +40,20 @@ def fleet_plan(model_version: int, conformal: Conformal, request: planner.PlanRe
     plan = planner.make_plan(engines, RulDistribution.from_conformal(conformal), request)
     plan.meta.update(model_version=int(model_version), datasets=present, stale=int(stale))
     return plan
+
+
+def as_record(plan: planner.Plan, accepted_plan: int | None = None) -> dict[str, Any]:
+    """A plan of :func:`fleet_plan` as plain JSON (what ``python -m core plan --json`` prints): the request, how it
+    was solved, ``calendar`` (one record per week), ``policies`` (the plan's and the baselines' expected costs),
+    ``engines`` (one record per engine, missing values as None) and ``accepted_plan`` (its id once stored)."""
+    meta, asked = plan.meta, plan.meta["request"]
+    engines = plan.engines.astype(object).where(plan.engines.notna(), None)
+    return {"model_version": meta["model_version"], "datasets": meta["datasets"], "stale": meta["stale"],
+            "start": asked["start"], "weeks": asked["weeks"], "slots": asked["slots"], "costs": asked["costs"],
+            "utilisation": asked["utilisation"], "distribution": meta["distribution"], "method": meta["method"],
+            "solve_seconds": meta["solve_seconds"], "engines_in_service": meta["engines"], "planned": meta["planned"],
+            "accepted_plan": accepted_plan, "calendar": plan.weeks.to_dict(orient="records"),
+            "policies": plan.policies.to_dict(orient="records"), "engines": engines.to_dict(orient="records")}
 
 
 def week_readings(plan: planner.Plan, week: int) -> pd.DataFrame:
