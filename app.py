@@ -24,6 +24,7 @@ def dashboard() -> None:
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/data.py", title="Data", icon=":material/database:"),
         st.Page("pages/fleet.py", title="Fleet", icon=":material/flight:"),
+        st.Page("pages/plan.py", title="Plan", icon=":material/event:"),
         st.Page("pages/engine.py", title="Engine", icon=":material/settings:"),
         st.Page("pages/drift.py", title="Drift", icon=":material/monitoring:"),
         st.Page("pages/models.py", title="Models", icon=":material/model_training:"),

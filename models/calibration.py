@@ -5,6 +5,7 @@ calibration, split-conformal RUL intervals and the risk thresholds; each stored 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ ENGINE_FOLDS = 5
 LEVEL_STEP = 0.005
 MAX_LEVEL = 0.99
 """The conformal quantile level is raised from the nominal coverage in these steps, up to this level."""
+QUANTILE_LEVELS = tuple(round(i / 100, 2) for i in range(101))
+"""Probabilities at which each bin's residual quantiles are kept (:attr:`Conformal.quantiles`)."""
 
 
 def fit_blend_weight(a: np.ndarray, b: np.ndarray, y: np.ndarray, loss: str) -> float:
@@ -64,7 +67,7 @@ class Calibrator:
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
         """Rebuild from :meth:`to_dict` output."""
         x, y = [float(v) for v in data["x"]], [float(v) for v in data["y"]]
-        if len(x) != len(y) or not x or any(b < a for a, b in zip(x, x[1:])):
+        if len(x) != len(y) or not x or any(b < a for a, b in pairwise(x)):
             raise ValueError("calibration knots are not increasing pairs")
         return cls(x=x, y=y)
 
@@ -87,6 +90,9 @@ class Conformal:
     level: float
     cap: float
     counts: list[int] = field(default_factory=list)
+    quantiles: list[list[float]] = field(default_factory=list)
+    """Per bin, the residuals' quantiles at :data:`QUANTILE_LEVELS` (the whole distribution the interval's two
+    bounds are taken from; empty in bundles from before it was kept). They do not enter :meth:`interval`."""
 
     @classmethod
     def fit(cls, pred: np.ndarray, truth: np.ndarray, nominal: float, cap: float,
@@ -119,7 +125,7 @@ class Conformal:
             kept.pop(min(thin, len(kept) - 1))
         bins = np.digitize(pred, kept)
         alpha = 1.0 - level
-        low, high, counts_out = [], [], []
+        low, high, counts_out, quantiles = [], [], [], []
         for b in range(len(kept) + 1):
             r = (truth - pred)[bins == b]
             if len(r) == 0:
@@ -130,8 +136,9 @@ class Conformal:
             low.append(float(r[min(max(k_lo, 1), n) - 1]))
             high.append(float(r[min(max(k_hi, 1), n) - 1]))
             counts_out.append(int(n))
+            quantiles.append([float(v) for v in np.quantile(r, QUANTILE_LEVELS)])
         return cls(edges=[float(e) for e in kept], low=low, high=high, nominal=nominal, level=float(level), cap=cap,
-                   counts=counts_out)
+                   counts=counts_out, quantiles=quantiles)
 
     def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(low, high) bounds for predicted RULs."""
@@ -143,7 +150,8 @@ class Conformal:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"method": "mondrian-split-conformal", "edges": self.edges, "low": self.low, "high": self.high,
-                "nominal": self.nominal, "level": self.level, "cap": self.cap, "counts": self.counts}
+                "nominal": self.nominal, "level": self.level, "cap": self.cap, "counts": self.counts,
+                "quantiles": self.quantiles}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conformal:
@@ -151,9 +159,13 @@ class Conformal:
         c = cls(edges=[float(v) for v in data["edges"]], low=[float(v) for v in data["low"]],
                 high=[float(v) for v in data["high"]], nominal=float(data["nominal"]),
                 level=float(data.get("level", data["nominal"])), cap=float(data["cap"]),
-                counts=[int(v) for v in data.get("counts", [])])
+                counts=[int(v) for v in data.get("counts", [])],
+                quantiles=[[float(v) for v in row] for row in data.get("quantiles", [])])
         if len(c.low) != len(c.edges) + 1 or len(c.high) != len(c.low):
             raise ValueError("conformal bins and quantiles differ in number")
+        if c.quantiles and (len(c.quantiles) != len(c.low)
+                            or any(len(row) != len(QUANTILE_LEVELS) for row in c.quantiles)):
+            raise ValueError("the conformal residual quantiles do not match the bins and levels")
         return c
 
 

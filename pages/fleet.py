@@ -304,6 +304,8 @@ table_col.dataframe(
 )
 best = policies.sort_values("cost").iloc[0]
 table_col.write(f"Cheapest here: **{best['policy']}** at ${best['cost']:,.0f}.")
+st.page_link("pages/plan.py", label="Plan which engines to remove in which week, under shop capacity",
+             icon=":material/event:")
 st.caption(
     f"{fleet.cost_basis(costs_input)} A missed failure is an engine that fails within 30 cycles without being "
     "inspected; a needless inspection is an inspected engine that would not have failed. Where the true RUL "

@@ -1,0 +1,81 @@
+"""The plan as downloads: a CSV of every engine's row, and a printable work package (HTML) for one week.
+
+Text cells of the CSV that a spreadsheet would read as a formula (starting with = + - @, a tab or a carriage
+return) are prefixed with ``'``. Every string in the work package is HTML-escaped: engine ids, dataset names and
+reasons are data, never markup.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import pandas as pd
+
+from core.data import sensors
+from core.planning.planner import Plan
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_COLUMNS = ["week", "week_start", "status", "dataset", "engine", "p_fail_before", "expected_cost", "rul",
+               "p_fail_30", "risk", "cycle", "cycles_per_day", "own_week", "reason"]
+CSV_DECIMALS = {"p_fail_before": 4, "expected_cost": 2, "rul": 1, "p_fail_30": 3, "cycles_per_day": 2}
+
+
+def neutralise(text: str) -> str:
+    """`text` with a leading ``'`` when a spreadsheet would take it for a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def plan_csv(plan: Plan, model_version: int) -> bytes:
+    """Every engine's row as CSV, with the model version and the plan's start date on every row."""
+    out = plan.engines[CSV_COLUMNS].round(CSV_DECIMALS)
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(lambda v: neutralise(v) if isinstance(v, str) else v)
+    out = out.assign(model_version=model_version, plan_start=plan.meta["request"]["start"])
+    return out.to_csv(index=False).encode()
+
+
+_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+          "th,td{border:1px solid #999;padding:4px 8px;text-align:left;vertical-align:top}"
+          "th{background:#eee}@media print{body{margin:0}}")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def work_package_html(plan: Plan, week: int, readings: pd.DataFrame, model_version: int,
+                      shown_sensors: Sequence[str]) -> str:
+    """A printable page for the engines of `week`: who, why, the latest readings (`readings`: dataset, unit and
+    the storage-named columns of each engine's last cycle; `shown_sensors` the columns shown)."""
+    part = plan.engines[plan.engines["week"] == week]
+    info = plan.meta["request"]
+    starts = plan.weeks.set_index("week")["week_start"]
+    start = str(starts.get(week, ""))
+    rows = [[str(r.engine), str(r.dataset), str(r.status), f"{r.p_fail_before:.1%}", f"{r.rul:.0f}",
+             f"{r.p_fail_30:.1%}", str(r.risk), str(int(r.cycle)), str(r.reason)] for r in part.itertuples()]
+    engines = _table(["engine", "dataset", "status", "P(fail before the slot)", "predicted RUL (cycles)",
+                      "P(fail within 30 cycles)", "risk", "last cycle", "reason"], rows)
+    keyed = readings.set_index(["dataset", "unit"]) if not readings.empty else readings
+    reading_rows = []
+    for r in part.itertuples():
+        key = (str(r.dataset), int(r.unit))
+        if readings.empty or key not in keyed.index:
+            continue
+        last = keyed.loc[key]
+        reading_rows.append([str(r.engine), str(r.dataset), str(int(last["cycle"]))]
+                            + [f"{float(last[c]):.4g}" for c in shown_sensors])
+    latest = _table(["engine", "dataset", "cycle", *[sensors.label(c) for c in shown_sensors]], reading_rows)
+    costs = info["costs"]
+    title = f"Work package: week {week}, from {start}"
+    summary = (f"{len(part)} engine(s) to remove by the end of the week. Plan of model v{model_version}, starting "
+               f"{info['start']} over {info['weeks']} week(s); costs: unscheduled failure ${costs['failure']:,.0f}, "
+               f"planned removal ${costs['removal']:,.0f}, life given up ${costs['life_per_cycle']:,.2f} per cycle.")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
+        f"<h2>Engines</h2>{engines}<h2>Latest readings</h2>{latest}</body></html>"
+    )

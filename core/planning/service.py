@@ -1,0 +1,70 @@
+"""A plan of the fleet in service, as the Plan page, ``python -m core plan`` and the API ask for it.
+
+:func:`fleet_plan` reads the engines in service with the model's stored scores and the stored utilisation, and
+plans them with the model's RUL distribution; :func:`as_record` gives the plan as JSON; :func:`week_readings` reads
+what a week's work package shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from core.data import score_queries, store
+from core.errors import UserError
+from core.planning import fleet, planner, utilisation
+from models.calibration import Conformal
+from models.rul_distribution import RulDistribution
+
+
+def fleet_plan(model_version: int, conformal: Conformal, request: planner.PlanRequest,
+               datasets: Sequence[str] | None = None) -> planner.Plan:
+    """The plan of the engines in service (of `datasets`, default every fleet and evaluation dataset) scored by
+    `model_version`, whose conformal intervals are `conformal`.
+
+    Utilisation: the request's value for a dataset it names, else the stored one, else the default. ``meta``
+    gains ``model_version``, ``datasets`` (those with engines planned) and ``stale`` (engines whose readings are
+    newer than their stored score, or that have none: planned on the older score, or not at all).
+    """
+    names = None if datasets is None else [str(d) for d in datasets]
+    with store.connect(read_only=True) as con:
+        engines = fleet.in_service(con, model_version, names)
+        stored = utilisation.read(con)
+        stale = score_queries.stale_count(con, model_version, names)
+    present = sorted(engines["dataset"].astype(str).unique())
+    chosen = {**utilisation.of(present, stored), **dict(request.utilisation)}
+    request = dataclasses.replace(request, utilisation=tuple(sorted(chosen.items())))
+    plan = planner.make_plan(engines, RulDistribution.from_conformal(conformal), request)
+    plan.meta.update(model_version=int(model_version), datasets=present, stale=int(stale))
+    return plan
+
+
+def as_record(plan: planner.Plan, accepted_plan: int | None = None) -> dict[str, Any]:
+    """A plan of :func:`fleet_plan` as plain JSON (what ``python -m core plan --json`` prints): the request, how it
+    was solved, ``calendar`` (one record per week), ``policies`` (the plan's and the baselines' expected costs),
+    ``engines`` (one record per engine, missing values as None) and ``accepted_plan`` (its id once stored)."""
+    meta, asked = plan.meta, plan.meta["request"]
+    engines = plan.engines.astype(object).where(plan.engines.notna(), None)
+    return {"model_version": meta["model_version"], "datasets": meta["datasets"], "stale": meta["stale"],
+            "start": asked["start"], "weeks": asked["weeks"], "slots": asked["slots"], "costs": asked["costs"],
+            "utilisation": asked["utilisation"], "distribution": meta["distribution"], "method": meta["method"],
+            "solve_seconds": meta["solve_seconds"], "engines_in_service": meta["engines"], "planned": meta["planned"],
+            "accepted_plan": accepted_plan, "calendar": plan.weeks.to_dict(orient="records"),
+            "policies": plan.policies.to_dict(orient="records"), "engines": engines.to_dict(orient="records")}
+
+
+def week_readings(plan: planner.Plan, week: int) -> pd.DataFrame:
+    """The last reading of each engine planned in `week`: DataFrame[dataset, unit, cycle, setting_*, sensor_*]."""
+    part = plan.engines[plan.engines["week"] == week]
+    with store.connect(read_only=True) as con:
+        ids = dict(con.execute("SELECT name, id FROM datasets WHERE name IN (SELECT unnest(?::VARCHAR[]))",
+                               [sorted(part["dataset"].unique())]).fetchall())
+        gone = sorted(set(part["dataset"]) - set(ids))
+        if gone:
+            raise UserError(f"The dataset {gone[0]} is no longer loaded; compute the plan again.")
+        rows = fleet.latest_readings(con, [ids[d] for d in part["dataset"]], part["unit"].tolist())
+    names = {v: k for k, v in ids.items()}
+    return rows.assign(dataset=rows["dataset_id"].map(names)).drop(columns="dataset_id")
