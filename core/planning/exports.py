@@ -1,8 +1,8 @@
 """The plan as downloads: a CSV of every engine's row, and a printable work package (HTML) for one week.
 
-Text cells of the CSV that a spreadsheet would read as a formula (starting with = + - @, a tab or a carriage
-return) are prefixed with ``'``. Every string in the work package is HTML-escaped: engine ids, dataset names and
-reasons are data, never markup.
+The CSV goes through the product's one export function (:func:`core.data.exports.csv_bytes`), which prefixes
+text cells a spreadsheet would read as a formula with ``'``. Every string in the work package is HTML-escaped:
+engine ids, dataset names and reasons are data, never markup.
 """
 
 from __future__ import annotations
@@ -13,27 +13,18 @@ from collections.abc import Sequence
 import pandas as pd
 
 from core.data import sensors
+from core.data.exports import csv_bytes
 from core.planning.planner import Plan
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ["week", "week_start", "status", "dataset", "engine", "p_fail_before", "expected_cost", "rul",
                "p_fail_30", "risk", "cycle", "cycles_per_day", "own_week", "reason"]
 CSV_DECIMALS = {"p_fail_before": 4, "expected_cost": 2, "rul": 1, "p_fail_30": 3, "cycles_per_day": 2}
 
 
-def neutralise(text: str) -> str:
-    """`text` with a leading ``'`` when a spreadsheet would take it for a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def plan_csv(plan: Plan, model_version: int) -> bytes:
     """Every engine's row as CSV, with the model version and the plan's start date on every row."""
     out = plan.engines[CSV_COLUMNS].round(CSV_DECIMALS)
-    for column in out.columns:
-        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(lambda v: neutralise(v) if isinstance(v, str) else v)
-    out = out.assign(model_version=model_version, plan_start=plan.meta["request"]["start"])
-    return out.to_csv(index=False).encode()
+    return csv_bytes(out.assign(model_version=model_version, plan_start=plan.meta["request"]["start"]))
 
 
 _STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
