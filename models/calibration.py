@@ -5,6 +5,7 @@ calibration, split-conformal RUL intervals and the risk thresholds; each stored 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ class Calibrator:
     def from_dict(cls, data: dict[str, Any]) -> Calibrator:
         """Rebuild from :meth:`to_dict` output."""
         x, y = [float(v) for v in data["x"]], [float(v) for v in data["y"]]
-        if len(x) != len(y) or not x or any(b < a for a, b in zip(x, x[1:])):
+        if len(x) != len(y) or not x or any(b < a for a, b in pairwise(x)):
             raise ValueError("calibration knots are not increasing pairs")
         return cls(x=x, y=y)
 
