@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -81,7 +82,7 @@ def as_text(data: bytes, label: str) -> str:
 class _CollapsedSpaces(io.RawIOBase):
     """A whitespace-separated text stream with each run of spaces or tabs as one space and none at line ends."""
 
-    def __init__(self, handle: io.BufferedIOBase) -> None:
+    def __init__(self, handle: BinaryIO) -> None:
         super().__init__()
         self._handle = handle
         self._rest = b""

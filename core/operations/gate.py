@@ -68,7 +68,7 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, rules: 
         return True, "No champion yet: the first version becomes champion."
     cand_rmse, champ_rmse = candidate.get("val_rmse"), champion.get("val_rmse")
     cand_f2, champ_f2 = candidate.get("val_f2"), champion.get("val_f2")
-    if None in (cand_rmse, champ_rmse, cand_f2, champ_f2):
+    if cand_rmse is None or champ_rmse is None or cand_f2 is None or champ_f2 is None:
         return False, "Kept out: validation RMSE or F2 is missing for the candidate or the champion."
     rmse_limit = champ_rmse * (1.0 + rules.rmse_tolerance)
     f2_limit = champ_f2 - rules.f2_tolerance

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,7 +45,7 @@ def max_body_bytes() -> int:
     return max(1, int(value * 1024 * 1024))
 
 
-def problem(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(status: int, detail: str, field: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """A JSON error answer."""
     return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
 
