@@ -286,7 +286,7 @@ def test_progress_is_reported(pm_home: Path, tmp_path: Path, train_lines: list[s
 # ----------------------------------------------------------------------------- all twelve files, CLI
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_all_twelve_files_load_then_reload_adds_nothing(pm_home: Path, cmapss_dir: Path) -> None:
     summary = ingest.load([cmapss_dir])
     assert (summary.readings_added, summary.truth_rows_added, len(summary.datasets_added)) == (265_256, 707, 8)

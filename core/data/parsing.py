@@ -12,7 +12,6 @@ checked by :func:`core.data.validation.validate_readings` before anything is wri
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from core.config import env_number
 from core.data import names, sensors, validation
 from core.data.archives import CHUNK, Blob
 from core.data.cmapss import COLUMNS
@@ -58,11 +58,9 @@ def _arrow_input(blob: Blob) -> str | pa.BufferReader:
 
 
 def max_parquet_rows() -> int:
-    raw = os.environ.get("PM_MAX_ROWS", str(DEFAULT_MAX_PARQUET_ROWS))
-    try:
-        return int(float(raw))
-    except ValueError as err:
-        raise UserError(f"PM_MAX_ROWS is '{raw}', which is not a number of rows.") from err
+    """Rows one Parquet file may hold (``PM_MAX_ROWS``, default :data:`DEFAULT_MAX_PARQUET_ROWS`)."""
+    return int(env_number("PM_MAX_ROWS", DEFAULT_MAX_PARQUET_ROWS, 0, whole=True,
+                          meaning="the rows one Parquet file may hold"))
 
 
 def strip_bom(data: bytes) -> bytes:

@@ -15,12 +15,12 @@ import itertools
 import json
 import math
 import operator
-import os
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
 import numpy as np
 
+from core.config import env_number
 from core.data import names
 from core.data.cmapss import SENSORS, SETTINGS
 from core.data.sensors import canonical_column, label, mnemonic
@@ -41,25 +41,16 @@ class InputError(UserError):
         self.field = field
 
 
-def _limit(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise UserError(f"{name} is '{raw}', which is not a whole number.") from err
-    if value < 1:
-        raise UserError(f"{name} must be at least 1.")
-    return value
-
-
 def max_readings() -> int:
     """Readings one request may carry (``PM_API_MAX_READINGS``)."""
-    return _limit("PM_API_MAX_READINGS", DEFAULT_MAX_READINGS)
+    return int(env_number("PM_API_MAX_READINGS", DEFAULT_MAX_READINGS, 1, whole=True,
+                          meaning="the readings one request may carry"))
 
 
 def max_engine_readings() -> int:
     """Readings one engine may carry in one request (``PM_API_MAX_ENGINE_READINGS``)."""
-    return _limit("PM_API_MAX_ENGINE_READINGS", DEFAULT_MAX_ENGINE_READINGS)
+    return int(env_number("PM_API_MAX_ENGINE_READINGS", DEFAULT_MAX_ENGINE_READINGS, 1, whole=True,
+                          meaning="the readings one engine may carry in one request"))
 
 
 def _shown(name: str) -> str:
