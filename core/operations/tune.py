@@ -27,9 +27,9 @@ from models.training import TrainConfig, train
 Progress = Callable[[dict[str, Any]], None]
 TUNED = ("max_depth", "learning_rate", "subsample", "colsample", "min_child_weight",
          "hidden", "layers", "dropout", "lr", "conv", "fail_weight", "lstm_stats")
+"""The settings a tuning run searches; everything else (budgets, device, seed) stays as given."""
 SUMMARY_SETS = ("mean10,mean30,meanall,slope60,slopeall", "mean10,meanall,slopeall")
 """The LSTM summary-channel sets tried (the best differed between subsets, see BENCHMARKS.md)."""
-"""The settings a tuning run searches; everything else (budgets, device, seed) stays as given."""
 
 
 def recipe_path() -> Path:
