@@ -77,6 +77,15 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     _fail_undeclared_skip(outcome.get_result())
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/browser/ is a browser test (before ``-m`` selects), whether its module says so or not."""
+    browser = REPO_ROOT / "tests" / "browser"
+    for item in items:
+        if item.path.is_relative_to(browser) and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.browser)
+
+
 def missing_data(message: str) -> NoReturn:
     """Skip with `message` because C-MAPSS data is missing, or fail under ``CI=true``, where it must be present."""
     if os.environ.get("CI") == "true":
