@@ -16,6 +16,8 @@ import pytest
 from core.errors import UserError
 from core.operations import registry, tracking_store
 
+pytestmark = pytest.mark.slow  # every test trains a model end to end in a child process
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"epochs": 1, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu"}
 TRAIN_THEN_SCORE = """

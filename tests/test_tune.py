@@ -26,6 +26,7 @@ def registered_fd001(small_fd001: Path) -> Path:
     return small_fd001
 
 
+@pytest.mark.slow
 def test_two_trials_log_child_runs_and_keep_a_better_recipe(registered_fd001: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     real_train, trained = tune_module.train, []
@@ -78,6 +79,7 @@ def test_a_recipe_is_applied_and_a_broken_one_is_one_sentence(pm_home: Path) -> 
         apply_recipe(TINY)
 
 
+@pytest.mark.slow
 def test_tuning_runs_as_a_background_job(registered_fd001: Path) -> None:
     snap = retrain.export_snapshot(["train_FD001"])
     job = tune_job.start_job(snap, TINY, trials=1, created_by="test")

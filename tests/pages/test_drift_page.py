@@ -57,6 +57,7 @@ def test_drift_page_compares_datasets_explains_and_toggles_normalisation(drift_h
     assert "No drift" in _text(at)
 
 
+@pytest.mark.slow
 def test_a_pair_of_other_datasets_is_exploratory(drift_home: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=180).run()
     at.selectbox(key="drift_reference").set_value("train_FD002").run()
@@ -67,6 +68,7 @@ def test_a_pair_of_other_datasets_is_exploratory(drift_home: Path) -> None:
     assert "retraining is recommended" not in text
 
 
+@pytest.mark.slow
 def test_no_red_verdict_for_data_the_champion_was_trained_on(trained_home_factory: Callable[..., Path],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     subsets = ("train_FD001", "train_FD002", "train_FD003", "train_FD004")
@@ -116,6 +118,7 @@ def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path, monke
     assert [t.value for t in at.toast] == ["Simulation job sim-1 started."]
 
 
+@pytest.mark.slow
 def test_an_in_service_fleet_is_compared_at_comparable_ages(trained_home_factory: Callable[..., Path],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PM_HOME", str(trained_home_factory()))
