@@ -1,4 +1,6 @@
-# The two commands of the README: `make run` (set up and start the dashboard) and `make test`.
+# The two commands of the README: `make run` (set up and start the dashboard) and `make test` (the whole suite,
+# what CI runs). `make check` is the fast lane: ruff, mypy, and the tests that need no browser and no end-to-end
+# training or all twelve files (`-m "not browser and not slow"`).
 # The install variant follows the machine: requirements-gpu.txt where `nvidia-smi` works, else the lean
 # requirements-cpu.txt (override with `make VARIANT=cpu ...` or `VARIANT=gpu`).
 PYTHON ?= python3
@@ -8,7 +10,7 @@ PORT ?= 8501
 VARIANT ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 OTHER_XGBOOST := $(if $(filter gpu,$(VARIANT)),xgboost-cpu,xgboost nvidia-nccl-cu12)
 
-.PHONY: run test setup bench
+.PHONY: run test check lint setup bench
 
 $(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +28,13 @@ run: setup
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+check: lint
+	$(PY) -m pytest -q -m "not browser and not slow"
 
 bench: $(VENV)/.installed
 	$(PY) -m core bench ingest

@@ -234,8 +234,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """A small table of the figures."""
     machine = result["machine"]
-    lines = [result["title"], f"{machine['cpus']} CPUs, load average {machine['load_average_at_start']:.1f} at the "
-                              f"start, {machine['load_average_1m']:.1f} at the end"]
+    lines = [result["title"], (f"{machine['cpus']} CPUs, load average {machine['load_average_at_start']:.1f} at the "
+                              f"start, {machine['load_average_1m']:.1f} at the end")]
     for key in ("single_predict", "single_predict_no_factors"):
         r = result[key]
         lines.append(f"{key:<28} p50 {r['p50_ms']:.1f} ms  p95 {r['p95_ms']:.1f} ms  ({r['n']} requests, "

@@ -62,10 +62,10 @@ def lying_zip(folder: Path, actual_bytes: int, declared_bytes: int) -> Path:
     """A zip whose one member (train_FD001.txt) declares `declared_bytes` but inflates to `actual_bytes`."""
     path = folder / "lying.zip"
     block = b"1 " * (_LINE_BYTES // 2)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("train_FD001.txt", "w", force_zip64=False) as out:
-            for start in range(0, actual_bytes, len(block)):
-                out.write(block[: actual_bytes - start])
+    with (zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+          archive.open("train_FD001.txt", "w", force_zip64=False) as out):
+        for start in range(0, actual_bytes, len(block)):
+            out.write(block[: actual_bytes - start])
     with path.open("r+b") as handle:
         data = handle.read(64)
         handle.seek(data.find(b"PK\x03\x04") + 22)

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "title": "serving latency: one what-if (features + ensemble + interval + SHAP) and fleet scoring",
         "model_version": version,
         "datasets": list(args.datasets),
-        "engines": int(len(table)),
+        "engines": len(table),
         "fleet_score_s": statistics.median(total_s),
         "fleet_read_s": statistics.median(read_s),
         "fleet_predict_s": statistics.median(score_s),
@@ -132,14 +132,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     """A small table of the figures."""
-    lines = [result["title"], f"model v{result['model_version']} on {result['machine']['cpus']} CPUs, "
+    lines = [result["title"], (f"model v{result['model_version']} on {result['machine']['cpus']} CPUs, "
              f"{result['threads']} thread(s) per prediction "
              f"(load average {result['machine']['load_average_at_start']:.1f} before the what-ifs, "
-             f"{result['machine']['load_average_1m']:.1f} at the end)"]
+             f"{result['machine']['load_average_1m']:.1f} at the end)")]
     rows = [
         ("engines", f"{result['engines']}"),
-        ("fleet_score_s", f"{result['fleet_score_s']:.3f}  (read {result['fleet_read_s']:.3f} + "
-                          f"predict {result['fleet_predict_s']:.3f})"),
+        ("fleet_score_s", (f"{result['fleet_score_s']:.3f}  (read {result['fleet_read_s']:.3f} + "
+                          f"predict {result['fleet_predict_s']:.3f})")),
         ("whatif_p50_ms", f"{result['whatif_p50_ms']:.1f}"),
         ("whatif_p95_ms", f"{result['whatif_p95_ms']:.1f}  ({result['whatif_repeats']} repetitions)"),
         ("whatif CPU p50 / p95 ms", f"{result['whatif_cpu_p50_ms']:.1f} / {result['whatif_cpu_p95_ms']:.1f}"),

@@ -13,6 +13,7 @@ it prints one JSON line (BENCHMARKS.md lists the variants measured).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from core.data.cmapss import RUL_CAP
 from core.data.features import DEFAULT_LSTM_STATS, FeaturePipeline
 from models.calibration import fit_blend_weight
 from models.device import resolve_device, seed_everything
-from models.lstm import LSTMParams, fit_lstm
+from models.lstm import fit_lstm
 from models.training import TrainConfig, prepared_targets, split_engines
 from models.xgb import XGBModels
 
@@ -64,9 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     rul_val, _, fail_val = prepared_targets(prep_val, cap)
     rows_tr, rows_val = prep_tr.rows("all"), prep_val.rows("all")
     windows_val = pipe.windows(prep_val, rows_val)
-    params = LSTMParams(hidden=args.hidden, epochs=args.epochs, samples_per_epoch=args.samples, conv=args.conv,
-                        layers=cfg.layers, dropout=cfg.dropout, batch=cfg.batch, lr=cfg.lr, patience=cfg.patience,
-                        fail_weight=args.fail_weight, lr_patience=cfg.lr_patience)
+    params = dataclasses.replace(cfg.lstm_params(), hidden=args.hidden, epochs=args.epochs,
+                                 samples_per_epoch=args.samples, conv=args.conv, fail_weight=args.fail_weight)
     started = time.perf_counter()
     model, history = fit_lstm(pipe, prep_tr, rows_tr, rul_tr, fail_tr, windows_val, rul_val, fail_val,
                               params=params, cap=cap, device="cpu", seed=args.seed)

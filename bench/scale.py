@@ -228,8 +228,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """One line per step: seconds and peak RSS; then the page times."""
     steps = result["steps"]
-    lines = [f"machine: {result['machine']}; {result['engines']:,} engines; load average before "
-             f"{result['load_average_before']}, after {result['load_average_after']}",
+    lines = [(f"machine: {result['machine']}; {result['engines']:,} engines; load average before "
+             f"{result['load_average_before']}, after {result['load_average_after']}"),
              f"{'step':<18} {'s':>8} {'peak RSS MB':>12}"]
     for name in ("synth", "ingest", "score_full", "append", "score_incremental"):
         step = steps[name]

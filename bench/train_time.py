@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     """The timings as a fixed-width table."""
-    lines = [f"{'train':>6}  {'rows':>7}  {'wall s':>7}  {'cpu s':>7}  {'device':>8}  {'thr':>3}  "
-             f"{'trees (rul/fail)':>16}  {'epochs':>6}  {'val RMSE':>8}"]
+    lines = [(f"{'train':>6}  {'rows':>7}  {'wall s':>7}  {'cpu s':>7}  {'device':>8}  {'thr':>3}  "
+             f"{'trees (rul/fail)':>16}  {'epochs':>6}  {'val RMSE':>8}")]
     for r in result["results"]:
         trees = f"{r['xgb_trees'][0]}/{r['xgb_trees'][1]}"
         lines.append(f"{r['train']:>6}  {r['rows']:>7}  {r['wall_s']:>7.1f}  {r['cpu_s']:>7.1f}  {r['device']:>8}  "

@@ -6,19 +6,55 @@
   ``$PM_HOME/mlflow.db`` with artifacts under ``$PM_HOME/mlartifacts``).
 - ``PM_DATA_DIR``: a folder holding the C-MAPSS files (optional).
 - ``PM_CMAPSS_URL``: where to download NASA's zip from when no folder is given.
+
+Numeric settings (limits, timeouts, tolerances) are read by :func:`env_number`, the one place such a value is
+checked.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NASA_CMAPSS_URL = "https://phm-datasets.s3.amazonaws.com/NASA/6.+Turbofan+Engine+Degradation+Simulation+Data+Set.zip"
+
+
+def env_number(name: str, default: float, low: float, high: float = math.inf, *, high_open: bool = False,
+               whole: bool = False, meaning: str = "") -> float:
+    """The number environment variable `name` holds, `default` when it is unset or blank.
+
+    Accepted: a finite number from `low` to `high` (below `high` with `high_open`), a whole one with `whole`.
+    Anything else raises UserError, one sentence naming the variable, its value, the accepted range and, when
+    given, `meaning` (what the number is, e.g. "the largest file loaded, in megabytes").
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    above_low = value >= low
+    below_high = value < high if high_open else value <= high
+    if math.isfinite(value) and above_low and below_high and (not whole or value.is_integer()):
+        return value
+    kind = "a whole number" if whole else "a number"
+    if math.isinf(high):
+        accepted = f"{kind} of at least {low:g}"
+    elif high_open:
+        accepted = f"{kind} from {low:g} up to (not including) {high:g}"
+    else:
+        accepted = f"{kind} from {low:g} to {high:g}"
+    raise UserError(f"{name} is '{raw}', which is not accepted: set it to {accepted}"
+                    f"{', ' + meaning if meaning else ''}.")
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class Calibrator:
         """Calibrated probabilities (linear between knots, clipped at the ends)."""
         return np.interp(p, self.x, self.y)
 
-    def to_dict(self) -> dict[str, list[float]]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"method": "isotonic", "x": self.x, "y": self.y}
 

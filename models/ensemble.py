@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core.data.features import FeaturePipeline, FeatureSet, Rows
 from models.calibration import Calibrator, Conformal
@@ -59,16 +58,6 @@ class Ensemble:
         fs = self.pipeline.features_at(prep, idx)
         fs.ood, fs.ood_reason = self.experience.assess(prep, idx)
         return fs
-
-    def tree_matrix(self, frame: pd.DataFrame, rows: Rows = "last") -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-        """(keys, tree feature matrix, feature names) as the XGBoost boosters see them (for SHAP)."""
-        fs = self.features(frame, rows)
-        return fs.keys, fs.tree, fs.tree_names
-
-    def lstm_windows(self, frame: pd.DataFrame, rows: Rows = "last") -> tuple[pd.DataFrame, torch.Tensor]:
-        """(keys, float32 tensor of windows (n, window, channels)) as the LSTM sees them (for SHAP)."""
-        fs = self.features(frame, rows)
-        return fs.keys, torch.from_numpy(fs.windows)
 
     # ------------------------------------------------------------ prediction
     def member_outputs(self, fs: FeatureSet) -> dict[str, np.ndarray]:

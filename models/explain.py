@@ -47,6 +47,9 @@ from core.data.features import FeatureSet
 from core.errors import UserError
 from models.ensemble import Ensemble
 
+RowIndex = Sequence[int] | np.ndarray
+"""Rows of a feature set to explain: a list of row numbers or an integer array."""
+
 AGE = "age"
 """Name of the combined input 'engine age' (tree feature ``cycle``, LSTM age channel)."""
 
@@ -265,10 +268,10 @@ class Explanation:
         start = (f"Starting from the fleet-average prediction of {_cycles(base)}, the inputs below bring this "
                  f"engine's predicted RUL to {_cycles(round(b.rul))}.")
         lines = [start]
-        rows = self.by_sensor.set_index("input")
+        by_input = self.by_sensor.set_index("input")
+        levels, changes = by_input["level"].astype(float).to_dict(), by_input["change"].astype(float).to_dict()
         for (name, _), effect in zip(b.factors, effects, strict=True):
-            row = rows.loc[name]
-            lines.append(describe(name, effect, float(row["level"]), float(row["change"]), label=label(name)))
+            lines.append(describe(name, effect, levels[name], changes[name], label=label(name)))
         if b.others:
             lines.append(f"The other {b.others} inputs together {_moves(other)}.")
         if approximation:
@@ -491,21 +494,21 @@ class Explainer:
         return out
 
     @staticmethod
-    def _rows(fs: FeatureSet, rows: Sequence[int]) -> np.ndarray:
+    def _rows(fs: FeatureSet, rows: RowIndex) -> np.ndarray:
         """`rows` as an index array; UserError when one is not a row of `fs`."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(fs.keys)):
-            bad = int(rows[(rows < 0) | (rows >= len(fs.keys))][0])
+        index = np.asarray(rows, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= len(fs.keys)):
+            bad = int(index[(index < 0) | (index >= len(fs.keys))][0])
             raise UserError(f"There is no row {bad} in the features to explain.")
-        return rows
+        return index
 
-    def attributions(self, fs: FeatureSet, rows: Sequence[int]) -> Attributions:
+    def attributions(self, fs: FeatureSet, rows: RowIndex) -> Attributions:
         """Both parts' attributions of the rows `rows` of a feature set: one XGBoost call, on a helper thread
         while the LSTM's batched passes run."""
-        rows = self._rows(fs, rows)
-        tree = _HELPERS.submit(tree_contributions, self.ensemble, fs.tree[rows])
+        index = self._rows(fs, rows)
+        tree = _HELPERS.submit(tree_contributions, self.ensemble, fs.tree[index])
         try:
-            lstm = self.lstm_attributions(fs.windows[rows])
+            lstm = self.lstm_attributions(fs.windows[index])
         finally:
             values, bias = tree.result()
         xgb = values @ self._tree_to_input
@@ -514,12 +517,12 @@ class Explainer:
         return Attributions(tree=values, tree_base=bias, lstm=lstm, xgb=xgb, lstm_by_input=by_input,
                             combined=w * xgb + (1 - w) * by_input)
 
-    def combined(self, fs: FeatureSet, rows: Sequence[int]) -> np.ndarray:
+    def combined(self, fs: FeatureSet, rows: RowIndex) -> np.ndarray:
         """(n, inputs) the combined attributions of :meth:`attributions`; when the blend gives the LSTM no RUL
         weight its attributions count for nothing, and only the XGBoost part is computed."""
         return self._combined_and_base(fs, rows)[0]
 
-    def _combined_and_base(self, fs: FeatureSet, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def _combined_and_base(self, fs: FeatureSet, rows: RowIndex) -> tuple[np.ndarray, np.ndarray]:
         """((n, inputs) combined attributions, (n,) base: the blend of the two parts' expected values)."""
         w = float(self.ensemble.weights["rul_xgb"])
         if w >= 1.0:
@@ -528,7 +531,7 @@ class Explainer:
         parts = self.attributions(fs, rows)
         return parts.combined, w * parts.tree_base + (1 - w) * self.lstm_base
 
-    def top_factors(self, fs: FeatureSet, rows: Sequence[int], k: int) -> list[TopFactors]:
+    def top_factors(self, fs: FeatureSet, rows: RowIndex, k: int) -> list[TopFactors]:
         """Per row, the `k` inputs with the largest absolute combined attribution and that attribution
         (the head of :attr:`Explanation.by_sensor`), with the base and the other inputs' sum that complete it."""
         combined, base = self._combined_and_base(fs, rows)
@@ -541,35 +544,35 @@ class Explainer:
                                   others=len(picks) - len(listed), attributed=float(start + values.sum())))
         return out
 
-    def served_rul(self, fs: FeatureSet, rows: Sequence[int]) -> np.ndarray:
+    def served_rul(self, fs: FeatureSet, rows: RowIndex) -> np.ndarray:
         """(n,) the RUL the ensemble serves at rows `rows` of `fs` (its blend, clipped; as
         :meth:`models.ensemble.Ensemble.predict_features` computes it)."""
-        rows = self._rows(fs, rows)
-        part = FeatureSet(keys=fs.keys.iloc[rows].reset_index(drop=True), tree=fs.tree[rows], windows=fs.windows[rows],
-                          tree_names=fs.tree_names)
+        index = self._rows(fs, rows)
+        part = FeatureSet(keys=fs.keys.iloc[index].reset_index(drop=True), tree=fs.tree[index],
+                          windows=fs.windows[index], tree_names=fs.tree_names)
         return self.ensemble.blend(self.ensemble.member_outputs(part))[0]
 
-    def explain_rows(self, fs: FeatureSet, rows: Sequence[int],
+    def explain_rows(self, fs: FeatureSet, rows: RowIndex,
                      rul: Sequence[float] | None = None) -> list[Explanation]:
         """Explanations of the RUL served at rows `rows` of a feature set, computed together.
 
         `rul`: the RUL served for those rows, when the caller has it (e.g. the headline's); computed with
         :meth:`served_rul` otherwise. Each explanation adds up to it (:meth:`Explanation.breakdown`).
         """
-        rows = self._rows(fs, rows)
-        served = self.served_rul(fs, rows) if rul is None else np.asarray(rul, dtype=float)
-        if served.shape != rows.shape:
-            raise UserError(f"An explanation of {len(rows)} rows needs {len(rows)} served RUL values, not "
+        index = self._rows(fs, rows)
+        served = self.served_rul(fs, index) if rul is None else np.asarray(rul, dtype=float)
+        if served.shape != index.shape:
+            raise UserError(f"An explanation of {len(index)} rows needs {len(index)} served RUL values, not "
                             f"{served.size}.")
-        parts = self.attributions(fs, rows)
+        parts = self.attributions(fs, index)
         with torch.no_grad():
-            lstm_output = self._model(torch.as_tensor(fs.windows[rows])).squeeze(-1).double().numpy()
+            lstm_output = self._model(torch.as_tensor(fs.windows[index])).squeeze(-1).double().numpy()
         w = float(self.ensemble.weights["rul_xgb"])
         return [Explanation(tree=pd.Series(parts.tree[i], index=fs.tree_names), tree_base=float(parts.tree_base[i]),
                             lstm=parts.lstm[i], lstm_channels=list(self.channels), lstm_base=self.lstm_base,
                             weight_xgb=w, by_sensor=self._by_sensor(fs, int(row), parts, i), rul=float(served[i]),
                             lstm_output=float(lstm_output[i]), cap=float(self.ensemble.cap))
-                for i, row in enumerate(rows)]
+                for i, row in enumerate(index)]
 
     def explain(self, fs: FeatureSet, row: int = 0, rul: float | None = None) -> Explanation:
         """Explanation of the RUL served at row `row` of a feature set (e.g. ``ensemble.features(frame)``);

@@ -25,34 +25,31 @@ ProgressFn = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class LSTMParams:
-    """Architecture and optimisation settings of the LSTM."""
+    """Architecture and optimisation settings of the LSTM. The recipe's values, and what each means, are
+    :class:`models.training.TrainConfig`'s (build these with ``TrainConfig.lstm_params()``); only the two
+    settings the recipe does not expose have defaults here."""
 
-    hidden: int = 64
-    layers: int = 2
-    dropout: float = 0.2
-    epochs: int = 40
-    batch: int = 256
-    lr: float = 1e-3
-    patience: int = 8
-    fail_weight: float = 0.5
-    """Weight of the classification loss next to the (RUL / cap) squared error."""
-    samples_per_epoch: int = 8192
-    """Training windows drawn at random per epoch (0: every training row once)."""
+    hidden: int
+    layers: int
+    dropout: float
+    epochs: int
+    batch: int
+    lr: float
+    patience: int
+    fail_weight: float
+    samples_per_epoch: int
+    conv: int
+    lr_patience: int
     val_limit: int = 8192
     """Validation windows (a fixed seeded sample) scored after each epoch for early stopping (0: all)."""
-    conv: int = 0
-    """Filters of a 1-D convolution (kernel 3) in front of the LSTM (0: none)."""
     weight_decay: float = 0.0
-    lr_patience: int = 3
-    """Epochs without a better validation RMSE before the learning rate is halved."""
 
 
 class RULNet(nn.Module):
     """Optional 1-D convolution, then an LSTM encoder over the window; its last hidden state feeds an
     RUL head and a failure-logit head."""
 
-    def __init__(self, n_channels: int, hidden: int = 64, layers: int = 2, dropout: float = 0.2,
-                 conv: int = 0) -> None:
+    def __init__(self, n_channels: int, hidden: int, layers: int, dropout: float, conv: int) -> None:
         super().__init__()
         self.arch = {"n_channels": n_channels, "hidden": hidden, "layers": layers, "dropout": dropout, "conv": conv}
         self.conv = nn.Sequential(nn.Conv1d(n_channels, conv, kernel_size=3, padding=1), nn.ReLU()) if conv else None
@@ -170,8 +167,8 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
     keep = np.arange(len(val_windows))
     if 0 < params.val_limit < len(keep):
         keep = np.sort(rng.choice(keep, params.val_limit, replace=False))
-    val = [torch.as_tensor(a[keep], dtype=torch.float32).to(device)
-           for a in (val_windows, val_rul / cap, val_fail)]
+    val_x, val_y_rul, val_y_fail = (torch.as_tensor(a[keep], dtype=torch.float32).to(device)
+                                    for a in (val_windows, val_rul / cap, val_fail))
     per_epoch = params.samples_per_epoch or len(train_rows)
     best_rmse, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
     history: list[dict] = []
@@ -184,12 +181,13 @@ def fit_lstm(pipeline: FeaturePipeline, train: Prepared, train_rows: np.ndarray,
         for lo in range(0, len(pick), params.batch):
             sel = pick[lo:lo + params.batch]
             x = torch.from_numpy(pipeline.windows(train, train_rows[sel])).to(device)
-            loss = _loss(*net(x), y_rul[sel].to(device), y_fail[sel].to(device), params.fail_weight, bce)
+            pred, logit = net(x)
+            loss = _loss(pred, logit, y_rul[sel].to(device), y_fail[sel].to(device), params.fail_weight, bce)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(sel)
-        val_loss, val_mse = _validate(net, *val, params.fail_weight, bce)
+        val_loss, val_mse = _validate(net, val_x, val_y_rul, val_y_fail, params.fail_weight, bce)
         val_rmse = float(np.sqrt(val_mse)) * cap
         schedule.step(val_rmse)
         record = {"phase": "lstm", "epoch": epoch, "epochs": params.epochs, "train_loss": total / max(len(pick), 1),

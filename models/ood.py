@@ -61,7 +61,7 @@ class ExperienceCheck:
         unseen = prep.regime_distance > self.regime_radius + self.regime_margin
         count = np.cumsum(unseen)
         before = np.where(prep.start > 0, count[np.maximum(prep.start - 1, 0)], 0)
-        unseen_so_far = (count - before)[rows]
+        unseen_so_far: np.ndarray = (count - before)[rows]
         latest = np.maximum.accumulate(np.where(unseen, np.arange(len(unseen)), -1))[rows]
         level = window_stats(prep, rows, "mean", self.smooth)
         beyond = np.maximum(np.asarray(self.low) - level, level - np.asarray(self.high))

@@ -51,7 +51,8 @@ XGBFit = Callable[[FeaturePipeline, pd.DataFrame], tuple[XGBModels, list[dict]]]
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run (the defaults are the benchmarked recipe)."""
+    """Everything that decides a training run. Its defaults are the benchmarked recipe and the one place the
+    training defaults live: :class:`models.xgb.XGBParams` and :class:`models.lstm.LSTMParams` are built from it."""
 
     epochs: int = 25
     n_trees: int = 600
@@ -74,13 +75,17 @@ class TrainConfig:
     batch: int = 256
     lr: float = 1e-3
     patience: int = 8
+    """LSTM epochs without a better validation RMSE before training stops (the best epoch's weights are kept)."""
     fail_weight: float = 0.5
+    """Weight of the LSTM's failure-head loss next to its (RUL / cap) squared error."""
     conv: int = 32
     """Filters of the LSTM's 1-D convolution front end (0: none)."""
     lstm_stats: str = ",".join(DEFAULT_LSTM_STATS)
     """The LSTM's summary channels, comma-separated (see ``FeaturePipeline.lstm_stats``; '' for none)."""
     lr_patience: int = 3
+    """LSTM epochs without a better validation RMSE before its learning rate is halved."""
     samples_per_epoch: int = 16384
+    """LSTM training windows drawn at random per epoch (0: every training row once)."""
     max_bin: int = 64
     medium_ratio: float = 0.5
     threads: int = 0
@@ -93,7 +98,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict, converting each value to its setting's type; UserError on an unknown or bad setting."""
-        kinds = {f.name: type(f.default) for f in fields(cls)}
+        kinds: dict[str, type] = {f.name: type(f.default) for f in fields(cls)}
         unknown = sorted(set(data) - set(kinds))
         if unknown:
             raise UserError(f"Unknown training setting(s): {', '.join(unknown)}.")
@@ -181,7 +186,8 @@ def end_of_life_offsets(frame: pd.DataFrame) -> dict[tuple[str, int], float]:
     if END_OF_LIFE_COLUMN not in frame.columns:
         return {}
     after = frame.groupby(["dataset", "unit"], sort=False)[END_OF_LIFE_COLUMN].max()
-    return {(str(d), int(u)): float(v) for (d, u), v in after.items() if v}
+    keys = zip(after.index.get_level_values("dataset"), after.index.get_level_values("unit"), strict=True)
+    return {(str(d), int(u)): float(v) for (d, u), v in zip(keys, after.to_numpy(), strict=True) if v}
 
 
 def prepared_targets(prep: Prepared, cap: float,

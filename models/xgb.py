@@ -15,18 +15,19 @@ ProgressFn = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class XGBParams:
-    """Hyper-parameters shared by the regressor and the classifier."""
+    """Hyper-parameters shared by the regressor and the classifier. The recipe's values, and what each means, are
+    :class:`models.training.TrainConfig`'s (build these with ``TrainConfig.xgb_params()``)."""
 
-    n_trees: int = 600
-    max_depth: int = 5
-    learning_rate: float = 0.05
-    subsample: float = 0.8
-    colsample: float = 0.6
-    min_child_weight: float = 5.0
-    early_stopping: int = 50
-    max_bin: int = 64
-    threads: int = 0
-    """0: let XGBoost use every core."""
+    n_trees: int
+    max_depth: int
+    learning_rate: float
+    subsample: float
+    colsample: float
+    min_child_weight: float
+    early_stopping: int
+    max_bin: int
+    threads: int
+    """CPU threads (0: let XGBoost use every core)."""
 
 
 class _Report(xgb.callback.TrainingCallback):

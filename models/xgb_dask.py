@@ -28,7 +28,6 @@ from core.errors import UserError
 from models.training import ProgressFn, end_of_life_offsets, prepared_targets
 from models.xgb import XGBModels, XGBParams, _params
 
-TARGETS = ("rul", "fail")
 VAL_COLUMN = "val"
 
 

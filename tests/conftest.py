@@ -2,24 +2,95 @@
 
 - ``pm_home``: a fresh ``PM_HOME`` under ``tmp_path`` (DuckDB, MLflow, jobs all inside it).
 - ``cmapss_dir``: the folder with the twelve ``*.txt.gz`` files (``PM_DATA_DIR`` or
-  ``<repo>/../shared/data/cmapss``); tests needing it are skipped with a reason if absent.
+  ``<repo>/../shared/data/cmapss``); tests needing it are skipped with a reason if absent, and fail under CI
+  (``CI=true``), where the files must be there.
 - ``cmapss_text``: ``cmapss_text("train_FD001")`` -> the uncompressed file text (cached).
 - ``cmapss_slice``: ``cmapss_slice("train_FD001", units=3)`` -> the lines of the first units.
 - ``fd001_store``: ``pm_home`` with train_FD001, test_FD001 and RUL_FD001 loaded.
 - ``small_fd001``: ``pm_home`` with the first 12 training and 6 test engines of FD001 (and their RUL).
+
+Under ``CI=true`` or ``PM_NO_SKIPS=1`` a test that skips for a reason not in :data:`DECLARED_SKIPS` fails.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import re
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CMAPSS_FILES = tuple(f"{kind}_FD00{i}" for kind in ("train", "test", "RUL") for i in range(1, 5))
+"""The twelve C-MAPSS files (without their ``.txt`` or ``.txt.gz`` suffix)."""
+DECLARED_SKIPS: dict[str, str] = {
+    r"running as root without setpriv": "test_readonly_home needs a second user: without setpriv root cannot "
+                                        "start a process as one",
+    r"user \d+ cannot import this checkout": "test_readonly_home needs a second user who can read the checkout; "
+                                             "a clone inside a private folder (e.g. /root) is not readable",
+}
+"""The only reasons a test may skip when ``CI=true`` or ``PM_NO_SKIPS=1`` (a regular expression matched at the start
+of the skip's reason: why such a skip is acceptable). Any other skip fails there: missing data files or a missing
+Chromium must never pass as a green run."""
+
+
+def strict_skips() -> bool:
+    """Whether undeclared skips fail (``CI=true`` or ``PM_NO_SKIPS=1``)."""
+    return os.environ.get("CI") == "true" or os.environ.get("PM_NO_SKIPS") == "1"
+
+
+def declared_skip(reason: str) -> bool:
+    """Whether a skip's reason is one of :data:`DECLARED_SKIPS`."""
+    return any(re.match(pattern, reason) for pattern in DECLARED_SKIPS)
+
+
+def _skip_reason(longrepr: object) -> str:
+    """The reason of a skip report (pytest keeps it as (path, line, "Skipped: reason"))."""
+    text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return str(text).removeprefix("Skipped: ")
+
+
+def _fail_undeclared_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail") and strict_skips():
+        reason = _skip_reason(report.longrepr)
+        if not declared_skip(reason):
+            report.outcome = "failed"
+            report.longrepr = (f"Skipped for an undeclared reason ({reason}); with CI=true or PM_NO_SKIPS=1 only "
+                               "the reasons in tests/conftest.py DECLARED_SKIPS may skip.")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Under CI, an undeclared skip of a test (in its setup, call or a skip marker) is a failure."""
+    outcome = yield
+    _fail_undeclared_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """Under CI, an undeclared skip of a whole module at collection is a failure."""
+    outcome = yield
+    _fail_undeclared_skip(outcome.get_result())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/browser/ is a browser test (before ``-m`` selects), whether its module says so or not."""
+    browser = REPO_ROOT / "tests" / "browser"
+    for item in items:
+        if item.path.is_relative_to(browser) and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.browser)
+
+
+def missing_data(message: str) -> NoReturn:
+    """Skip with `message` because C-MAPSS data is missing, or fail under ``CI=true``, where it must be present."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: the twelve C-MAPSS files must be present)")
+    pytest.skip(message)
 
 
 def data_dir() -> Path:
@@ -37,11 +108,6 @@ def cmapss_file(folder: Path, name: str) -> Path:
 def _text(folder: str, name: str) -> str:
     path = cmapss_file(Path(folder), name)
     return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers used in this suite."""
-    config.addinivalue_line("markers", "integration: loads all twelve C-MAPSS files (a few seconds)")
 
 
 @pytest.fixture
@@ -74,8 +140,10 @@ def pm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def cmapss_dir() -> Path:
     """The folder holding the twelve C-MAPSS ``*.txt.gz`` (or ``*.txt``) files."""
     folder = data_dir()
-    if not (folder / "train_FD001.txt.gz").is_file() and not (folder / "train_FD001.txt").is_file():
-        pytest.skip(f"C-MAPSS data not found in {folder}; set PM_DATA_DIR")
+    missing = [name for name in CMAPSS_FILES if not cmapss_file(folder, name).is_file()]
+    if missing:
+        missing_data(f"C-MAPSS data not found in {folder} ({len(missing)} of the twelve files missing, e.g. "
+                     f"{missing[0]}); set PM_DATA_DIR")
     return folder
 
 

@@ -53,6 +53,7 @@ def _config() -> schemathesis.config.SchemathesisConfig:
     })
 
 
+@pytest.mark.slow
 def test_every_operation_keeps_the_documented_contract(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     problems: list[str] = []
     tested: set[str] = set()

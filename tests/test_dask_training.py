@@ -28,6 +28,7 @@ def cluster() -> Iterator[LocalCluster]:
         yield local
 
 
+@pytest.mark.slow
 def test_dask_training_registers_a_model_that_scores_like_a_local_one(fd001_store: Path,
                                                                         cluster: LocalCluster) -> None:
     registry.init()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,13 @@ from core.data import queries, store, writes
 from core.data.cmapss import COLUMNS, SENSORS
 from core.errors import UserError
 from core.monitoring import drift, regimes, statistics, verdicts
-
-DATA_DIR = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parent.parent.parent / "shared/data/cmapss"))
+from tests.conftest import cmapss_file, data_dir, missing_data
 
 
 def _read(name: str) -> pd.DataFrame:
-    path = DATA_DIR / f"{name}.txt.gz"
+    path = cmapss_file(data_dir(), name)
     if not path.exists():
-        pytest.skip(f"C-MAPSS file {path} is not available")
+        missing_data(f"C-MAPSS file {path} is not available")
     return pd.read_csv(path, sep=r"\s+", header=None, names=COLUMNS)
 
 

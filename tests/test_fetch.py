@@ -35,7 +35,7 @@ def serve() -> Iterator[Callable[[bytes], str]]:
 
     def start(payload: bytes) -> str:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

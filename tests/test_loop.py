@@ -35,6 +35,7 @@ def _fail(dataset: str, engine: str, after: int = 5) -> dict:
     return fleet_ops.record_outcome(dataset, engine, last + after, "failure")
 
 
+@pytest.mark.slow
 def test_retrain_after_a_failure_on_an_evaluation_engine_leaves_it_out_of_the_test_figures(small_fd001: Path) -> None:
     registry.init()
     assert _fail("test_FD001", "4")["history_dataset"] == "test_FD001-closed"

@@ -130,7 +130,7 @@ def test_datasets_table_escapes_a_name_stored_before_the_rule(pm_home: Path, cma
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\u202e" not in out
     assert "evil\\x1b[2J\\x0aline\\u202e" in out
-    header, row, total = out.splitlines()
+    _header, row, total = out.splitlines()
     assert row.startswith("evil\\x1b[2J\\x0aline\\u202e") and total.startswith("1 engines in all")
     assert cli.main(["datasets", "--json"]) == 0
     assert "\x1b" not in capsys.readouterr().out

@@ -127,7 +127,7 @@ def as_reader(args: list[str], home: Path, **env: str) -> subprocess.CompletedPr
               if os.geteuid() == 0 else [])
     try:
         return subprocess.run([*prefix, sys.executable, *args], cwd=REPO_ROOT, env=variables, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=300, check=False)
     finally:
         shutil.rmtree(scratch)
 

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -200,40 +199,53 @@ def test_creator_comes_from_the_job_record_of_a_training_job(home: Path, tmp_pat
 
 def test_two_gates_deciding_at_once_leave_the_better_model_champion(home: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The better candidate's gate holds its decision open until the worse one has read the champion (or 2 s
+    pass): without the registry lock the worse one reads the old champion meanwhile, is promoted over it and
+    writes last; with the lock it cannot read until the better one is champion."""
     first = _log(tmp_path, "first", {"val_rmse": 14.0, "val_f2": 0.8})
     registry.register_outcome(first, {"val_rmse": 14.0, "val_f2": 0.8})
-    candidates = {_log(tmp_path, "better", {"val_rmse": 10.0, "val_f2": 0.8}): {"val_rmse": 10.0, "val_f2": 0.8},
-                  _log(tmp_path, "worse", {"val_rmse": 12.0, "val_f2": 0.8}): {"val_rmse": 12.0, "val_f2": 0.8}}
-    both_decide = threading.Barrier(2)
-    decide = registry.gate
+    better = _log(tmp_path, "better", {"val_rmse": 10.0, "val_f2": 0.8})
+    worse = _log(tmp_path, "worse", {"val_rmse": 12.0, "val_f2": 0.8})
+    better_deciding, worse_read = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+    mine = threading.local()
+    decide, read_metrics = registry.gate, registry.version_metrics
 
-    def gate_side_by_side(candidate: dict, champion: dict, rules: registry.GateRules) -> tuple[bool, str]:
-        try:  # both gates have read the champion, unless the second one waits for the first
-            both_decide.wait(timeout=3.0)
-        except threading.BrokenBarrierError:
-            pass
-        if candidate["val_rmse"] == 12.0:  # the worse candidate writes last
-            time.sleep(0.5)
+    def version_metrics(version: int) -> dict[str, float]:
+        if getattr(mine, "name", "") == "worse":
+            worse_read.set()
+        return read_metrics(version)
+
+    def gate(candidate: dict, champion: dict, rules: registry.GateRules) -> tuple[bool, str]:
+        if mine.name == "better":
+            better_deciding.set()
+            seen["worse read while the better decided"] = worse_read.wait(timeout=2.0)
+        else:
+            seen["champion the worse one saw"] = champion["val_rmse"]
         return decide(candidate, champion, rules)
 
-    monkeypatch.setattr(registry, "gate", gate_side_by_side)
+    monkeypatch.setattr(registry, "version_metrics", version_metrics)
+    monkeypatch.setattr(registry, "gate", gate)
     errors: list[BaseException] = []
 
-    def run(version: int, metrics: dict[str, float]) -> None:
+    def run(name: str, version: int, metrics: dict[str, float]) -> None:
+        mine.name = name
         try:
             registry.register_outcome(version, metrics)
         except BaseException as err:  # noqa: BLE001 - reported by the assertion below
             errors.append(err)
 
-    threads = [threading.Thread(target=run, args=item) for item in candidates.items()]
-    for thread in threads:
-        thread.start()
+    threads = [threading.Thread(target=run, args=("better", better, {"val_rmse": 10.0, "val_f2": 0.8})),
+               threading.Thread(target=run, args=("worse", worse, {"val_rmse": 12.0, "val_f2": 0.8}))]
+    threads[0].start()
+    assert better_deciding.wait(timeout=60), "the better candidate's gate never ran"
+    threads[1].start()
     for thread in threads:
         thread.join(timeout=60)
-    assert not errors
-    better = next(v for v, m in candidates.items() if m["val_rmse"] == 10.0)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    assert seen == {"worse read while the better decided": False, "champion the worse one saw": 10.0}
     assert registry.champion_version() == better
-    assert registry.version_metrics(better)["val_rmse"] == 10.0
+    assert registry.alias_version(registry.CHALLENGER) == worse
 
 
 KILLED_WHILE_REGISTERING = """

@@ -104,7 +104,6 @@ def test_batches_give_the_same_scores_as_one_pass(home: Path, tmp_path: Path, tr
 def test_the_fleet_table_carries_and_filters_the_out_of_experience_flag(home: Path) -> None:
     """The FD001 champion knows one operating regime: the synthetic fleet's engines from the other subsets are
     flagged (with a reason) and test_FD001's are not; the experience filter splits the table exactly."""
-    import dataclasses
 
     scoring_job.score_stale()
     everything = score_queries.FleetFilter(("test_FD001", "synthetic_fleet"), ALL_RISKS, (0.0, 125.0))

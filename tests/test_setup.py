@@ -30,6 +30,7 @@ def _setup(capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_setup_loads_pm_data_dir_and_trains_a_first_model(pm_home: Path, small_folder: Path,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

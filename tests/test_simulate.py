@@ -119,6 +119,7 @@ def _served_state(capsys: pytest.CaptureFixture[str]) -> tuple[dict, dict]:
     return models, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_simulation_crosses_thresholds_and_retrains_in_its_sandbox(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -163,6 +164,7 @@ def test_models_command_lists_the_served_model_or_the_sandbox(home: Path, capsys
     assert json.loads(capsys.readouterr().out)["model"] == registry.SIM_MODEL_NAME
 
 
+@pytest.mark.slow
 def test_simulation_job_runs_in_the_background_without_retraining(home: Path) -> None:
     versions = len(registry.list_versions(registry.SIM_MODEL_NAME))
     settings = stream_plan.Settings(steps=4, engines_per_step=2, mix=1, auto_retrain=False)

@@ -23,9 +23,8 @@ def frame_of(lines: list[str]) -> pd.DataFrame:
 
 
 def test_schema_is_created_and_read_only_needs_a_file(pm_home: Path) -> None:
-    with pytest.raises(UserError, match="does not exist yet; load data first"):
-        with store.connect(read_only=True):
-            pass
+    with pytest.raises(UserError, match="does not exist yet; load data first"), store.connect(read_only=True):
+        pass
     with store.connect() as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"datasets", "readings", "rul_truth", "predictions", "feedback"} <= tables
@@ -102,17 +101,16 @@ def test_lock_held_by_another_process_gives_a_sentence(pm_home: Path, monkeypatc
     with store.connect():
         pass
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
-         " time.sleep(30)", str(config.paths().duckdb)],
+        [sys.executable, "-c", ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+         " time.sleep(30)"), str(config.paths().duckdb)],
         stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT, env={**os.environ},
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         monkeypatch.setenv("PM_DB_LOCK_WAIT_S", "0.3")
         started = time.monotonic()
-        with pytest.raises(UserError, match="is in use by another process"):
-            with store.connect(read_only=True):
-                pass
+        with pytest.raises(UserError, match="is in use by another process"), store.connect(read_only=True):
+            pass
         assert time.monotonic() - started >= 0.3
     finally:
         holder.kill()
@@ -143,11 +141,11 @@ def test_a_duplicate_inside_a_write_is_a_sentence_and_changes_nothing(pm_home: P
     frame = frame_of(cmapss_slice("train_FD001", 1))
     with store.connect() as con:
         writes.create_dataset(con, "mine", "user", "history", "test", frame)
-    with pytest.raises(UserError, match=r"^The change would store a second copy of data .*; nothing was changed\.$"):
-        with store.connect() as con, store.transaction(con):
-            con.execute("DELETE FROM readings WHERE cycle = 1")
-            con.execute("INSERT INTO datasets (name, subset, role, source, loaded_at) VALUES ('mine', 'u', "
-                        "'history', 'x', now())")
+    with (pytest.raises(UserError, match=r"^The change would store a second copy of data .*; nothing was changed\.$"),
+          store.connect() as con, store.transaction(con)):
+        con.execute("DELETE FROM readings WHERE cycle = 1")
+        con.execute("INSERT INTO datasets (name, subset, role, source, loaded_at) VALUES ('mine', 'u', "
+                    "'history', 'x', now())")
     with store.connect(read_only=True) as con:
         assert queries.get_dataset(con, "mine")["rows"] == len(frame) == len(queries.readings(con, "mine"))
 

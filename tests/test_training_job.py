@@ -24,6 +24,7 @@ def _config() -> TrainConfig:
     return TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY})
 
 
+@pytest.mark.slow
 def test_retrain_job_reports_progress_and_registers_a_champion(small_fd001: Path) -> None:
     registry.init()
     snap = retrain.export_snapshot(retrain.training_datasets())
@@ -40,6 +41,7 @@ def test_retrain_job_reports_progress_and_registers_a_champion(small_fd001: Path
     assert versions.loc[0, "data"] == "train_FD001"
 
 
+@pytest.mark.slow
 def test_a_crashing_job_leaves_the_champion_and_says_why(small_fd001: Path) -> None:
     registry.init()
     snap = retrain.export_snapshot(["train_FD001"])
@@ -92,6 +94,7 @@ def _slot_of(proc: subprocess.Popen) -> jobs.JobRecord | None:
     return None
 
 
+@pytest.mark.slow
 def test_cli_train_and_score(small_fd001: Path, tmp_path: Path) -> None:
     with open(tmp_path / "train.err", "w+") as progress:
         train = subprocess.Popen(

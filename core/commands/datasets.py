@@ -21,11 +21,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         listing = queries.list_datasets(con)
         engines = queries.engine_count(con)
     records = [
-        {"name": row.name, "role": row.role, "subset": row.subset, "engines": int(row.engines),
-         "closed_engines": int(row.closed), "readings": int(row.rows), "has_truth": bool(row.has_truth),
-         "first_loaded": row.loaded_at.isoformat(sep=" ", timespec="seconds"),
-         "last_loaded": row.last_loaded_at.isoformat(sep=" ", timespec="seconds")}
-        for row in listing.itertuples()
+        {"name": row["name"], "role": row["role"], "subset": row["subset"], "engines": int(row["engines"]),
+         "closed_engines": int(row["closed"]), "readings": int(row["rows"]), "has_truth": bool(row["has_truth"]),
+         "first_loaded": row["loaded_at"].isoformat(sep=" ", timespec="seconds"),
+         "last_loaded": row["last_loaded_at"].isoformat(sep=" ", timespec="seconds")}
+        for row in listing.to_dict("records")
     ]
     return {"datasets": records, "engines": engines}
 

@@ -27,8 +27,8 @@ def render(result: dict[str, Any]) -> str:
 
     if not result["versions"]:
         return f"{result['model']}: no version is registered yet."
-    lines = [f"{result['model']}: champion v{result['champion']}, challenger "
-             f"{'v' + str(result['challenger']) if result['challenger'] is not None else 'none'}"]
+    lines = [(f"{result['model']}: champion v{result['champion']}, challenger "
+             f"{'v' + str(result['challenger']) if result['challenger'] is not None else 'none'}")]
     for v in result["versions"]:
         metrics = ", ".join(f"{version_table.metric_label(k)} {value:.3f}"
                             for k, value in list(v["validation"].items())[:4])

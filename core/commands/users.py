@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         user = users.set_password(args.name, _password(args.password_stdin))
     elif args.action == "token":
         token, record = users.issue_token(args.name)
-        return {"action": "token", "user": args.name, "role": users.find(args.name).role.label, "token": token,
+        holder = users.find(args.name)
+        if holder is None:  # removed by another process between the two calls
+            raise UserError(f"User '{args.name}' was removed while the token was being issued; the token is void.")
+        return {"action": "token", "user": args.name, "role": holder.role.label, "token": token,
                 "token_id": record.id}
     else:
         return {"action": "revoke-tokens", "user": args.name, "revoked": users.revoke_tokens(args.name)}

@@ -17,7 +17,6 @@ Every refusal is a :class:`UserError` naming the file and the limit.
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from core.config import env_number
 from core.data.cmapss import parse_file_name
 from core.errors import UserError
 
@@ -44,17 +44,6 @@ class Cancelled(UserError):
     """The work was stopped by its caller (e.g. the page that started it was closed); nothing was written."""
 
 
-def _env_number(name: str, default: float, unit: str) -> float:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = float(raw)
-    except ValueError as err:
-        raise UserError(f"{name} is '{raw}', which is not a number of {unit}.") from err
-    if value < 0:
-        raise UserError(f"{name} is '{raw}', but it must not be negative.")
-    return value
-
-
 @dataclass(frozen=True)
 class Limits:
     """The limits of one load, read from the environment by :meth:`from_env`."""
@@ -67,10 +56,14 @@ class Limits:
     @classmethod
     def from_env(cls) -> Limits:
         return cls(
-            file_bytes=int(_env_number("PM_MAX_FILE_MB", DEFAULT_MAX_FILE_MB, "megabytes") * 2**20),
-            unpacked_bytes=int(_env_number("PM_MAX_UNPACKED_MB", DEFAULT_MAX_UNPACKED_MB, "megabytes") * 2**20),
-            members=int(_env_number("PM_MAX_ARCHIVE_MEMBERS", DEFAULT_MAX_MEMBERS, "zip entries")),
-            depth=int(_env_number("PM_MAX_ARCHIVE_DEPTH", DEFAULT_MAX_DEPTH, "levels")),
+            file_bytes=int(env_number("PM_MAX_FILE_MB", DEFAULT_MAX_FILE_MB, 0,
+                                      meaning="the largest file loaded, in megabytes") * 2**20),
+            unpacked_bytes=int(env_number("PM_MAX_UNPACKED_MB", DEFAULT_MAX_UNPACKED_MB, 0,
+                                          meaning="the most one archive may unpack to, in megabytes") * 2**20),
+            members=int(env_number("PM_MAX_ARCHIVE_MEMBERS", DEFAULT_MAX_MEMBERS, 0, whole=True,
+                                   meaning="the most entries one zip may hold")),
+            depth=int(env_number("PM_MAX_ARCHIVE_DEPTH", DEFAULT_MAX_DEPTH, 0, whole=True,
+                                 meaning="how deep zips may nest in zips")),
         )
 
 

@@ -151,7 +151,7 @@ def engine_history(dataset: str, engine: str) -> dict[str, Any]:
     }
 
 
-def _int(value: object) -> int | None:
+def _int(value: float | np.integer | np.floating | None) -> int | None:
     return None if value is None or pd.isna(value) else int(value)
 
 

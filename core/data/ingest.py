@@ -320,7 +320,8 @@ def _check_truth_counts(con: duckdb.DuckDBPyConnection | None, batch: list[_Pars
         if rep.role == "truth":
             if rep.target in tests:
                 engines = tests[rep.target].report.engines
-            elif con is not None and (found := queries.find_dataset(con, rep.target)) is not None:
+            elif (con is not None and rep.target is not None
+                  and (found := queries.find_dataset(con, rep.target)) is not None):
                 engines = int(found["engines"])
             else:
                 continue
@@ -339,7 +340,7 @@ def _parse_all(sources: Sequence[Source] | Source, progress: Progress | None, sh
     """Steps 1 and 2 for every source: unpack and hash all of them, then parse the new files."""
     if isinstance(sources, str | os.PathLike) or (isinstance(sources, tuple) and len(sources) == 2
                                                    and isinstance(sources[1], bytes)):
-        sources = [sources]  # type: ignore[list-item]
+        sources = [sources]
     limits = Limits.from_env()
     known = _known()
     seen: dict[str, str] = {}

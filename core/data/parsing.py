@@ -12,16 +12,17 @@ checked by :func:`core.data.validation.validate_readings` before anything is wri
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from core.config import env_number
 from core.data import names, sensors, validation
 from core.data.archives import CHUNK, Blob
 from core.data.cmapss import COLUMNS
@@ -57,11 +58,9 @@ def _arrow_input(blob: Blob) -> str | pa.BufferReader:
 
 
 def max_parquet_rows() -> int:
-    raw = os.environ.get("PM_MAX_ROWS", str(DEFAULT_MAX_PARQUET_ROWS))
-    try:
-        return int(float(raw))
-    except ValueError as err:
-        raise UserError(f"PM_MAX_ROWS is '{raw}', which is not a number of rows.") from err
+    """Rows one Parquet file may hold (``PM_MAX_ROWS``, default :data:`DEFAULT_MAX_PARQUET_ROWS`)."""
+    return int(env_number("PM_MAX_ROWS", DEFAULT_MAX_PARQUET_ROWS, 0, whole=True,
+                          meaning="the rows one Parquet file may hold"))
 
 
 def strip_bom(data: bytes) -> bytes:
@@ -81,7 +80,7 @@ def as_text(data: bytes, label: str) -> str:
 class _CollapsedSpaces(io.RawIOBase):
     """A whitespace-separated text stream with each run of spaces or tabs as one space and none at line ends."""
 
-    def __init__(self, handle: io.BufferedIOBase) -> None:
+    def __init__(self, handle: BinaryIO) -> None:
         super().__init__()
         self._handle = handle
         self._rest = b""

@@ -72,7 +72,7 @@ def _engines(values: object, label: str, where: Callable[[int], str]) -> tuple[n
     given = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
     plain = given.str.fullmatch(r"[\x20-\x7e]*").to_numpy(dtype=bool)
     text = given.str.strip()
-    text[~plain] = [names.fold(value) for value in given[~plain]]
+    text[~plain] = np.array([names.fold(value) for value in given[~plain]], dtype=object)
     empty = first_row(np.flatnonzero((text == "").to_numpy()))
     if missing_row is not None and (empty is None or missing_row < empty):
         empty = missing_row
@@ -88,7 +88,7 @@ def _engines(values: object, label: str, where: Callable[[int], str]) -> tuple[n
 
 
 def validate_readings(
-    columns: Mapping[str, object],
+    columns: Mapping[str, object] | pd.DataFrame,
     label: str,
     where: Callable[[int], str] = _default_where,
 ) -> dict[str, np.ndarray]:
@@ -105,7 +105,8 @@ def validate_readings(
     (:mod:`core.data.names`), a repeated (engine, cycle), cycles that do not
     increase within an engine, or no rows at all.
     """
-    given = dict(columns.items()) if not isinstance(columns, pd.DataFrame) else {c: columns[c] for c in columns}
+    given: dict[str, object] = (dict(columns.items()) if not isinstance(columns, pd.DataFrame)
+                                else {str(c): columns[c] for c in columns})
     if "engine" in given and "unit" not in given:
         ids, codes = _engines(given["engine"], label, where)
         given["unit"] = (codes + 1).astype(np.float64)
@@ -113,8 +114,8 @@ def validate_readings(
         ids = None
     missing = [c for c in COLUMNS if c not in given]
     if missing:
-        names = ", ".join(sensors.mnemonic(c) if c != "unit" else "engine" for c in missing)
-        raise UserError(f"{label} lacks the column(s) {names}; a C-MAPSS reading needs "
+        lacking = ", ".join(sensors.mnemonic(c) if c != "unit" else "engine" for c in missing)
+        raise UserError(f"{label} lacks the column(s) {lacking}; a C-MAPSS reading needs "
                         "the 26 columns engine, cycle, the 3 settings and the 21 sensors.")
     arrays: dict[str, np.ndarray] = {}
     for name in COLUMNS:
@@ -144,8 +145,8 @@ def validate_readings(
             i = int(bad[0])
             raise UserError(f"{label} {where(i)}: {sensors.display_name(name)} is {_fmt(float(values[i]))}, but it must be a "
                             f"positive whole number no larger than {UNIT_CYCLE_MAX:,}.")
-    for names, (low, high), kind in ((SETTINGS, SETTING_BOUNDS, "setting"), (SENSORS, SENSOR_BOUNDS, "sensor")):
-        for name in names:
+    for group, (low, high), kind in ((SETTINGS, SETTING_BOUNDS, "setting"), (SENSORS, SENSOR_BOUNDS, "sensor")):
+        for name in group:
             values = arrays[name]
             bad = np.flatnonzero((values < low) | (values > high))
             if bad.size:

@@ -14,7 +14,6 @@ import pandas as pd
 
 from core.data.cmapss import SETTINGS
 from core.errors import UserError
-from core.monitoring.statistics import sample_array
 
 SETTING_RESOLUTION: tuple[float, float, float] = (1.0, 0.01, 1.0)
 """Grid the three settings are rounded to when finding operating conditions (altitude kft, Mach, TRA)."""
@@ -61,13 +60,9 @@ class RegimeSummary:
         return asdict(self)
 
 
-def near_constant(values: object, share: float = NEAR_CONSTANT_SHARE) -> bool:
-    """True when the most common value covers at least ``share`` of the sample."""
-    return sorted_near_constant(np.sort(sample_array(values, "given")), share)
-
-
 def sorted_near_constant(values: np.ndarray, share: float = NEAR_CONSTANT_SHARE) -> bool:
-    """:func:`near_constant` of a sample already sorted (the longest run of equal values is the mode's count)."""
+    """True when the most common value of a sorted sample covers at least ``share`` of it (the longest run of
+    equal values is the mode's count)."""
     starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1], [True])))
     return bool(np.diff(starts).max() >= share * values.size)
 

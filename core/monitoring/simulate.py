@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -336,7 +336,7 @@ def _run(settings: Settings, timeline_path: Path, progress: Progress | None, cre
     total = settings.steps
     timeline: dict[str, Any] = {
         "status": "running", "job_id": job_id, "settings": settings.to_dict(), "thresholds": thresholds.to_dict(),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "steps_total": total,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"), "steps_total": total,
         "quarters": list(QUARTERS), "stream": settings.stream, "steps": [], "events": [], "message": "starting",
         "elapsed_s": 0.0, "registered_model": registry.model_name(), "scratch_store": str(scratch_path()),
     }

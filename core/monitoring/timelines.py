@@ -7,16 +7,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core import config
 from core.errors import UserError
-
-if TYPE_CHECKING:  # torch-backed modules are imported where used, so `python -m core --help` stays fast
-    pass
-
 
 # The timeline --------------------------------------------------------------------------------
 
@@ -30,7 +26,7 @@ def simulations_dir() -> Path:
 
 def new_timeline_path(prefix: str = "run") -> Path:
     """A fresh timeline file name, ordered by time."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     return simulations_dir() / f"{prefix}-{stamp}.json"
 
 

@@ -7,10 +7,9 @@ mistyped value is one sentence at once, not an error after a whole training.
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
 
+from core.config import env_number
 from core.errors import UserError
 
 TOLERANCES = {
@@ -22,17 +21,7 @@ TOLERANCES = {
 
 def _tolerance(variable: str) -> float:
     """The value of a tolerance variable (0 when unset); UserError naming it and the accepted form otherwise."""
-    raw = os.environ.get(variable, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0.0 <= value < 1.0:
-        raise UserError(f"{variable} is '{raw}', which is not accepted: set it to a number from 0 up to (not "
-                        f"including) 1, {TOLERANCES[variable]}.")
-    return value
+    return env_number(variable, 0.0, 0.0, 1.0, high_open=True, meaning=TOLERANCES[variable])
 
 
 @dataclass(frozen=True)
@@ -68,7 +57,7 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, rules: 
         return True, "No champion yet: the first version becomes champion."
     cand_rmse, champ_rmse = candidate.get("val_rmse"), champion.get("val_rmse")
     cand_f2, champ_f2 = candidate.get("val_f2"), champion.get("val_f2")
-    if None in (cand_rmse, champ_rmse, cand_f2, champ_f2):
+    if cand_rmse is None or champ_rmse is None or cand_f2 is None or champ_f2 is None:
         return False, "Kept out: validation RMSE or F2 is missing for the candidate or the champion."
     rmse_limit = champ_rmse * (1.0 + rules.rmse_tolerance)
     f2_limit = champ_f2 - rules.f2_tolerance

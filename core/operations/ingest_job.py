@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.config import env_number
 from core.data import import_root, ingest
 from core.data.archives import Cancelled
 from core.errors import UserError
@@ -43,11 +44,9 @@ def renew(job_id: str) -> None:
 
 
 def lease_seconds() -> float:
-    raw = os.environ.get("PM_JOB_LEASE_S", str(LEASE_S))
-    try:
-        return float(raw)
-    except ValueError as err:
-        raise UserError(f"PM_JOB_LEASE_S is '{raw}', which is not a number of seconds.") from err
+    """Seconds an ingest job runs on without its page polling (``PM_JOB_LEASE_S``, default :data:`LEASE_S`)."""
+    return env_number("PM_JOB_LEASE_S", LEASE_S, 0.0,
+                      meaning="the seconds an upload keeps loading after its page stops polling")
 
 
 def lease_expired(path: Path, started: float, lease_s: float) -> bool:

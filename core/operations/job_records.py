@@ -24,7 +24,6 @@ from typing import Any
 from core import config
 from core.errors import UserError
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 ACTIVE_STATES = frozenset({"queued", "running"})
 RECORD_ENV = "PM_JOB_RECORD"
@@ -50,7 +49,8 @@ def parse_time(value: str | None) -> float | None:
 class JobRecord:
     """Everything known about one job, as stored in its JSON record.
 
-    ``state`` is one of :data:`STATES`. ``progress`` (0..1), ``step``/``total`` and
+    ``state`` is one of :data:`ACTIVE_STATES` (queued, running) or :data:`FINAL_STATES` (succeeded, failed,
+    cancelled). ``progress`` (0..1), ``step``/``total`` and
     ``eta_s`` refer to the current ``phase``. Each ``losses`` entry is
     ``{"phase", "step", **losses}`` as passed to :meth:`Reporter.progress`.
     ``error`` is one sentence when the job failed or was cancelled. ``foreground`` marks a record held by a

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +156,9 @@ def _checked(path: Path, record: JobRecord) -> JobRecord:
     return record
 
 
-def _watch(proc: subprocess.Popen, path: Path, log_handle: Any) -> None:
+def _watch(proc: subprocess.Popen, path: Path) -> None:
     """Reap the job process when it ends and record its exit code (runs in a daemon thread)."""
     returncode = proc.wait()
-    log_handle.close()
     with locked_record(path) as record:
         record.exit_code = returncode
         if not record.finished:
@@ -180,7 +179,7 @@ def _load_all() -> list[tuple[Path, JobRecord, bool]]:
         try:
             found.append((path, read_record(path), True))
         except UserError as err:
-            when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="milliseconds")
+            when = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="milliseconds")
             stand_in = JobRecord(id=path.stem, kind="unknown", module="", state="failed", error=str(err),
                                  created_at=when, updated_at=when)
             found.append((path, stand_in, False))
@@ -291,7 +290,7 @@ def foreground(kind: str, module: str, *, config: dict[str, Any], data: dict[str
     """
     with _start_lock() as folder:
         _refuse_if_busy()
-        job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        job_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         path = folder / f"{job_id}.json"
         record = JobRecord(id=job_id, kind=kind, module=module, created_at=now(), created_by=created_by,
                            exclusive=True, data=data, config=config, state="running", pid=os.getpid(),
@@ -316,7 +315,7 @@ def foreground(kind: str, module: str, *, config: dict[str, Any], data: dict[str
 
 def _launch(folder: Path, kind: str, module: str, args: list[str], cfg: dict[str, Any],
             data: dict[str, Any], created_by: str, exclusive: bool) -> JobRecord:
-    job_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    job_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     path = folder / f"{job_id}.json"
     log_path = folder / f"{job_id}.log"
     record = JobRecord(id=job_id, kind=kind, module=module, args=args, created_at=now(),
@@ -324,15 +323,14 @@ def _launch(folder: Path, kind: str, module: str, args: list[str], cfg: dict[str
                        log_path=str(log_path))
     write_record(path, record)
     env = dict(os.environ, **{RECORD_ENV: str(path), "PYTHONUNBUFFERED": "1"})
-    log_handle = open(log_path, "ab")
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args], cwd=config.REPO_ROOT, env=env,
-            stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log_path, "ab") as log_handle:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args], cwd=config.REPO_ROOT, env=env,
+                stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
     except OSError as err:
-        log_handle.close()
         with locked_record(path) as failed:
             failed.state, failed.error, failed.finished_at = "failed", f"The job could not start: {err}.", now()
         raise UserError(f"Job {job_id} could not start: {err}.") from err
@@ -344,7 +342,7 @@ def _launch(folder: Path, kind: str, module: str, args: list[str], cfg: dict[str
             record.state = "running"
     if record.finished:  # cancelled while it was being launched
         _signal_group(proc.pid, signal.SIGKILL)
-    threading.Thread(target=_watch, args=(proc, path, log_handle), name=f"job-{job_id}", daemon=True).start()
+    threading.Thread(target=_watch, args=(proc, path), name=f"job-{job_id}", daemon=True).start()
     return record
 
 

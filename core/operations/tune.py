@@ -27,9 +27,9 @@ from models.training import TrainConfig, train
 Progress = Callable[[dict[str, Any]], None]
 TUNED = ("max_depth", "learning_rate", "subsample", "colsample", "min_child_weight",
          "hidden", "layers", "dropout", "lr", "conv", "fail_weight", "lstm_stats")
+"""The settings a tuning run searches; everything else (budgets, device, seed) stays as given."""
 SUMMARY_SETS = ("mean10,mean30,meanall,slope60,slopeall", "mean10,meanall,slopeall")
 """The LSTM summary-channel sets tried (the best differed between subsets, see BENCHMARKS.md)."""
-"""The settings a tuning run searches; everything else (budgets, device, seed) stays as given."""
 
 
 def recipe_path() -> Path:
@@ -127,18 +127,20 @@ def tune(snapshot_path: Path, base: TrainConfig, trials: int, progress: Progress
 
     study.optimize(objective, n_trials=trials)
     best = study.best_trial
-    improved = float(best.value) < baseline
+    best_rmse = best.value
+    assert best_rmse is not None, "optuna's best trial is a completed one, which always has a value"
+    improved = best_rmse < baseline
     if improved:
         ensure_home()
-        record = {"settings": {k: best.params[k] for k in TUNED}, "val_rmse": float(best.value),
+        record = {"settings": {k: best.params[k] for k in TUNED}, "val_rmse": best_rmse,
                   "replaced_val_rmse": baseline, "datasets": snap.datasets, "snapshot_sha256": snap.sha256,
                   "trials": trials, "mlflow_run_id": parent}
         recipe_path().write_text(json.dumps(record, indent=1), encoding="utf-8")
-    for key, value in {"baseline_val_rmse": baseline, "best_val_rmse": float(best.value)}.items():
+    for key, value in {"baseline_val_rmse": baseline, "best_val_rmse": best_rmse}.items():
         client.log_metric(parent, key, value)
     client.set_tag(parent, "recipe_saved", str(improved).lower())
     client.set_terminated(parent)
-    return {"trials": trials, "baseline_val_rmse": baseline, "best_val_rmse": float(best.value),
+    return {"trials": trials, "baseline_val_rmse": baseline, "best_val_rmse": best_rmse,
             "best_trial": best.number + 1, "best_settings": best.params, "recipe_saved": improved,
             "recipe": str(recipe_path()) if improved else None, "mlflow_run_id": parent, "data": snap.datasets,
             "seconds": time.perf_counter() - started}

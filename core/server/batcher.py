@@ -6,9 +6,9 @@ ensemble and, for the requests that ask for them, the SHAP factors (one batched 
 of them, and wakes the others. Features are per engine, the models predict row by row and the explainer
 uses the same sample points for every engine, so an engine's answer does not depend on its batch
 companions. On one or two cores this turns many small model calls (each with fixed pandas, XGBoost and
-torch overhead) into a few larger ones. ``workers`` model calls may run at once; one is the default: with 8
-client threads in one process on this 2-core machine, one call at a time served 73 and 44 predictions/s with
-factors (14 ms CPU each) where two served 51 and 27 (15 to 20 ms), the other core being busy parsing requests.
+torch overhead) into a few larger ones. ``workers`` model calls may run at once; one is the default, since on
+a 2-core machine the other core is busy parsing requests (the measured throughput is in BENCHMARKS.md, "REST
+API over HTTP": ``python -m core bench api``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from core.data.features import FeatureSet
 from core.server.model_cache import Served
 
 if TYPE_CHECKING:
-    from models.explain import Explainer
+    from models.explain import Explainer, TopFactors
 
 MAX_ENGINES = 64
 WORKERS = 1
 """Model calls that may run at once (see the module docstring)."""
-Factors = list[tuple[str, float]]
 
 
 @dataclass
@@ -41,7 +40,7 @@ class Result:
     fs: FeatureSet
     predictions: dict[str, np.ndarray]
     rows: np.ndarray
-    factors: list[Factors] | None = None
+    factors: list[TopFactors] | None = None
     """Per engine, its top inputs and their combined SHAP contribution (cycles), when asked for."""
 
 
@@ -73,7 +72,7 @@ def _combined(jobs: list[_Job]) -> pd.DataFrame:
         offset += job.engines
     if len(jobs) == 1:
         return pd.DataFrame(jobs[0].frame)
-    names = list(jobs[0].frame)
+    names = [str(name) for name in jobs[0].frame]
     return pd.DataFrame({name: np.concatenate([np.asarray(job.frame[name]) + job.offset if name == "unit"
                                                else np.asarray(job.frame[name]) for job in jobs]) for name in names})
 
@@ -101,7 +100,7 @@ def _run(jobs: list[_Job]) -> None:
         job.result = Result(fs=fs, predictions=part, rows=mine, factors=factors.get(id(job)))
 
 
-def _factors(jobs: list[_Job], fs: FeatureSet, rows: list[np.ndarray]) -> dict[int, list[Factors]]:
+def _factors(jobs: list[_Job], fs: FeatureSet, rows: list[np.ndarray]) -> dict[int, list[TopFactors]]:
     """The top factors of every job that asks for them (by ``id(job)``), from one batched explanation."""
     wanted = [(job, mine) for job, mine in zip(jobs, rows, strict=True) if job.explainer is not None and job.factors]
     if not wanted:

@@ -13,9 +13,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.config import env_number
 from core.errors import UserError
 from core.server.readings_input import InputError
 
@@ -37,15 +37,12 @@ class NotFound(UserError):
 
 def max_body_bytes() -> int:
     """Largest request body accepted (``PM_API_MAX_BODY_MB``, default 64)."""
-    raw = os.environ.get("PM_API_MAX_BODY_MB", str(DEFAULT_MAX_BODY_MB))
-    try:
-        value = float(raw)
-    except ValueError as err:
-        raise UserError(f"PM_API_MAX_BODY_MB is '{raw}', which is not a number.") from err
+    value = env_number("PM_API_MAX_BODY_MB", DEFAULT_MAX_BODY_MB, 0,
+                       meaning="the largest request body accepted, in megabytes")
     return max(1, int(value * 1024 * 1024))
 
 
-def problem(status: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(status: int, detail: str, field: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """A JSON error answer."""
     return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
 

@@ -57,9 +57,9 @@ class ModelCache:
         replaced (when there is one) instead of all reading it at once.
         """
         cached = table.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._alias_ttl_s:
-            return cached[1]
-        if not self._reading.acquire(blocking=cached is None):
+        if cached is None:
+            self._reading.acquire()
+        elif time.monotonic() - cached[0] < self._alias_ttl_s or not self._reading.acquire(blocking=False):
             return cached[1]
         try:
             value = read()

@@ -12,7 +12,7 @@ from) and the ``remainder`` that closes the sum, ``base + sum(contribution) + re
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from core.data import queries, sensors, store
 from core.errors import UserError
 from core.server.batcher import Batcher, Readings
 from core.server.model_cache import ModelCache, Served
+
+if TYPE_CHECKING:
+    from models.explain import TopFactors
 
 AGE = "age"
 """The explanation's name for engine age (``models.explain.AGE``; not imported, to keep torch off the server's
@@ -37,7 +40,7 @@ def _factor(name: str, contribution: float) -> dict[str, Any]:
     return {"name": sensors.mnemonic(name), "column": name, "label": sensors.label(name), "contribution": contribution}
 
 
-def _answers(predictions: Mapping[str, Any], ids: dict[int, str], version: int) -> list[dict[str, Any]]:
+def _answers(predictions: Mapping[str, np.ndarray] | pd.DataFrame, ids: dict[int, str], version: int) -> list[dict[str, Any]]:
     columns = {name: np.asarray(predictions[name]).tolist() for name in ("unit", *ANSWER_COLUMNS)}
     return [{"engine": ids[int(unit)], "cycle": int(cycle), "rul": float(rul), "rul_low": float(low),
              "rul_high": float(high), "p_fail_30": float(p), "risk": str(risk), "ood": bool(ood),
@@ -54,6 +57,8 @@ def predict_frame(cache: ModelCache, served: Served, frame: Readings, ids: dict[
     (:mod:`core.server.batcher`); without, all engines of `frame` are explained together.
     """
     explainer = cache.explainer(served) if factors else None
+    predictions: Mapping[str, np.ndarray] | pd.DataFrame
+    tops: list[TopFactors] | None
     if batcher is not None:
         shared = batcher.predict(served, frame, len(ids), explainer, TOP_FACTORS if factors else 0)
         predictions, tops = shared.predictions, shared.factors

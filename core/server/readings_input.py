@@ -15,12 +15,12 @@ import itertools
 import json
 import math
 import operator
-import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
+from core.config import env_number
 from core.data import names
 from core.data.cmapss import SENSORS, SETTINGS
 from core.data.sensors import canonical_column, label, mnemonic
@@ -41,25 +41,16 @@ class InputError(UserError):
         self.field = field
 
 
-def _limit(name: str, default: int) -> int:
-    raw = os.environ.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise UserError(f"{name} is '{raw}', which is not a whole number.") from err
-    if value < 1:
-        raise UserError(f"{name} must be at least 1.")
-    return value
-
-
 def max_readings() -> int:
     """Readings one request may carry (``PM_API_MAX_READINGS``)."""
-    return _limit("PM_API_MAX_READINGS", DEFAULT_MAX_READINGS)
+    return int(env_number("PM_API_MAX_READINGS", DEFAULT_MAX_READINGS, 1, whole=True,
+                          meaning="the readings one request may carry"))
 
 
 def max_engine_readings() -> int:
     """Readings one engine may carry in one request (``PM_API_MAX_ENGINE_READINGS``)."""
-    return _limit("PM_API_MAX_ENGINE_READINGS", DEFAULT_MAX_ENGINE_READINGS)
+    return int(env_number("PM_API_MAX_ENGINE_READINGS", DEFAULT_MAX_ENGINE_READINGS, 1, whole=True,
+                          meaning="the readings one engine may carry in one request"))
 
 
 def _shown(name: str) -> str:
@@ -87,7 +78,7 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     if len(readings) > max_readings():
         raise InputError("readings", f"The request holds {len(readings):,} readings, more than the "
                                      f"{max_readings():,} one request may carry; send them in parts.")
-    if set(map(type, readings)) != {dict}:
+    if not _all_objects(readings):
         i = next(j for j, r in enumerate(readings) if not isinstance(r, dict))
         raise InputError(paths[i], f"{paths[i]} is not an object of column: value pairs.")
     first = readings[0].keys()
@@ -126,6 +117,11 @@ def readings_columns(readings: Sequence[object], paths: Sequence[str], id_key: b
     return {"engine": _engine_ids(readings, paths, by_name["engine"]), **columns}
 
 
+def _all_objects(readings: Sequence[object]) -> TypeGuard[Sequence[dict[str, Any]]]:
+    """Whether every reading is a JSON object (a dict), in one pass over their types."""
+    return set(map(type, readings)) == {dict}
+
+
 def _all_numbers(readings: Sequence[dict], keys: list[str | None]) -> dict[str, Any] | None:
     """Every needed column as float64 in one pass (readings with the same keys), or None when a key is
     missing or a value is not a finite number."""
@@ -143,11 +139,14 @@ def _all_numbers(readings: Sequence[dict], keys: list[str | None]) -> dict[str, 
 def _require(readings: Sequence[dict], paths: Sequence[str], by_name: dict[str, str], name: str, what: str) -> str:
     """The request's key for column `name`; InputError naming the first reading without it."""
     key = by_name.get(name)
-    i = next((j for j, r in enumerate(readings) if key is None or key not in r), None)
-    if i is not None:
-        raise InputError(f"{paths[i]}.{key or _shown(name)}", f"{paths[i]} lacks {what}; every reading needs "
-                         f"{'engine, ' if 'engine' in by_name else ''}cycle, the three settings and the 21 sensors.")
-    return key
+    if key is not None:
+        i = next((j for j, r in enumerate(readings) if key not in r), None)
+        if i is None:
+            return key
+    else:
+        i = 0
+    raise InputError(f"{paths[i]}.{key or _shown(name)}", f"{paths[i]} lacks {what}; every reading needs "
+                     f"{'engine, ' if 'engine' in by_name else ''}cycle, the three settings and the 21 sensors.")
 
 
 def _numbers(readings: Sequence[dict], paths: Sequence[str], by_name: dict[str, str], name: str) -> np.ndarray:

@@ -37,7 +37,8 @@ def _column(column: Column) -> tuple[type, Any]:
 
 
 _CYCLE = (int, Field(ge=1, le=UNIT_CYCLE_MAX, description="operating cycle, a whole number"))
-_COLUMNS = {c.name: _column(c) for c in TABLE if c.name not in ("unit", "cycle")}
+_COLUMNS: dict[str, Any] = {c.name: _column(c) for c in TABLE if c.name not in ("unit", "cycle")}
+"""create_model's field definitions (typed Any: a ``**`` of a precise type could also fill its ``__config__``)."""
 
 def _name_rule(kind: names.Kind) -> BeforeValidator:
     """Normalise a name field by :mod:`core.data.names`, refusing it with that rule's sentence."""
@@ -79,7 +80,8 @@ class EngineReadings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     engine: EngineId = Field(description=f"the engine's id as the operator writes it; {RULE}")
-    readings: list[SkipValidation[Reading]] = Field(
+    # a class create_model builds from the sensor table at import: mypy cannot see it as a type
+    readings: list[SkipValidation[Reading]] = Field(  # type: ignore[valid-type]
         min_length=1, description="readings in increasing cycle order (at most PM_API_MAX_ENGINE_READINGS, "
                                   "default 5,000)", examples=[[READING_EXAMPLE]])
 
@@ -102,7 +104,8 @@ class ReadingsRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     dataset: DatasetName = Field(description=f"the fleet dataset (created if new); {RULE}")
-    readings: list[SkipValidation[FleetReading]] = Field(
+    # a class create_model builds from the sensor table at import: mypy cannot see it as a type
+    readings: list[SkipValidation[FleetReading]] = Field(  # type: ignore[valid-type]
         min_length=1, description="readings, each naming its engine (at most PM_API_MAX_READINGS, default 250,000, "
                                   "and PM_API_MAX_ENGINE_READINGS per engine)",
         examples=[[{"engine": "ESN-7001", **READING_EXAMPLE}]])

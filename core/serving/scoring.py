@@ -39,4 +39,4 @@ def record(predictions: pd.DataFrame, version: int) -> None:
     """Write predictions to the audit trail (``predictions`` table), one dataset at a time."""
     with store.connect() as con:
         for name, part in predictions.groupby("dataset"):
-            writes.insert_predictions(con, str(name), part, version)
+            writes.insert_predictions(con, str(name), part, str(version))

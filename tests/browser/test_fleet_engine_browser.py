@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from core import config
+
 pytestmark = pytest.mark.browser
 
 
@@ -49,8 +51,37 @@ def _click_third_row(page) -> None:
     raise AssertionError("Clicking an engine's row in the Fleet table did not open the Engine page.")
 
 
+def _expected_what_if(home: Path, dataset: str, engine_id: str) -> tuple[str, str, str]:
+    """(key, what-if RUL shown, its delta shown) when the Engine page's most influential sensor slider is pushed
+    to one end of its range with the shift over the whole history, computed here with the page's own functions
+    (the first end that moves the prediction, End before Home)."""
+    from core.data import queries, store
+    from core.operations import registry
+    from core.serving import whatif
+    from models.bundle import load_bundle
+
+    with config.environment({"PM_HOME": str(home), "PM_DUCKDB": None, "MLFLOW_TRACKING_URI": None}):
+        ensemble = whatif.serving_setup(load_bundle(registry.bundle_dir(registry.champion_version())))
+        explainer = whatif.build_explainer(ensemble)
+        with store.connect(read_only=True) as con:
+            unit = int(queries.find_engine(con, dataset, engine_id)["unit"])
+            engine = whatif.engine_rows(queries.engine_readings(con, dataset, unit).assign(dataset=dataset),
+                                        dataset, unit)
+    baseline = whatif.predict_one(ensemble, explainer, engine)
+    ranges = whatif.slider_ranges(ensemble)
+    sensor = next(s for s in baseline.explanation.top_sensors(4) if s in ranges)
+    for key, shift in (("End", ranges[sensor].high), ("Home", ranges[sensor].low)):
+        result = whatif.what_if(ensemble, explainer, engine, {sensor: shift}, max(len(engine), 2), baseline=baseline)
+        delta = f"{result.rul_change:+.1f} cycles"
+        if delta not in ("+0.0 cycles", "-0.0 cycles"):
+            return key, f"{result.modified.rul:.0f} cycles", delta
+    raise AssertionError(f"Shifting {sensor}, the most influential sensor, to either end of its range does not "
+                         "move the prediction.")
+
+
 def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashboard, dashboard_env: dict[str, str],
                                                             model_home: Path, tmp_path: Path) -> None:
+    key, rul, delta = _expected_what_if(model_home, "test_FD001", "3")  # before the server holds the store
     url = dashboard({**dashboard_env, "PM_HOME": str(model_home)})
     page = browser_page
     page.goto(f"{url}/fleet")
@@ -73,28 +104,19 @@ def test_pick_an_engine_on_the_fleet_page_and_move_a_slider(browser_page, dashbo
     thumbs.nth(0).focus()
     thumbs.nth(0).press("End")  # shift the engine's whole history: the largest what-if a slider can make
     page.get_by_text("Move a slider to see a what-if.").wait_for()
-    moved = """([label, before]) => {
+    shows = """([label, rul, delta]) => {
         const card = [...document.querySelectorAll('[data-testid=stMetric]')].find(c => c.innerText.includes(label));
         const value = card && card.querySelector('[data-testid=stMetricValue]');
-        const delta = card && card.querySelector('[data-testid=stMetricDelta]');
-        const deltaMoved = delta && !/^[+-]?0\\.0 cycles$/.test(delta.innerText.trim());
-        return Boolean(value && (value.innerText.trim() !== before || deltaMoved));
+        const change = card && card.querySelector('[data-testid=stMetricDelta]');
+        return Boolean(value && change && value.innerText.trim() === rul && change.innerText.trim() === delta);
     }"""
-    delta = ""
-    for i in range(1, thumbs.count()):  # push each sensor to either end of its range until the prediction moves
-        for key in ("End", "Home"):
-            thumbs.nth(i).focus()
-            thumbs.nth(i).press(key)
-            try:
-                page.wait_for_function(moved, arg=["Predicted RUL (what-if)", before], timeout=20_000)
-            except PlaywrightTimeout:
-                continue
-            card = page.locator("[data-testid=stMetric]").filter(has_text="Predicted RUL (what-if)").first
-            delta = card.locator("[data-testid=stMetricDelta]").inner_text()
-            break
-        if delta:
-            break
-    assert delta and float(delta.split()[0]) != 0.0, "some sensor shift moves the prediction"
+    thumbs.nth(1).focus()
+    thumbs.nth(1).press(key)  # the most influential sensor to the end of its range that moves the prediction
+    try:
+        page.wait_for_function(shows, arg=["Predicted RUL (what-if)", rul, delta], timeout=60_000)
+    except PlaywrightTimeout as err:
+        card = page.locator("[data-testid=stMetric]").filter(has_text="Predicted RUL (what-if)").first
+        raise AssertionError(f"The what-if shows {card.inner_text()!r}, not the computed {rul} ({delta}).") from err
     assert _metric(page, "Predicted RUL") == before  # the baseline stays next to the what-if
     assert page.locator("[data-testid=stException]").count() == 0
     assert page.locator("[data-testid=stAlertContentError]").count() == 0

@@ -6,11 +6,12 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.monitoring import timelines
+from core.monitoring import simulate, stream_plan, timelines
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "drift.py")
 
@@ -57,6 +58,7 @@ def test_drift_page_compares_datasets_explains_and_toggles_normalisation(drift_h
     assert "No drift" in _text(at)
 
 
+@pytest.mark.slow
 def test_a_pair_of_other_datasets_is_exploratory(drift_home: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=180).run()
     at.selectbox(key="drift_reference").set_value("train_FD002").run()
@@ -67,6 +69,7 @@ def test_a_pair_of_other_datasets_is_exploratory(drift_home: Path) -> None:
     assert "retraining is recommended" not in text
 
 
+@pytest.mark.slow
 def test_no_red_verdict_for_data_the_champion_was_trained_on(trained_home_factory: Callable[..., Path],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     subsets = ("train_FD001", "train_FD002", "train_FD003", "train_FD004")
@@ -81,7 +84,7 @@ def test_no_red_verdict_for_data_the_champion_was_trained_on(trained_home_factor
     assert "Retraining recommended" not in _text(at)
 
 
-def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> None:
+def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     step = {"step": 1, "quarter": "T0", "sources": {"train_FD001": 2}, "units": [1, 2], "rows": 400,
             "stream_rows": 400, "model_version": 1, "reference": "train_FD001", "drift_share": 0.5,
             "prediction_psi": 0.4, "rmse": 30.0, "f2": 0.5, "verdict": "retrain", "retrain_recommended": True,
@@ -97,10 +100,26 @@ def test_drift_page_shows_the_latest_simulation_timeline(drift_home: Path) -> No
     text = _text(at)
     assert "2/4 steps" in text and "1 retrains (1 promoted)" in text and "versions served: v1, v2" in text
     assert "step 1: retrained v2 promoted" in html.unescape(text)  # event texts are shown as text, escaped
-    assert at.button(key="sim_start") is not None and at.toggle(key="sim_auto_retrain").value is True
     assert any("A sandbox" in box.value and "rul-ensemble-sim" in box.value for box in at.info)
 
+    started: list[tuple[stream_plan.Settings, str]] = []
 
+    def start_job(settings: stream_plan.Settings, created_by: str = "") -> SimpleNamespace:
+        started.append((settings, created_by))
+        return SimpleNamespace(id="sim-1")
+
+    monkeypatch.setattr(simulate, "start_job", start_job)
+    assert at.toggle(key="sim_auto_retrain").value is True, "auto-retrain is on by default"
+    at.number_input(key="sim_steps").set_value(5)
+    at.toggle(key="sim_auto_retrain").set_value(False)
+    at.button(key="sim_start").click().run()
+    assert not at.exception
+    assert [(s.steps, s.auto_retrain, who) for s, who in started] == [(5, False, "dashboard")], \
+        "Start simulation starts one job with the settings shown"
+    assert [t.value for t in at.toast] == ["Simulation job sim-1 started."]
+
+
+@pytest.mark.slow
 def test_an_in_service_fleet_is_compared_at_comparable_ages(trained_home_factory: Callable[..., Path],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PM_HOME", str(trained_home_factory()))

@@ -92,6 +92,7 @@ def test_data_page_checks_then_loads_a_folder(pm_home: Path, folder: Path) -> No
     assert any(m.label == "Engines" and m.value == "7" for m in at.metric)
 
 
+@pytest.mark.slow
 def test_a_first_load_into_a_store_without_a_model_starts_the_first_training(pm_home: Path, folder: Path) -> None:
     from core.operations import registry, retrain
 
