@@ -3,6 +3,7 @@
 - ``browser_page``: a Playwright page in Debian's Chromium;
 - ``dashboard``: ``start(env) -> url`` runs ``python app.py`` (stopped at teardown);
 - ``dashboard_env``: an environment whose ``PM_HOME`` is an empty folder under tmp_path;
+- ``wait_idle(page)``: wait until the page's script run has finished;
 - ``model_home``: FD001 loaded and a tiny champion (per test module), built by the page tests' builder.
 
 Without Chromium these tests skip, unless ``PM_REQUIRE_BROWSER=1`` (set by CI), where they fail.
@@ -83,6 +84,13 @@ def start_dashboard(env: dict[str, str], timeout_s: float = 90.0) -> tuple[subpr
             time.sleep(0.3)
     proc.kill()
     raise RuntimeError(f"The dashboard did not answer on {url} within {timeout_s:.0f} s.")
+
+
+def wait_idle(page) -> None:
+    """Wait until the page's script has finished its run: a control clicked while a rerun redraws the page may be
+    the old one (a download button of the run before serves nothing)."""
+    page.wait_for_timeout(300)
+    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for()
 
 
 def stop_dashboard(proc: subprocess.Popen) -> None:

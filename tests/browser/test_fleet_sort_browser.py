@@ -14,19 +14,13 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core.data import fleet_ops, queries, store
+from tests.browser.conftest import wait_idle
 
 pytestmark = pytest.mark.browser
 
 
-def _idle(page) -> None:
-    """Wait until the page's script has finished its run: a control clicked while a rerun redraws the page may be
-    the old one (a download button of the run before serves nothing)."""
-    page.wait_for_timeout(300)
-    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for()
-
-
 def _download(page) -> list[dict[str, str]]:
-    _idle(page)
+    wait_idle(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
     return list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
@@ -48,7 +42,7 @@ def _settled_box(locator, tries: int = 40) -> dict[str, float]:
 def _choose(page, label: str, option: str) -> None:
     """Pick `option` in the select box `label`. Right after a download Chromium may spend the first click on the
     page's focus, so the list is opened again until it shows."""
-    _idle(page)
+    wait_idle(page)
     box = page.get_by_role("combobox", name=label)
     for _ in range(3):
         box.click()
@@ -93,7 +87,7 @@ def test_a_header_click_sorts_the_whole_fleet_and_the_csv_follows(browser_page, 
     ruls = sorted(float(row["rul"]) for row in triage)
     assert ruls[-1] not in [float(row["rul"]) for row in triage[:50]], "riskiest first, it is not on page 1"
     for words, expected in (("lowest first", ruls[0]), ("highest first", ruls[-1])):
-        _idle(page)
+        wait_idle(page)
         box = _settled_box(grid)
         page.mouse.click(box["x"] + 250, box["y"] + 17)  # the 'predicted RUL' header (a canvas: by position)
         page.get_by_text(f"sorted by predicted RUL, {words}").wait_for()

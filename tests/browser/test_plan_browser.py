@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.operations import scoring_job
+from tests.browser.conftest import wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -58,6 +59,7 @@ def test_change_slots_then_download_the_plan_and_a_work_package(browser_page, da
         return card && !card.innerText.includes(before);
     }""", arg=cost_before)
 
+    wait_idle(page)
     with page.expect_download() as csv_download:
         page.get_by_role("button", name="Download the plan (CSV)").click()
     with open(csv_download.value.path(), newline="", encoding="utf-8") as handle:
@@ -65,6 +67,7 @@ def test_change_slots_then_download_the_plan_and_a_work_package(browser_page, da
     assert len(rows) == 100 and {"week", "engine", "dataset", "p_fail_before", "reason"} <= set(rows[0])
     assert sum(1 for r in rows if r["week"]) == sum(after)
 
+    wait_idle(page)
     with page.expect_download() as package:
         page.get_by_role("button", name="Download the work package (HTML)").click()
     text = Path(package.value.path()).read_text(encoding="utf-8")
