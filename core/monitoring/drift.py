@@ -63,16 +63,16 @@ def read_side(con: duckdb.DuckDBPyConnection, names: Sequence[str], max_rows: in
     per-engine counts, so only the chosen engines' rows are read), and what was read."""
     parts = [queries.engines(con, name).assign(dataset=name) for name in names]
     sizes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["dataset", "unit", "readings"])
-    sizes = sizes[sizes["readings"] > 0].set_index(["dataset", "unit"])["readings"].sort_index()
-    total = int(sizes.sum())
+    counts = sizes[sizes["readings"] > 0].set_index(["dataset", "unit"])["readings"].sort_index()
+    total = int(counts.sum())
     if total <= max_rows:
         frame = queries.readings_many(con, list(names))
-        return frame, Sample(len(sizes), len(frame), len(sizes), total, seed)
-    keep = choose_engines(sizes, max_rows, seed)
+        return frame, Sample(len(counts), len(frame), len(counts), total, seed)
+    keep = choose_engines(counts, max_rows, seed)
     datasets, units = keep.get_level_values(0), keep.get_level_values(1)
     frame = pd.concat([queries.readings_of_engines(con, name, sorted(units[datasets == name]))
                        for name in names if (datasets == name).any()], ignore_index=True)
-    return frame, Sample(len(keep), len(frame), len(sizes), total, seed)
+    return frame, Sample(len(keep), len(frame), len(counts), total, seed)
 
 
 # Comparing frames ----------------------------------------------------------------------------

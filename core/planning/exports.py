@@ -46,18 +46,18 @@ def work_package_html(plan: Plan, week: int, readings: pd.DataFrame, model_versi
     info = plan.meta["request"]
     starts = plan.weeks.set_index("week")["week_start"]
     start = str(starts.get(week, ""))
-    rows = [[str(r.engine), str(r.dataset), str(r.status), f"{r.p_fail_before:.1%}", f"{r.rul:.0f}",
-             f"{r.p_fail_30:.1%}", str(r.risk), str(int(r.cycle)), str(r.reason)] for r in part.itertuples()]
+    records = part.to_dict(orient="records")
+    rows = [[str(r["engine"]), str(r["dataset"]), str(r["status"]), f"{r['p_fail_before']:.1%}", f"{r['rul']:.0f}",
+             f"{r['p_fail_30']:.1%}", str(r["risk"]), str(int(r["cycle"])), str(r["reason"])] for r in records]
     engines = _table(["engine", "dataset", "status", "P(fail before the slot)", "predicted RUL (cycles)",
                       "P(fail within 30 cycles)", "risk", "last cycle", "reason"], rows)
-    keyed = readings.set_index(["dataset", "unit"]) if not readings.empty else readings
+    latest_of = {(str(row["dataset"]), int(row["unit"])): row for row in readings.to_dict(orient="records")}
     reading_rows = []
-    for r in part.itertuples():
-        key = (str(r.dataset), int(r.unit))
-        if readings.empty or key not in keyed.index:
+    for r in records:
+        last = latest_of.get((str(r["dataset"]), int(r["unit"])))
+        if last is None:
             continue
-        last = keyed.loc[key]
-        reading_rows.append([str(r.engine), str(r.dataset), str(int(last["cycle"]))]
+        reading_rows.append([str(r["engine"]), str(r["dataset"]), str(int(last["cycle"]))]
                             + [f"{float(last[c]):.4g}" for c in shown_sensors])
     latest = _table(["engine", "dataset", "cycle", *[sensors.label(c) for c in shown_sensors]], reading_rows)
     costs = info["costs"]

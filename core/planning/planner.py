@@ -183,8 +183,8 @@ def make_plan(engines: pd.DataFrame, distribution: RulDistribution, request: Pla
                             f"{horizon - 1}.")
         fixed[index[key]] = int(week)
     fixed[excluded] = -1
-    cpd = frame["dataset"].astype(str).map(lambda d: utilisation.get(d, weeks.DEFAULT_CYCLES_PER_DAY))
-    cpd = cpd.to_numpy(dtype=float)
+    cpd = frame["dataset"].astype(str).map(lambda d: utilisation.get(d, weeks.DEFAULT_CYCLES_PER_DAY)).to_numpy(
+        dtype=float)
     rul = frame["rul"].to_numpy(dtype=float)
     pairs, inverse = np.unique(np.column_stack([rul, cpd]), axis=0, return_inverse=True)
     shared = cost_table(distribution, pairs[:, 0], pairs[:, 1], request.start, horizon, request.costs)
@@ -195,21 +195,21 @@ def make_plan(engines: pd.DataFrame, distribution: RulDistribution, request: Pla
     free = (fixed < 0) & ~excluded
     taken = np.bincount(fixed[fixed >= 0], minlength=horizon).astype(float)
     solution = optimise.assign(table.costs[free], np.maximum(capacity - taken, 0.0))
-    week = np.full(len(frame), horizon)
-    week[free] = solution.weeks
-    week[fixed >= 0] = fixed[fixed >= 0]
+    assigned = np.full(len(frame), horizon)
+    assigned[free] = solution.weeks
+    assigned[fixed >= 0] = fixed[fixed >= 0]
     own = np.argmin(table.costs, axis=1)
 
-    rows = _engine_rows(frame, table, week, own, fixed, excluded, cpd, request, distribution.cap)
-    meta = {"request": request.to_dict(), "engines": len(frame), "planned": int((week < horizon).sum()),
+    rows = _engine_rows(frame, table, assigned, own, fixed, excluded, cpd, request, distribution.cap)
+    meta = {"request": request.to_dict(), "engines": len(frame), "planned": int((assigned < horizon).sum()),
             "method": solution.method, "lp_columns": solution.columns, "solve_seconds": solution.seconds,
             "distribution": distribution.source,
             "overbooked_weeks": [int(k) for k in np.flatnonzero(taken > capacity)]}
     active = ~excluded
     high = (frame["risk"].astype(str) == "HIGH").to_numpy() if high_risk is None else \
         frame["p_fail_30"].to_numpy(dtype=float) >= high_risk
-    baselines = _baselines(table, week, active, fixed, capacity, rul, cpd, request, frame, high)
-    return Plan(engines=rows, weeks=_week_rows(table, week, active, capacity, request), policies=baselines, meta=meta)
+    baselines = _baselines(table, assigned, active, fixed, capacity, rul, cpd, request, frame, high)
+    return Plan(engines=rows, weeks=_week_rows(table, assigned, active, capacity, request), policies=baselines, meta=meta)
 
 
 def _pick(matrix: np.ndarray, week: np.ndarray) -> np.ndarray:

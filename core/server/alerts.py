@@ -21,6 +21,7 @@ logged.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -426,7 +427,7 @@ class Notifier:
             try:
                 if episode is None:
                     return
-                if not self.supervisor.attempt("webhook", lambda item=episode: self._deliver(item)):
+                if not self.supervisor.attempt("webhook", functools.partial(self._deliver, episode)):
                     self.failed += 1
                     time.sleep(self.supervisor.backoff("webhook"))
             finally:

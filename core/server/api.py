@@ -29,7 +29,7 @@ from core.errors import UserError
 from core.operations import jobs
 from core.server import alerts, auth, disclosure, errors, metrics, predicting
 from core.server.alert_rules import Watcher
-from core.server.batcher import Batcher
+from core.server.batcher import Batcher, Readings
 from core.server.json_body import FastJSONRoute
 from core.server.model_cache import ModelCache
 from core.server.readings_input import InputError, check_engine, model_columns, readings_columns
@@ -233,9 +233,11 @@ def build_api(services: Services) -> FastAPI:
         if (body.engines is None) == (body.dataset is None):
             raise InputError("body", "Give either 'engines' (engines with their readings) or 'dataset' (a stored "
                                      "dataset's name), not both or neither.")
+        frame: Readings
         if body.engines is not None:
             frame, ids = _engine_columns(body.engines, "engines")
         else:
+            assert body.dataset is not None  # exactly one of the two, checked above
             _dataset_or_404(body.dataset)
             frame, ids = predicting.stored_frame(body.dataset)
         served = _served(s, model)
