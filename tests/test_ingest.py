@@ -381,6 +381,7 @@ def test_parquet_rows_are_limited_before_reading(pm_home: Path, tmp_path: Path, 
                              "(set PM_MAX_ROWS to raise it).")
 
 
+@pytest.mark.slow
 def test_folder_job_stops_when_its_page_stops_renewing(pm_home: Path, tmp_path: Path, train_lines: list[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from core.operations import ingest_job, jobs

@@ -22,6 +22,8 @@ import pytest
 from core.data import store
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # each test runs the CLI or a page in child processes as another user
+
 READER_UID = 65534
 """Who reads the home when the tests run as root (``nobody``)."""
 

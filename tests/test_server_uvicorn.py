@@ -19,6 +19,7 @@ import pytest
 from core.config import REPO_ROOT
 from tests.api_support import build_trained_home, engine_body
 
+pytestmark = pytest.mark.slow  # starts the real server process (python app.py) on a trained home
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:

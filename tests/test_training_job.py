@@ -140,6 +140,7 @@ def test_cli_train_and_score(small_fd001: Path, tmp_path: Path) -> None:
     assert recorded == (6, "1")
 
 
+@pytest.mark.slow
 def test_cli_train_refuses_missing_data_with_one_sentence(pm_home: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "core", "train", "--subsets", "FD003"],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
@@ -148,6 +149,7 @@ def test_cli_train_refuses_missing_data_with_one_sentence(pm_home: Path) -> None
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", ["jobs", "snapshots"])
 def test_cli_background_training_on_an_unwritable_home_says_why(small_fd001: Path, folder: str) -> None:
     """A file where the folder should be stands for any unwritable PM_HOME (root ignores permission bits)."""

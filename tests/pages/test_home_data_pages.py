@@ -70,6 +70,7 @@ def test_home_without_data_says_how_to_load(pm_home: Path) -> None:
     assert any("No model is trained yet" in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_data_page_checks_then_loads_a_folder(pm_home: Path, folder: Path) -> None:
     at = _app()
     at.switch_page("pages/data.py").run()
@@ -123,6 +124,7 @@ def test_an_engine_closed_by_an_outcome_is_counted_once(small_fd001: Path) -> No
     assert "3 datasets · 18 engines" in [m.value for m in at.sidebar.markdown]
 
 
+@pytest.mark.slow
 def test_data_page_shows_a_bad_file_as_a_sentence_and_loads_nothing(pm_home: Path, folder: Path) -> None:
     lines = (folder / "train_FD001.txt").read_text().splitlines()
     lines[4] = lines[4].replace(" ", " abc ", 1)
@@ -155,6 +157,7 @@ def test_data_page_deletes_after_confirmation(pm_home: Path, folder: Path) -> No
         assert sorted(queries.list_datasets(con)["name"]) == ["test_FD001"]
 
 
+@pytest.mark.slow
 def test_data_page_loads_a_fleet_file_under_a_name_and_appends_the_next(pm_home: Path, tmp_path: Path,
                                                                          cmapss_slice: Callable[..., list[str]]) -> None:
     from core.data import sensors
