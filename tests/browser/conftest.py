@@ -4,6 +4,8 @@
 - ``dashboard``: ``start(env) -> url`` runs ``python app.py`` (stopped at teardown);
 - ``dashboard_env``: an environment whose ``PM_HOME`` is an empty folder under tmp_path;
 - ``wait_idle(page)``: wait until the page's script run has finished;
+- ``settled_box(locator)``: an element's bounding box once it stopped moving;
+- ``select_row(page, grid, row, shown)``: tick a row of a selectable table until ``shown`` appears;
 - ``model_home``: FD001 loaded and a tiny champion (per test module), built by the page tests' builder.
 
 Without Chromium these tests skip, unless ``PM_REQUIRE_BROWSER=1`` (set by CI), where they fail.
@@ -91,6 +93,41 @@ def wait_idle(page) -> None:
     the old one (a download button of the run before serves nothing)."""
     page.wait_for_timeout(300)
     page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for()
+
+
+def settled_box(locator, tries: int = 40) -> dict[str, float]:
+    """The locator's bounding box once it stopped moving between two looks 250 ms apart."""
+    last = None
+    for _ in range(tries):
+        box = locator.bounding_box()
+        if box is not None and box == last:
+            return box
+        last = box
+        locator.page.wait_for_timeout(250)
+    raise AssertionError(f"The element kept moving: last box {last}.")
+
+
+GRID_ROW_PX = 35
+"""Height of a Streamlit table's header and of each row."""
+
+
+def select_row(page, grid, row: int, shown, tries: int = 3) -> None:
+    """Tick the selection box of ``row`` (0 = first data row) of a selectable table until ``shown`` (a locator)
+    appears. The table is a canvas, so the click is by position: made once the script run has finished and the
+    table stopped moving, and made again only when the tick did not take (the box still unticked)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        wait_idle(page)
+        grid.scroll_into_view_if_needed()
+        box = settled_box(grid)
+        page.mouse.click(box["x"] + 15, box["y"] + GRID_ROW_PX * (row + 1) + GRID_ROW_PX / 2)
+        try:
+            shown.wait_for(timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"Ticking row {row} of the table did not show {shown}.")
 
 
 def stop_dashboard(proc: subprocess.Popen) -> None:

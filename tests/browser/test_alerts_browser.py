@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import select_row
+
 pytestmark = pytest.mark.browser
 
 
@@ -31,10 +33,9 @@ def test_home_lists_grouped_alerts_and_acknowledging_a_selected_one_records_who(
     page.get_by_text(f"open ({high})").wait_for()
     page.get_by_text(f"Engine at HIGH risk ({high})").wait_for()
     grid = page.locator("[data-testid=stDataFrame]").last
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 15, box["y"] + 52)  # the first row's selection box
-    page.get_by_role("button", name="Acknowledge 1 selected").click()
+    ack = page.get_by_role("button", name="Acknowledge 1 selected")
+    select_row(page, grid, 0, ack)
+    ack.click()
     page.get_by_text("Acknowledged 1 alert.").wait_for()
     page.get_by_text(f"{high - 1} alerts, newest first").wait_for()
 

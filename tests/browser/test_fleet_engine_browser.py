@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core import config
+from tests.browser.conftest import settled_box
 
 pytestmark = pytest.mark.browser
 
@@ -16,18 +17,6 @@ pytestmark = pytest.mark.browser
 def _metric(page, label: str) -> str:
     card = page.locator("[data-testid=stMetric]").filter(has_text=label).first
     return card.locator("[data-testid=stMetricValue]").inner_text()
-
-
-def _settled_box(locator, tries: int = 40) -> dict[str, float]:
-    """The locator's bounding box once it stopped moving between two looks 250 ms apart."""
-    last = None
-    for _ in range(tries):
-        box = locator.bounding_box()
-        if box is not None and box == last:
-            return box
-        last = box
-        locator.page.wait_for_timeout(250)
-    raise AssertionError(f"The element kept moving: last box {last}.")
 
 
 def _click_third_row(page) -> None:
@@ -39,7 +28,7 @@ def _click_third_row(page) -> None:
     row_height = 35  # header row, then one row per engine (triage order)
     for _ in range(3):
         grid.scroll_into_view_if_needed()
-        box = _settled_box(grid)
+        box = settled_box(grid)
         page.mouse.click(box["x"] + 15, box["y"] + row_height * 3 + row_height / 2)
         try:
             page.get_by_role("tab", name="What if").wait_for(timeout=20_000)

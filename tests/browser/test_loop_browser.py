@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import select_row
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TINY_RECIPE = {"epochs": 1, "n_trees": 10, "samples_per_epoch": 512, "hidden": 8, "layers": 1, "device": "cpu"}
@@ -72,10 +74,9 @@ def test_a_new_user_walks_the_loop_from_upload_to_retrain_after_a_recorded_failu
     page.get_by_role("link", name="Home").first.click()
     page.get_by_text(re.compile(r"^\d+ alerts?, newest first")).wait_for()
     grid = page.locator("[data-testid=stDataFrame]").last
-    grid.scroll_into_view_if_needed()
-    box = grid.bounding_box()
-    page.mouse.click(box["x"] + 15, box["y"] + 52)  # the first row's selection box
-    page.get_by_role("button", name="Acknowledge 1 selected").click()
+    ack = page.get_by_role("button", name="Acknowledge 1 selected")
+    select_row(page, grid, 0, ack)
+    ack.click()
     page.get_by_text("Acknowledged 1 alert.").wait_for()
     (done,) = page.request.get(f"{url}/api/v1/alerts?state=acknowledged", headers=auth).json()["alerts"]
     assert done["acknowledged_by"] and done["acknowledged_at"]
