@@ -1,7 +1,8 @@
 """Locust users for the REST API under a crowd (issue 26); ``python -m core bench load`` runs them headless.
 
-- ``CrowdUser``: waits 1 to 3 s between requests and calls ``GET /api/v1/health`` three times for each
-  ``POST /api/v1/predict`` (with its SHAP factors, the endpoint's default);
+- ``CrowdUser``: waits 1 to 3 s between requests; in turn, one ``POST /api/v1/predict`` (with its SHAP factors,
+  the endpoint's default) then three ``GET /api/v1/health`` (a fixed order, so even a short run of a few users
+  sends both);
 - ``NoWaitUser``: predicts back to back, for the predictions per second a few busy clients get.
 
 Each predict carries one engine of 31 readings: the last 31 cycles of a real C-MAPSS test engine, read from
@@ -46,14 +47,16 @@ class CrowdUser(FastHttpUser):
     """An operator's client: health checks and now and then one engine's prediction, 1 to 3 s apart."""
 
     wait_time = between(1, 3)
+    turn = 0
 
-    @task(1)
-    def predict(self) -> None:
-        self.client.post("/api/v1/predict", data=random.choice(BODIES), headers=HEADERS, name="predict")
-
-    @task(3)
-    def health(self) -> None:
-        self.client.get("/api/v1/health", name="health")
+    @task
+    def next_request(self) -> None:
+        """A predict, then three health checks, and again."""
+        if self.turn % 4 == 0:
+            self.client.post("/api/v1/predict", data=random.choice(BODIES), headers=HEADERS, name="predict")
+        else:
+            self.client.get("/api/v1/health", name="health")
+        self.turn += 1
 
 
 class NoWaitUser(FastHttpUser):

@@ -10,6 +10,8 @@
 - ``small_fd001``: ``pm_home`` with the first 12 training and 6 test engines of FD001 (and their RUL).
 
 Under ``CI=true`` or ``PM_NO_SKIPS=1`` a test that skips for a reason not in :data:`DECLARED_SKIPS` fails.
+A fixture decorated with :func:`trains` makes every test that uses it (directly or through other fixtures) a
+``slow`` one, which ``make check`` leaves out.
 """
 
 from __future__ import annotations
@@ -77,13 +79,32 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     _fail_undeclared_skip(outcome.get_result())
 
 
+def trains(fixture_function: Callable) -> Callable:
+    """Mark a fixture function (below its ``@pytest.fixture``) as one that trains a model or builds a home with a
+    trained champion: the tests that use it are ``slow``."""
+    fixture_function.pm_trains = True  # type: ignore[attr-defined]
+    return fixture_function
+
+
+def _uses_training(item: pytest.Item) -> bool:
+    """Whether one of the fixtures `item` uses, directly or through other fixtures, is marked :func:`trains`."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(getattr(definition.func, "pm_trains", False)
+               for definitions in info.name2fixturedefs.values() for definition in definitions)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under tests/browser/ is a browser test (before ``-m`` selects), whether its module says so or not."""
+    """Before ``-m`` selects: every test under tests/browser/ is a browser test, whether its module says so or not,
+    and every test that uses a :func:`trains` fixture is a slow one."""
     browser = REPO_ROOT / "tests" / "browser"
     for item in items:
         if item.path.is_relative_to(browser) and item.get_closest_marker("browser") is None:
             item.add_marker(pytest.mark.browser)
+        if item.get_closest_marker("slow") is None and _uses_training(item):
+            item.add_marker(pytest.mark.slow)
 
 
 def missing_data(message: str) -> NoReturn:

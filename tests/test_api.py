@@ -19,11 +19,13 @@ from starlette.testclient import TestClient
 from core.data import sensors
 from core.data.cmapss import COLUMNS
 from tests.api_support import api_client, build_trained_home, engine_body, request_readings
+from tests.conftest import trains
 
 TOKEN = "test-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
+@trains
 def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     return build_trained_home(tmp_path_factory.mktemp("api_home"), cmapss_dir)
 

@@ -29,6 +29,7 @@ from schemathesis.engine import Status
 from schemathesis.engine import events as engine_events
 
 from tests.api_support import api_client, build_trained_home, engine_body
+from tests.conftest import trains
 
 TOKEN = "contract-token-0123456789abcdef"
 MAX_EXAMPLES = 30
@@ -36,6 +37,7 @@ SEED = 24
 
 
 @pytest.fixture(scope="module")
+@trains
 def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     return build_trained_home(tmp_path_factory.mktemp("contract_home"), cmapss_dir)
 

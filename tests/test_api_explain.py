@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from core.data.cmapss import COLUMNS
 from tests.api_support import api_client, request_readings
+from tests.conftest import trains
 
 TOKEN = "test-token-explain-0123456789"
 PAGE_FIXTURES = Path(__file__).resolve().parent / "pages" / "conftest.py"
@@ -39,6 +40,7 @@ def test_sets(cmapss_slice: Callable[..., list[str]]) -> dict[str, pd.DataFrame]
 
 
 @pytest.fixture(scope="module")
+@trains
 def home(tmp_path_factory: pytest.TempPathFactory, cmapss_slice: Callable[..., list[str]]) -> Path:
     """Slices of the four training and test sets loaded, and a tiny champion trained on the four training slices."""
     folder = tmp_path_factory.mktemp("four_subsets")

@@ -17,11 +17,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.api_support import api_client, build_trained_home, stored_readings
+from tests.conftest import trains
 
 TOKEN = "fleet-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
+@trains
 def trained(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     return build_trained_home(tmp_path_factory.mktemp("fleet_template"), cmapss_dir)
 

@@ -25,6 +25,7 @@ from models.explain import (
     tree_contributions,
 )
 from models.training import TrainConfig, train
+from tests.conftest import trains
 
 TINY = {"epochs": 1, "n_trees": 20, "samples_per_epoch": 1024, "hidden": 16, "layers": 1, "device": "cpu",
         "seed": 3}
@@ -44,6 +45,7 @@ def fd001(cmapss_slice: Callable[..., list[str]]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
+@trains
 def tiny(fd001: pd.DataFrame) -> Ensemble:
     """A tiny ensemble trained on 24 FD001 engines, with a 0.6/0.4 blend so both parts count."""
     config = TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY})
@@ -131,6 +133,7 @@ def _stated_terms(lines: list[str]) -> tuple[int, list[int]]:
 
 
 @pytest.fixture(scope="module")
+@trains
 def sharp(fd001: pd.DataFrame) -> Ensemble:
     """A tiny ensemble whose trees learn fast enough that their raw RUL passes the cap on early cycles."""
     config = TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY, "learning_rate": 0.3})

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.api_support import build_trained_home
+from tests.conftest import trains
 
 
 @pytest.fixture(scope="module")
+@trains
 def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     return build_trained_home(tmp_path_factory.mktemp("load_home"), cmapss_dir)
 
@@ -39,7 +41,7 @@ def _args(**given: object) -> argparse.Namespace:
 def test_a_small_crowd_gets_every_answer_and_per_endpoint_figures(server_env: None) -> None:
     from bench import load
 
-    result = load.run(_args(users=3, seconds=5, spawn_rate=3.0))
+    result = load.run(_args(users=3, seconds=8, spawn_rate=3.0))
 
     assert result["failures"] == 0, result["failure_samples"]
     for name in ("predict", "health"):

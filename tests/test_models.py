@@ -22,6 +22,7 @@ from models.device import resolve_device
 from models.ensemble import OUTPUT_COLUMNS, RISK_LEVELS
 from models.lstm import censored_squared_error
 from models.training import TrainConfig, evaluate, in_service_engines, split_engines, train
+from tests.conftest import trains
 
 DATA = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "cmapss"))
 TINY = TrainConfig(epochs=1, n_trees=8, early_stopping=4, hidden=8, layers=2, samples_per_epoch=256, batch=64,
@@ -53,6 +54,7 @@ def test_frame() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
+@trains
 def trained(train_frame):
     records: list[dict] = []
     result = train(train_frame, TINY, progress=records.append)

@@ -14,6 +14,7 @@ from core.data.cmapss import COLUMNS, SENSORS
 from models.bundle import load_bundle, save_bundle
 from models.ood import ExperienceCheck
 from models.training import TrainConfig, train
+from tests.conftest import trains
 
 DATA = Path(os.environ.get("PM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "cmapss"))
 TINY = TrainConfig(epochs=1, n_trees=8, early_stopping=4, hidden=8, layers=1, samples_per_epoch=256, batch=64,
@@ -30,6 +31,7 @@ def read(name: str, units: int | None = None) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
+@trains
 def fd001_model():
     return train(read("train_FD001"), TINY).ensemble
 

@@ -19,6 +19,7 @@ from core.errors import UserError
 from core.planning import accepted, exports, optimise, planner, policies, simulation, utilisation, weeks
 from models.calibration import Conformal
 from models.rul_distribution import RulDistribution
+from tests.conftest import trains
 
 CAP = 125.0
 
@@ -313,6 +314,7 @@ def test_downloads_neutralise_formulas_and_escape_markup() -> None:
 
 # ------------------------------------------------------------------ the command line
 @pytest.fixture(scope="module")
+@trains
 def scored_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     """FD001 loaded, a tiny champion, and its scores of test_FD001 stored (what the scoring job leaves)."""
     from tests.api_support import build_trained_home

@@ -17,11 +17,13 @@ from core.commands import synth as synth_command
 from core.data import fleet_ops, ingest, queries, score_queries, store
 from core.errors import UserError
 from core.operations import jobs, registry, scoring_job
+from tests.conftest import trains
 
 ALL_RISKS = ("HIGH", "MEDIUM", "LOW")
 
 
 @pytest.fixture(scope="module")
+@trains
 def trained(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     """FD001 and a tiny champion, plus a synthetic fleet of 50 engines (role fleet), nothing scored yet."""
     home = build_trained_home(tmp_path_factory.mktemp("scoring") / "home", cmapss_dir)

@@ -18,10 +18,12 @@ import pytest
 
 from core.config import REPO_ROOT
 from tests.api_support import build_trained_home, engine_body
+from tests.conftest import trains
 
 pytestmark = pytest.mark.slow  # starts the real server process (python app.py) on a trained home
 
 @pytest.fixture(scope="module")
+@trains
 def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     return build_trained_home(tmp_path_factory.mktemp("server_home"), cmapss_dir)
 

@@ -23,6 +23,7 @@ from core.monitoring import prediction_drift, simulate, stream_plan, timelines
 from core.operations import jobs, registry, retrain
 from core.operations.training_run import run_training
 from models.training import TrainConfig
+from tests.conftest import trains
 
 ENGINES = 8
 TINY = {"epochs": 1, "n_trees": 20, "samples_per_epoch": 1024, "hidden": 16, "layers": 1, "device": "cpu", "seed": 3}
@@ -36,6 +37,7 @@ def _slice(folder: Path, name: str, engines: int = ENGINES) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
+@trains
 def sim_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Iterator[Path]:
     """First engines of the four training sets and a tiny champion trained on train_FD001."""
     home = tmp_path_factory.mktemp("sim_home")

@@ -64,3 +64,40 @@ def test_under_ci_missing_data_fails_and_undeclared_skips_fail(tmp_path: Path) -
 
 def test_every_declared_reason_says_why() -> None:
     assert DECLARED_SKIPS and all(len(why) > 20 for why in DECLARED_SKIPS.values())
+
+
+TRAINING = '''
+import pytest
+
+from tests.conftest import trains
+
+
+@pytest.fixture(scope="module")
+@trains
+def model():
+    return 1
+
+
+@pytest.fixture
+def served(model):
+    return model
+
+
+def test_through_another_fixture(served):
+    pass
+
+
+def test_without_a_model():
+    pass
+'''
+
+
+def test_a_test_that_reaches_a_training_fixture_is_left_out_of_the_fast_lane(tmp_path: Path) -> None:
+    (tmp_path / "test_training.py").write_text(TRAINING)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-q", "-c", os.devnull,
+                           "--rootdir", str(tmp_path), "--collect-only", "-m", "not slow",
+                           str(tmp_path / "test_training.py")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout
+    assert "test_without_a_model" in done.stdout and "test_through_another_fixture" not in done.stdout
+    assert "1/2 tests collected (1 deselected)" in done.stdout

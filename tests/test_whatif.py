@@ -17,6 +17,7 @@ from core.serving import whatif
 from models.ensemble import Ensemble
 from models.explain import Explainer, background_windows
 from models.training import TrainConfig, train
+from tests.conftest import trains
 
 TINY = {"epochs": 1, "n_trees": 20, "samples_per_epoch": 1024, "hidden": 16, "layers": 1, "device": "cpu",
         "seed": 5}
@@ -32,6 +33,7 @@ def fd001(cmapss_slice: Callable[..., list[str]]) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
+@trains
 def tiny(fd001: pd.DataFrame) -> Ensemble:
     ensemble = train(fd001, TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY})).ensemble
     return dataclasses.replace(ensemble, weights={"rul_xgb": 0.6, "p_xgb": 0.6})
@@ -140,6 +142,7 @@ def test_explanations_name_sensors_by_their_label(tiny: Ensemble, explainer: Exp
 
 
 @pytest.fixture(scope="module")
+@trains
 def steep(fd001: pd.DataFrame) -> Ensemble:
     """A tiny ensemble whose trees learn fast and weigh 0.9 in the blend: pushed hard, its unclipped RUL goes below 0."""
     config = TrainConfig.from_dict({**TrainConfig().to_dict(), **TINY, "learning_rate": 0.5})

@@ -232,6 +232,61 @@ def _map_units(con: duckdb.DuckDBPyConnection, dataset_id: int, label: str,
     return pd.Series(ids).map({**known, **new}).to_numpy(dtype=np.int64), new
 
 
+def _fresh_rows_of_stored_engines(con: duckdb.DuckDBPyConnection, dataset_id: int, label: str, ids: np.ndarray,
+                                  incoming: Mapping[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Of the incoming `rows` (those of engines the dataset already holds), the ones not stored yet.
+
+    Refuses a row whose (engine, cycle) is stored with another value, and a new cycle that is not after the
+    engine's last stored one. Only the stored readings of the engines concerned are read: the store's rows are
+    in unit order, so the unit range prunes the rest of the dataset (an append of new engines reads none).
+    """
+    if not rows.size:
+        return rows
+    part = {c: incoming[c][rows] for c in COLUMNS}
+    table = _arrow_readings(part).append_column("row_no", pa.array(rows.astype(np.int64)))
+    touched = [dataset_id, int(part["unit"].min()), int(part["unit"].max())]
+    stored = "SELECT * FROM readings WHERE dataset_id = ? AND unit BETWEEN ? AND ?"
+    con.register("incoming_merge", table)
+    try:
+        differs = " OR ".join(f"i.{c} <> r.{c}" for c in VALUE_COLUMNS)
+        conflict = first_row(
+            con,
+            "SELECT i.row_no, i.cycle, " + ", ".join(f"i.{c}, r.{c}" for c in VALUE_COLUMNS) +
+            f" FROM incoming_merge i JOIN ({stored}) r ON r.unit = CAST(i.unit AS INTEGER) "
+            f"AND r.cycle = CAST(i.cycle AS INTEGER) WHERE {differs} ORDER BY i.row_no LIMIT 1",
+            touched,
+        )
+        if conflict:
+            row, cycle, values = int(conflict[0]), int(conflict[1]), conflict[2:]
+            for k, column in enumerate(VALUE_COLUMNS):
+                new_value, stored_value = values[2 * k], values[2 * k + 1]
+                if new_value != stored_value:
+                    raise UserError(
+                        f"{label} already holds engine {ids[row]} cycle {cycle} with {sensors.mnemonic(column)} "
+                        f"{stored_value:g}, but the new readings give {new_value:g}; nothing was changed. "
+                        "Delete the dataset to replace its readings.")
+        fresh = con.execute(
+            f"SELECT i.row_no FROM incoming_merge i ANTI JOIN ({stored}) r ON r.unit = CAST(i.unit AS INTEGER) "
+            "AND r.cycle = CAST(i.cycle AS INTEGER) ORDER BY i.row_no",
+            touched,
+        ).fetchnumpy()["row_no"]
+        late = first_row(
+            con,
+            f"WITH r AS ({stored}), fresh AS (SELECT i.* FROM incoming_merge i ANTI JOIN r "
+            "ON r.unit = CAST(i.unit AS INTEGER) AND r.cycle = CAST(i.cycle AS INTEGER)) "
+            "SELECT f.row_no, f.cycle, m.last FROM fresh f JOIN (SELECT unit, max(cycle) AS last FROM r GROUP BY unit) m "
+            "ON m.unit = CAST(f.unit AS INTEGER) WHERE f.cycle <= m.last ORDER BY f.row_no LIMIT 1",
+            touched,
+        )
+    finally:
+        con.unregister("incoming_merge")
+    if late:
+        row, cycle, last = int(late[0]), int(late[1]), int(late[2])
+        raise UserError(f"{label} holds engine {ids[row]} up to cycle {last}, so cycle {cycle} cannot be added: "
+                        "an engine's new cycles must come after its last stored one.")
+    return np.asarray(fresh, dtype=np.int64)
+
+
 def merge_readings(
     con: duckdb.DuckDBPyConnection, name: str, arrays: Mapping[str, np.ndarray], source: str,
     sha256: str | None = None,
@@ -252,51 +307,14 @@ def merge_readings(
     ids = _ids(arrays)
     units, new = _map_units(con, dataset_id, label, ids)
     incoming = {**{c: np.asarray(arrays[c], dtype=np.float64) for c in COLUMNS}, "unit": units.astype(np.float64)}
-    table = _arrow_readings(incoming).append_column("row_no", pa.array(np.arange(len(units), dtype=np.int64)))
-    con.register("incoming_merge", table)
-    try:
-        differs = " OR ".join(f"i.{c} <> r.{c}" for c in VALUE_COLUMNS)
-        conflict = first_row(
-            con,
-            "SELECT i.row_no, i.cycle, " + ", ".join(f"i.{c}, r.{c}" for c in VALUE_COLUMNS) +
-            " FROM incoming_merge i JOIN readings r ON r.dataset_id = ? AND r.unit = CAST(i.unit AS INTEGER) "
-            f"AND r.cycle = CAST(i.cycle AS INTEGER) WHERE {differs} ORDER BY i.row_no LIMIT 1",
-            [dataset_id],
-        )
-        if conflict:
-            row, cycle, values = int(conflict[0]), int(conflict[1]), conflict[2:]
-            for k, column in enumerate(VALUE_COLUMNS):
-                new_value, stored_value = values[2 * k], values[2 * k + 1]
-                if new_value != stored_value:
-                    raise UserError(
-                        f"{label} already holds engine {ids[row]} cycle {cycle} with {sensors.mnemonic(column)} "
-                        f"{stored_value:g}, but the new readings give {new_value:g}; nothing was changed. "
-                        "Delete the dataset to replace its readings.")
-        fresh = con.execute(
-            "SELECT i.row_no FROM incoming_merge i WHERE NOT EXISTS (SELECT 1 FROM readings r WHERE r.dataset_id = ? "
-            "AND r.unit = CAST(i.unit AS INTEGER) AND r.cycle = CAST(i.cycle AS INTEGER)) ORDER BY i.row_no",
-            [dataset_id],
-        ).fetchnumpy()["row_no"]
-        late = first_row(
-            con,
-            "SELECT i.row_no, i.cycle, m.last FROM incoming_merge i JOIN (SELECT unit, max(cycle) AS last FROM "
-            "readings WHERE dataset_id = ? GROUP BY unit) m ON m.unit = CAST(i.unit AS INTEGER) "
-            "WHERE i.cycle <= m.last AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.dataset_id = ? "
-            "AND r.unit = m.unit AND r.cycle = CAST(i.cycle AS INTEGER)) ORDER BY i.row_no LIMIT 1",
-            [dataset_id, dataset_id],
-        )
-    finally:
-        con.unregister("incoming_merge")
-    if late:
-        row, cycle, last = int(late[0]), int(late[1]), int(late[2])
-        raise UserError(f"{label} holds engine {ids[row]} up to cycle {last}, so cycle {cycle} cannot be added: "
-                        "an engine's new cycles must come after its last stored one.")
-    fresh = np.asarray(fresh, dtype=np.int64)
+    is_new = pd.Series(ids).isin(list(new)).to_numpy()
+    stored_rows = np.flatnonzero(~is_new)
+    known_fresh = _fresh_rows_of_stored_engines(con, dataset_id, label, ids, incoming, stored_rows)
+    fresh = np.sort(np.concatenate([np.flatnonzero(is_new), known_fresh]))
     if fresh.size:
         _insert_readings(con, dataset_id, {c: incoming[c][fresh] for c in COLUMNS})
     if new:
-        new_rows = np.flatnonzero(np.isin(ids, list(new)))
-        _insert_engines(con, dataset_id, units[new_rows], ids[new_rows])
+        _insert_engines(con, dataset_id, units[is_new], ids[is_new])
     _record_file(con, dataset_id, sha256, source, len(units))
     _refresh_counts(con, dataset_id)
     changed = sorted(set(ids[fresh]) - set(new)) if fresh.size else []

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import trains
+
 TINY_CONFIG: dict[str, object] = {
     "epochs": 1,
     "n_trees": 20,
@@ -57,6 +59,7 @@ def build_home(home: Path, folder: Path, files: tuple[str, ...], train: tuple[st
 
 
 @pytest.fixture(scope="session")
+@trains
 def trained_home_factory(tmp_path_factory: pytest.TempPathFactory,
                          cmapss_dir: Path) -> Callable[..., Path]:
     """A function (files=DEFAULT_FILES, train=("train_FD001",)) -> a built home, cached per arguments."""

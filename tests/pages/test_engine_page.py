@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.data import fleet_ops
 from core.operations import scoring_job
 from core.serving import scoring, whatif
+from tests.conftest import trains
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE_FIXTURES = Path(__file__).resolve().parent / "conftest.py"
@@ -138,6 +139,7 @@ def test_the_address_opens_an_engine_and_an_unknown_one_is_named(app_env: Path) 
 
 
 @pytest.fixture(scope="module")
+@trains
 def outcome_home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path) -> Path:
     """A home of its own (outcomes change it): FD001 loaded and a tiny champion, by the page fixtures' recipe."""
     spec = importlib.util.spec_from_file_location("page_fixtures", PAGE_FIXTURES)
