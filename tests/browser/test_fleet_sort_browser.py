@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core.data import fleet_ops, queries, store
-from tests.browser.conftest import wait_idle
+from tests.browser.conftest import settled_box, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -24,19 +24,6 @@ def _download(page) -> list[dict[str, str]]:
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
     return list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
-
-
-def _settled_box(locator, tries: int = 40) -> dict[str, float]:
-    """The locator's bounding box once it stopped moving between two looks 250 ms apart (the chart above the
-    table is drawn after it and can push it down)."""
-    last = None
-    for _ in range(tries):
-        box = locator.bounding_box()
-        if box is not None and box == last:
-            return box
-        last = box
-        locator.page.wait_for_timeout(250)
-    raise AssertionError(f"The element kept moving: last box {last}.")
 
 
 def _choose(page, label: str, option: str) -> None:
@@ -88,7 +75,7 @@ def test_a_header_click_sorts_the_whole_fleet_and_the_csv_follows(browser_page, 
     assert ruls[-1] not in [float(row["rul"]) for row in triage[:50]], "riskiest first, it is not on page 1"
     for words, expected in (("lowest first", ruls[0]), ("highest first", ruls[-1])):
         wait_idle(page)
-        box = _settled_box(grid)
+        box = settled_box(grid)  # the chart above the table is drawn after it
         page.mouse.click(box["x"] + 250, box["y"] + 17)  # the 'predicted RUL' header (a canvas: by position)
         page.get_by_text(f"sorted by predicted RUL, {words}").wait_for()
         caption = _order_caption(page)
