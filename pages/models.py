@@ -12,7 +12,7 @@ import streamlit as st
 from core import config
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
-from core.operations import job_progress, job_records, jobs, registry, retrain, version_table
+from core.operations import job_progress, job_records, jobs, promotion, registry, retrain, version_table
 from pages import access, model_charts, ui
 
 st.title("Models and retraining")
@@ -101,7 +101,7 @@ else:
                 if (yes.button(f"Yes, make v{pending} champion", type="primary", key="promote_confirm")
                         and access.permit("promote")):
                     try:
-                        registry.set_alias(registry.CHAMPION, pending)
+                        promotion.set_alias(registry.CHAMPION, pending)
                     except UserError as err:
                         ui.show_error(err)
                     else:
