@@ -84,11 +84,14 @@ def save(bundle_dir: Path, target: Path, example: pd.DataFrame) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory(prefix="pyfunc-code-") as staging:
+    with tempfile.TemporaryDirectory(prefix="pyfunc-staging-") as staging:
+        bundle = Path(staging) / "bundle"  # MLflow names an artifact folder after its source folder
+        shutil.copytree(bundle_dir, bundle)
         try:
             mlflow.pyfunc.save_model(
-                path=str(target), python_model=str(CODE_FILE), artifacts={"bundle": str(bundle_dir)},
-                code_paths=_stage_code(Path(staging)), signature=signature(), input_example=input_example(example),
+                path=str(target), python_model=str(CODE_FILE), artifacts={"bundle": str(bundle)},
+                code_paths=_stage_code(Path(staging) / "code"), signature=signature(),
+                input_example=input_example(example),
                 pip_requirements=_pins())
         except MlflowException as err:
             raise UserError(f"The model bundle could not be wrapped as an MLflow model: "

@@ -65,7 +65,8 @@ def log_training(
     """Log one training as an MLflow run, register its model; return (run_id, version).
 
     ``metrics`` are flat names (``val_rmse``, ``test_FD001_rmse`` ...); ``history`` is the per-epoch record
-    (``epoch`` plus loss values) logged as stepped metrics; ``lineage`` describes the training-data snapshot and
+    (``epoch`` plus loss values) logged as stepped metrics named by phase and model
+    (``lstm_val_loss``, ``xgboost_rul_regressor_val_loss``); ``lineage`` describes the training-data snapshot and
     is stored as params and a JSON artifact. ``started`` (seconds since the epoch) is when the training began: the
     run starts then and ends when it is logged. With ``data``, the snapshot's files are logged as dataset inputs and
     the version registers an MLflow ``pyfunc`` model holding the bundle (its input example taken from
@@ -89,7 +90,8 @@ def log_training(
         mlflow.log_metrics(_finite(metrics))
         for row in history:
             step = int(row.get("epoch", row.get("step", 0)))
-            prefix = str(row.get("phase", "lstm"))
+            model = str(row.get("model", "")).lower().replace(" ", "_")  # XGBoost's two boosters: one curve each
+            prefix = "_".join(part for part in (str(row.get("phase", "lstm")), model) if part)
             values = {f"{prefix}_{k}": v for k, v in _finite(row).items() if k not in ("epoch", "step", "epochs")}
             if values:
                 mlflow.log_metrics(values, step=step)
