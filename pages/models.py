@@ -133,8 +133,8 @@ def _compare_section(numbers: list[int]) -> None:
     st.caption(f"v{a} (A) against v{b} (B); every delta is B minus A.")
     st.markdown(f"**Parameters that differ** ({len(result['parameters'])}; {result['same_parameters']} equal)")
     if result["parameters"]:
-        st.dataframe(pd.DataFrame([{"Parameter": p["name"], f"v{a}": p["a"], f"v{b}": p["b"]}
-                                   for p in result["parameters"]]), hide_index=True, width="stretch")
+        st.table(pd.DataFrame([{"Parameter": p["name"], f"v{a}": p["a"], f"v{b}": p["b"]}
+                               for p in result["parameters"]]).set_index("Parameter"))
     else:
         st.caption("No parameter differs.")
     st.markdown("**Metrics**")

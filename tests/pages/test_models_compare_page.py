@@ -29,8 +29,8 @@ def test_two_versions_compared_side_by_side(fd001_store: Path, tmp_path: Path,
     at.button(key="compare").click().run()
     assert not at.exception and not at.error
     tables = {tuple(map(str, t.value.columns)): t.value for t in at.dataframe}
-    params = tables[("Parameter", f"v{a}", f"v{b}")]
-    assert params.to_dict(orient="records") == [{"Parameter": "epochs", f"v{a}": "1", f"v{b}": "3"}]
+    params = at.table[0].value
+    assert params.to_dict(orient="index") == {"epochs": {f"v{a}": "1", f"v{b}": "3"}}
     metrics = tables[("Set", "Metric", f"v{a}", f"v{b}", "Delta (B - A)")].set_index("Metric")
     assert metrics.at["Validation RMSE", "Delta (B - A)"] == pytest.approx(-1.0)
     assert metrics.at["Test FD001 RMSE", "Set"] == "test"
