@@ -19,6 +19,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from models.bundle import load_bundle
 from models.ensemble import Ensemble
@@ -29,7 +30,7 @@ DEFAULT_DATASET = "readings"
 """The ``dataset`` of readings sent without one."""
 
 
-class RulEnsembleModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class RulEnsembleModel(PythonModel):
     """The served ensemble behind MLflow's ``predict`` API."""
 
     ensemble: Ensemble

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -49,9 +50,9 @@ def signature() -> object:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = [ColSpec("string", "dataset", required=False), ColSpec("long", "unit"), ColSpec("long", "cycle")]
+    inputs: list[Any] = [ColSpec("string", "dataset", required=False), ColSpec("long", "unit"), ColSpec("long", "cycle")]
     inputs += [ColSpec("double", name) for name in COLUMNS if name not in ("unit", "cycle")]
-    outputs = [ColSpec("string", "dataset"), ColSpec("long", "unit"), ColSpec("long", "cycle")]
+    outputs: list[Any] = [ColSpec("string", "dataset"), ColSpec("long", "unit"), ColSpec("long", "cycle")]
     outputs += [ColSpec("double", name) for name in ("rul", "rul_low", "rul_high", "p_fail_30")]
     outputs += [ColSpec("string", "risk"), ColSpec("boolean", "ood"), ColSpec("string", "ood_reason")]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))

@@ -101,8 +101,8 @@ def log_training(
             source = f"{run.info.artifact_uri}/{BUNDLE_ARTIFACT}"
         else:
             _log_inputs(mlflow, data)
-            model = mlflow_model.save(bundle_dir, Path(tmp) / MODEL_ARTIFACT, data.train)
-            mlflow.log_artifacts(str(model), artifact_path=MODEL_ARTIFACT)
+            saved = mlflow_model.save(bundle_dir, Path(tmp) / MODEL_ARTIFACT, data.train)
+            mlflow.log_artifacts(str(saved), artifact_path=MODEL_ARTIFACT)
             source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
             tags = {**tags, registry.BUNDLE_TAG: mlflow_model.BUNDLE_PATH}
         version = new_version(source, run.info.run_id, tags)
