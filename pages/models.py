@@ -1,4 +1,4 @@
-"""Models: registry versions side by side, one-click retrain with live progress, promotion and rollback.
+"""Models: registry versions side by side, two versions compared, one-click retrain with live progress, promotion and rollback.
 
 The live progress polls (``st.fragment(run_every=...)``) only while a training job is active; once it
 finishes the page reruns without a timer, so an idle tab costs nothing.
@@ -12,7 +12,7 @@ import streamlit as st
 from core import config
 from core.data import fleet_ops, queries, store
 from core.errors import UserError
-from core.operations import job_progress, job_records, jobs, registry, retrain, version_table
+from core.operations import compare, job_progress, job_records, jobs, promotion, registry, retrain, version_table
 from pages import access, model_charts, ui
 
 st.title("Models and retraining")
@@ -101,7 +101,7 @@ else:
                 if (yes.button(f"Yes, make v{pending} champion", type="primary", key="promote_confirm")
                         and access.permit("promote")):
                     try:
-                        registry.set_alias(registry.CHAMPION, pending)
+                        promotion.set_alias(registry.CHAMPION, pending)
                     except UserError as err:
                         ui.show_error(err)
                     else:
@@ -111,6 +111,51 @@ else:
                 if no.button("Cancel", key="promote_cancel"):
                     st.session_state.pop("promote_pending", None)
                     st.rerun()
+def _compare_section(numbers: list[int]) -> None:
+    """Pick two versions; draw their differing parameters, metric deltas, overlaid loss curves and lineage."""
+    left, right, go_col = st.columns([2, 2, 1])
+    first = left.selectbox("Version A", numbers, index=1 if len(numbers) > 1 else 0, key="compare_a",
+                           format_func=lambda v: f"v{v}" + (" (champion)" if v == champion else ""))
+    second = right.selectbox("Version B", numbers, index=0, key="compare_b",
+                             format_func=lambda v: f"v{v}" + (" (champion)" if v == champion else ""))
+    go_col.write("")
+    if go_col.button("Compare", key="compare"):
+        st.session_state["compare_pair"] = (int(first), int(second))
+    pair = st.session_state.get("compare_pair")
+    if pair is None or not set(pair) <= set(numbers):
+        return
+    try:
+        result = compare.compare(*pair)
+    except UserError as err:
+        ui.show_error(err)
+        return
+    a, b = result["a"]["version"], result["b"]["version"]
+    st.caption(f"v{a} (A) against v{b} (B); every delta is B minus A.")
+    st.markdown(f"**Parameters that differ** ({len(result['parameters'])}; {result['same_parameters']} equal)")
+    if result["parameters"]:
+        st.table(pd.DataFrame([{"Parameter": p["name"], f"v{a}": p["a"], f"v{b}": p["b"]}
+                               for p in result["parameters"]]).set_index("Parameter"))
+    else:
+        st.caption("No parameter differs.")
+    st.markdown("**Metrics**")
+    metrics = pd.DataFrame([{"Set": m["group"], "Metric": m["label"], f"v{a}": m["a"], f"v{b}": m["b"],
+                             "Delta (B - A)": m["delta"]} for m in result["metrics"]])
+    number = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(metrics, hide_index=True, width="stretch",
+                 column_config={f"v{a}": number, f"v{b}": number, "Delta (B - A)": number})
+    st.caption(result["live_note"])
+    st.markdown("**Loss curves** (A solid, B dashed)")
+    st.plotly_chart(model_charts.compared_losses(result["losses"], a, b), width="stretch", key="compare_losses")
+    st.markdown("**Training data**")
+    st.dataframe(pd.DataFrame([{"": row["field"], f"v{a}": row["a"], f"v{b}": row["b"],
+                                "Same": "yes" if row["same"] else "no"} for row in result["lineage"]]),
+                 hide_index=True, width="stretch")
+
+
+if len(versions) >= 2:
+    st.subheader("Compare two versions")
+    _compare_section([int(v) for v in versions["version"]])
+
 st.caption(
     "Every run, its parameters, losses and artifacts are in MLflow. To browse them, run "
     f"`mlflow ui --backend-store-uri {config.paths().mlflow_uri} --port 5000` in this folder "

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import UserError
-from core.operations import registry, tracking_store
+from core.operations import promotion, registry, run_logging, tracking_store
 
 pytestmark = pytest.mark.slow  # every test trains a model end to end in a child process
 
@@ -49,9 +49,9 @@ def _log_bundle(tmp_path: Path, tag: str) -> tuple[int, Path]:
     (bundle / "config.json").write_text(json.dumps({"tag": tag}))
     (bundle / "weights.bin").write_bytes(bytes(range(256)) * 8 + tag.encode())
     (bundle / "notes.txt").write_text(f"bundle {tag}\n")
-    _, version = registry.log_training(bundle_dir=bundle, params={"epochs": 1}, metrics={"val_rmse": 14.0,
+    _, version = run_logging.log_training(bundle_dir=bundle, params={"epochs": 1}, metrics={"val_rmse": 14.0,
                                        "val_f2": 0.8}, history=[], lineage={"datasets": "train_FD001"}, tags={})
-    registry.register_outcome(version, {"val_rmse": 14.0, "val_f2": 0.8})
+    promotion.register_outcome(version, {"val_rmse": 14.0, "val_f2": 0.8})
     return version, bundle
 
 
@@ -149,7 +149,7 @@ def test_a_version_registered_before_content_hashes_is_checked_against_its_manif
     bundle.mkdir()
     (bundle / "lstm.pt").write_bytes(b"weights" * 100)
     (bundle / "manifest.json").write_text(json.dumps({"files": {"lstm.pt": file_sha256(bundle / "lstm.pt")}}))
-    _, version = registry.log_training(bundle_dir=bundle, params={}, metrics={}, history=[], lineage={}, tags={})
+    _, version = run_logging.log_training(bundle_dir=bundle, params={}, metrics={}, history=[], lineage={}, tags={})
     registry.client().delete_model_version_tag(registry.model_name(), str(version), CONTENT_TAG)
     cached = registry.bundle_dir(version)
     assert cached.name == registry.bundle_key(version) == registry.client().get_model_version(

@@ -48,7 +48,7 @@ from core import config
 from core.data import queries, snapshot, store, writes
 from core.errors import UserError
 from core.monitoring import drift, prediction_drift, statistics, verdicts
-from core.operations import job_records, job_runtime, jobs, registry
+from core.operations import job_records, job_runtime, jobs, promotion, registry, run_logging
 
 if TYPE_CHECKING:  # torch-backed modules are imported where used, so `python -m core --help` stays fast
     import duckdb
@@ -194,7 +194,7 @@ def _sandbox_copy(version: int, own: pd.DataFrame) -> tuple[int, bool]:
         found = own.loc[own["copied_from"] == origin, "version"]
         if not found.empty:
             return int(found.max()), False
-    return registry.copy_version(registry.MODEL_NAME, version), True
+    return run_logging.copy_version(registry.MODEL_NAME, version), True
 
 
 def _t0_model(settings: Settings, notify: Callable[[str], None], created_by: str) -> tuple[int, str]:
@@ -224,8 +224,8 @@ def _t0_model(settings: Settings, notify: Callable[[str], None], created_by: str
             raise UserError(f"Training the T0 model on {T0_DATASET} {record.state}: {record.error or 'no reason given'}")
         version = int(record.result["version"])
         note = f"a model trained on {T0_DATASET} for the simulation"
-    registry.set_alias(registry.CHAMPION, version)
-    registry.clear_alias(registry.CHALLENGER)
+    promotion.set_alias(registry.CHAMPION, version)
+    promotion.clear_alias(registry.CHALLENGER)
     return version, (f"Sandbox {registry.model_name()} v{version}, {note}, serves from the start; "
                      f"the served {registry.MODEL_NAME} is not touched.")
 
@@ -394,9 +394,9 @@ def _run(settings: Settings, timeline_path: Path, progress: Progress | None, cre
                 comparison = (f"live RMSE {shadow_error.rmse:.1f} vs {values['rmse']:.1f} of v{serving.version} "
                               f"on step {index}'s engines")
                 if promote:
-                    registry.set_alias(registry.CHAMPION, shadow.version)
+                    promotion.set_alias(registry.CHAMPION, shadow.version)
                     if registry.alias_version(registry.CHALLENGER) == shadow.version:
-                        registry.clear_alias(registry.CHALLENGER)
+                        promotion.clear_alias(registry.CHALLENGER)
                     serving = shadow
                     event(index, f"step {index}: challenger v{shadow.version} promoted in shadow ({comparison}); "
                                  f"it serves from step {index + 1}")

@@ -1,6 +1,6 @@
 """The promotion gate: whether a candidate's validation metrics may replace the champion's.
 
-A pure decision; :func:`core.operations.registry.register_outcome` applies it under the registry lock. Its
+A pure decision; :func:`core.operations.promotion.register_outcome` applies it under the registry lock. Its
 tolerances come from the environment and are checked (:meth:`GateRules.from_env`) before a training starts, so a
 mistyped value is one sentence at once, not an error after a whole training.
 """

@@ -1,10 +1,11 @@
-"""MLflow tracking and model registry for the RUL ensemble.
+"""MLflow tracking and model registry for the RUL ensemble: opening the store, reading versions and aliases,
+fetching bundles.
 
-Every training is an MLflow run (params, per-epoch losses, validation and test metrics,
-data lineage, versions, device). Its bundle is logged as plain artifacts (XGBoost JSON/UBJ,
-torch state_dict, JSON) under ``bundle/`` and registered as a version of ``rul-ensemble``.
-Alias ``champion`` is what the app serves; ``challenger`` is the newest candidate that the
-promotion gate kept out.
+Every training is an MLflow run (:mod:`core.operations.run_logging`): params, per-epoch losses, validation and
+test metrics, its Parquet snapshot as a dataset input, versions, device. Each registered version of
+``rul-ensemble`` is an MLflow model (``pyfunc`` flavor, :mod:`core.operations.mlflow_model`) holding the bundle
+(XGBoost JSON/UBJ, torch state_dict, JSON). Alias ``champion`` is what the app serves; ``challenger`` is the
+newest candidate that the promotion gate kept out (:mod:`core.operations.promotion` moves them).
 
 Every function works on the registered model named by ``PM_REGISTERED_MODEL`` (default
 ``rul-ensemble``). The production simulation runs inside :func:`sandbox`, which points that
@@ -17,24 +18,22 @@ Integrity and concurrency:
 - each version is tagged with the content hash of its bundle; :func:`bundle_dir` hands out a local
   copy keyed by run id and that hash (:mod:`core.operations.bundle_cache`), never by version number;
 - an embedded tracking database deleted or replaced under a running process is reported
-  (:mod:`core.operations.tracking_store`) before any registry use, not silently recreated;
-- the gate's read-decide-write and every alias move hold one file lock (``$PM_HOME/registry.lock``),
-  so two gates deciding at once compare against each other's outcome;
-- every training run is tagged with its process; :func:`recover` (at :func:`init` and before each new
-  training is logged) ends runs left RUNNING by a dead process and keeps out versions it never gated;
+  (:mod:`core.operations.tracking_store`) before any registry use, not silently recreated; a new one is created
+  with every experiment's artifacts under ``$PM_HOME/mlartifacts`` (none in the working directory);
+- the gate's read-decide-write and every alias move hold one file lock (:func:`lock`), so two gates deciding at
+  once compare against each other's outcome;
+- :func:`init` cleans up after killed trainings (:mod:`core.operations.run_recovery`);
 - the registry is never guessed: an alias that is not set reads as None, but a read that fails (a locked
   database, an unreachable server) is retried :data:`READ_ATTEMPTS` times with a short backoff and then raises
-  :class:`RegistryReadError`; the gate then refuses to decide (:func:`register_outcome`), the champion stays and
-  the new version is kept as the challenger.
+  :class:`RegistryReadError`; the gate then refuses to decide, the champion stays and the new version is kept as
+  the challenger.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,9 +46,7 @@ import pandas as pd
 from core.config import ensure_home, environment, paths
 from core.errors import UserError
 from core.operations import bundle_cache, tracking_store
-from core.operations.gate import GateRules, gate
 from core.operations.job_records import RECORD_ENV, read_record
-from core.operations.jobs import process_alive, process_start_time
 
 MODEL_NAME = "rul-ensemble"
 SIM_MODEL_NAME = "rul-ensemble-sim"
@@ -59,9 +56,10 @@ CREATORS = ("setup", "dashboard", "cli", "simulation")
 EXPERIMENT = "rul-training"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PROCESS_TAGS = ("pm_host", "pm_pid", "pm_pid_start")
-"""Run tags naming the process that logs the run, so a run or version it left behind can be told from a live one."""
-END_REASON_TAG = "pm_end_reason"
+
+BUNDLE_TAG = "bundle_path"
+"""Version tag: where the bundle lies inside the version's source (its MLflow model); absent: the source is the
+bundle itself (versions registered before they carried an MLflow model)."""
 
 READ_ATTEMPTS = 3
 READ_BACKOFF_S = 0.25
@@ -115,7 +113,7 @@ def current_creator() -> str:
     return "cli"
 
 
-def _mlflow() -> Any:
+def open_mlflow() -> Any:
     """Import mlflow pointed at the configured tracking URI, initialising the store once per URI."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
@@ -140,7 +138,16 @@ def _mlflow() -> Any:
 
 
 def _ensure_experiment(mlflow: Any) -> None:
-    ensure_home()
+    """Create the tracking store and :data:`EXPERIMENT`, each experiment's artifacts under ``$PM_HOME/mlartifacts``.
+
+    MLflow creates a new database's Default experiment at ``./mlruns/0`` of the working directory (a checkout)
+    unless the store is first opened with an artifact root: an embedded database is opened here with ours.
+    """
+    home = ensure_home()
+    if tracking_store.sqlite_path(home.mlflow_uri) is not None:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        SqlAlchemyStore(home.mlflow_uri, home.artifacts.as_uri()).engine.dispose()
     client = mlflow.MlflowClient()
     if client.get_experiment_by_name(EXPERIMENT) is None:
         client.create_experiment(EXPERIMENT, artifact_location=paths().artifacts.as_uri())
@@ -148,9 +155,11 @@ def _ensure_experiment(mlflow: Any) -> None:
 
 def init() -> None:
     """Create the tracking database and experiment before any concurrent use (SQLite has one writer), then
-    clean up after trainings that were killed (:func:`recover`)."""
-    _mlflow()
-    recover()
+    clean up after trainings that were killed (:func:`core.operations.run_recovery.recover`)."""
+    from core.operations import run_recovery  # it builds on this module
+
+    open_mlflow()
+    run_recovery.recover()
 
 
 def init_in_background(after: Callable[[], None] | None = None, delay_s: float = 0.0,
@@ -198,7 +207,7 @@ def check_store() -> None:
 
 def client() -> Any:
     """An ``MlflowClient`` on the configured tracking and registry URI."""
-    return _mlflow().MlflowClient()
+    return open_mlflow().MlflowClient()
 
 
 class RegistryReadError(UserError):
@@ -213,7 +222,7 @@ def _missing(err: Exception) -> bool:
 def _read(read: Callable[[], T], what: str) -> T:
     """``read()``, tried again after a short backoff when MLflow fails; an error saying the thing does not exist is
     raised at once (it is an answer), any other raises :class:`RegistryReadError` after the last try."""
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     attempt = 1
     while True:
         try:
@@ -230,10 +239,10 @@ def _read(read: Callable[[], T], what: str) -> T:
         attempt += 1
 
 
-def _model_version(name: str, version: int) -> Any:
+def model_version(name: str, version: int) -> Any:
     """The registered ``ModelVersion`` ``version`` of ``name``; UserError when there is no such version,
     :class:`RegistryReadError` when the registry cannot be read."""
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     try:
         return _read(lambda: mlflow.MlflowClient().get_model_version(name, str(version)),
                      f"version {version} of {name}")
@@ -241,139 +250,10 @@ def _model_version(name: str, version: int) -> Any:
         raise UserError(f"Model version {version} of {name} does not exist.") from err
 
 
-def _finite(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
-
-
-def log_training(
-    *,
-    bundle_dir: Path,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    history: list[dict[str, Any]],
-    lineage: dict[str, Any],
-    tags: dict[str, str],
-) -> tuple[str, int]:
-    """Log one training as an MLflow run, register its bundle; return (run_id, version).
-
-    ``metrics`` are flat names (``val_rmse``, ``test_FD001_rmse`` ...); ``history`` is the
-    per-epoch record (``epoch`` plus loss values) logged as stepped metrics; ``lineage``
-    describes the training-data snapshot and is stored as params and a JSON artifact.
-    The version is registered inside the run (tagged with the bundle's content hash), so a
-    process killed before the gate leaves a run :func:`recover` can find.
-    """
-    mlflow = _mlflow()
-    recover()
-    experiment = mlflow.MlflowClient().get_experiment_by_name(EXPERIMENT)
-    content = bundle_cache.content_sha256(bundle_dir)
-    with mlflow.start_run(experiment_id=experiment.experiment_id, tags=process_tags()) as run:
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_params({f"data_{k}": str(v)[:500] for k, v in lineage.items() if not isinstance(v, (list, dict))})
-        tags = {**tags, "created_by": tags.get("created_by") or current_creator(), bundle_cache.CONTENT_TAG: content}
-        mlflow.set_tags(tags)
-        mlflow.log_metrics(_finite(metrics))
-        for row in history:
-            step = int(row.get("epoch", row.get("step", 0)))
-            prefix = str(row.get("phase", "lstm"))
-            values = {f"{prefix}_{k}": v for k, v in _finite(row).items() if k not in ("epoch", "step", "epochs")}
-            if values:
-                mlflow.log_metrics(values, step=step)
-        mlflow.log_dict(lineage, "lineage.json")
-        mlflow.log_artifacts(str(bundle_dir), artifact_path="bundle")
-        run_id = run.info.run_id
-        version = _new_version(f"{run.info.artifact_uri}/bundle", run_id, tags)
-    return run_id, version
-
-
-def process_tags() -> dict[str, str]:
-    """The :data:`PROCESS_TAGS` of this process (host, pid, pid start time) for a run it logs."""
-    return dict(zip(PROCESS_TAGS, (socket.gethostname(), str(os.getpid()),
-                                   str(process_start_time(os.getpid()) or "")), strict=True))
-
-
-def _logged_by_live_process(run_tags: dict[str, str]) -> bool:
-    """True if the process named in a run's tags still runs, or runs on another host (so cannot be checked)."""
-    if not run_tags.get("pm_pid", "").isdigit():
-        return False
-    if run_tags.get("pm_host") != socket.gethostname():
-        return True
-    start = run_tags.get("pm_pid_start", "")
-    return process_alive(int(run_tags["pm_pid"]), int(start) if start.isdigit() else None)
-
-
-def _run_tags(c: Any, run_id: str) -> dict[str, str]:
-    """The tags of a run, or none when the run is gone (deleted from the tracking store)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return dict(c.get_run(run_id).data.tags)
-    except MlflowException:
-        return {}
-
-
-def _left_behind(c: Any, experiment_id: str) -> tuple[list[Any], list[Any]]:
-    """(runs still RUNNING, versions never gated) whose process is gone; copies of versions are never gated."""
-    runs = [run for run in c.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'")
-            if not _logged_by_live_process(run.data.tags)]
-    versions = [mv for mv in c.search_model_versions() if "gate" not in mv.tags and "copied_from" not in mv.tags
-                and not _logged_by_live_process(_run_tags(c, mv.run_id))]
-    return runs, versions
-
-
-def recover() -> list[str]:
-    """End what killed trainings left behind; return one sentence per thing cleaned up.
-
-    A run still RUNNING whose process is gone is ended as KILLED (tag ``pm_end_reason``); a version no gate
-    decided on (no ``gate`` tag, not a copy) whose run's process is gone is kept out (its ``gate`` tag says
-    why) and never served. Runs of live processes (a training in progress) are left alone. Nothing is
-    written (and no lock taken) when nothing was left behind, so a read-only home still starts.
-    """
-    c = _mlflow().MlflowClient()
-    experiment_id = c.get_experiment_by_name(EXPERIMENT).experiment_id
-    if not any(_left_behind(c, experiment_id)):
-        return []
-    done: list[str] = []
-    with _registry_lock():
-        runs, versions = _left_behind(c, experiment_id)  # again: another process may have cleaned up meanwhile
-        for run in runs:
-            c.set_tag(run.info.run_id, END_REASON_TAG, "Its process stopped before the run finished (found at a "
-                                                       "later start).")
-            c.set_terminated(run.info.run_id, status="KILLED")
-            done.append(f"Run {run.info.run_id} was left running by a stopped process and is now marked killed.")
-        for mv in versions:
-            c.set_model_version_tag(mv.name, mv.version, "gate", "Kept out: its training stopped before the gate "
-                                                                 "decided on it; it was never served.")
-            done.append(f"{mv.name} v{mv.version} was registered by a stopped training and is now kept out.")
-    return done
-
-
-def _new_version(source: str, run_id: str, tags: dict[str, str]) -> int:
-    """Register ``source`` (a bundle folder URI) as a new version of :func:`model_name`."""
-    mlflow = _mlflow()
-    c = mlflow.MlflowClient()
-    name = model_name()
-    try:
-        c.get_registered_model(name)
-    except mlflow.exceptions.MlflowException:
-        description = "XGBoost + LSTM RUL ensemble for C-MAPSS fleets."
-        if name != MODEL_NAME:
-            description = f"Sandbox of {MODEL_NAME} (production simulation); never served by the app."
-        c.create_registered_model(name, description=description)
-    return int(c.create_model_version(name, source=source, run_id=run_id, tags=tags).version)
-
-
-def copy_version(source_name: str, version: int) -> int:
-    """Register the bundle of ``source_name`` v``version`` as a new version of :func:`model_name` (same run)."""
-    mv = _model_version(source_name, version)
-    tags = {**mv.tags, "created_by": current_creator(), "copied_from": f"{source_name} v{version}"}
-    tags.pop("gate", None)
-    return _new_version(mv.source, mv.run_id, tags)
-
-
 def aliases(name: str | None = None) -> dict[str, int]:
     """Every alias of ``name`` (default :func:`model_name`) and the version it points at; empty while the model
     is not registered. :class:`RegistryReadError` when the registry cannot be read (never an empty guess)."""
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     name = name or model_name()
     try:
         model = _read(lambda: mlflow.MlflowClient().get_registered_model(name), f"the aliases of {name}")
@@ -395,19 +275,20 @@ def champion_version(name: str | None = None) -> int | None:
 
 def version_metrics(version: int, name: str | None = None) -> dict[str, float]:
     """The metrics logged by the run behind a registered version (of ``name``, default :func:`model_name`)."""
-    mv = _model_version(name or model_name(), version)
+    mv = model_version(name or model_name(), version)
     return dict(_read(lambda: client().get_run(mv.run_id), f"the run of version {version}").data.metrics)
 
 
 def training_datasets(version: int, name: str | None = None) -> list[str]:
     """The datasets ``version`` was trained on (its snapshot lineage), in the order logged."""
-    mv = _model_version(name or model_name(), version)
+    mv = model_version(name or model_name(), version)
     return [d for d in client().get_run(mv.run_id).data.params.get("data_datasets", "").split(",") if d]
 
 
 @contextmanager
-def _registry_lock() -> Iterator[None]:
-    """Hold ``$PM_HOME/registry.lock`` (across threads and processes) around a read-decide-write of aliases."""
+def lock() -> Iterator[None]:
+    """Hold ``$PM_HOME/registry.lock`` (across threads and processes) around a read-decide-write of aliases or a
+    clean-up of what killed trainings left behind."""
     try:
         handle = open(ensure_home().home / "registry.lock", "a+b")  # noqa: SIM115 - closed by the with below
     except OSError as err:
@@ -418,76 +299,9 @@ def _registry_lock() -> Iterator[None]:
         yield
 
 
-def _point(alias: str, version: int) -> None:
-    _model_version(model_name(), version)
-    client().set_registered_model_alias(model_name(), alias, str(version))
-
-
-def _unpoint(alias: str) -> None:
-    mlflow = _mlflow()
-    try:
-        mlflow.MlflowClient().delete_registered_model_alias(model_name(), alias)
-    except mlflow.exceptions.MlflowException:
-        return
-
-
-def set_alias(alias: str, version: int) -> None:
-    """Point ``alias`` at ``version`` (promotion, rollback); raises UserError for an unknown version."""
-    with _registry_lock():
-        _point(alias, version)
-
-
-def clear_alias(alias: str) -> None:
-    """Remove ``alias`` if it is set."""
-    with _registry_lock():
-        _unpoint(alias)
-
-
-def register_outcome(version: int, metrics: dict[str, float], rules: GateRules | None = None) -> tuple[bool, str]:
-    """Apply the promotion gate to a new version and move the aliases; return (promoted, reason).
-
-    Reading the champion, deciding and moving the aliases happen under one cross-process lock, so a
-    gate deciding at the same time waits and then compares against this outcome. When the champion (its
-    alias or its metrics) cannot be read, even after retries, nothing is decided: the champion stays, the
-    version becomes the challenger and the reason says why.
-    """
-    rules = rules or GateRules.from_env()
-    with _registry_lock():
-        try:
-            current = aliases().get(CHAMPION)
-            champion_metrics = version_metrics(current) if current is not None else None
-        except RegistryReadError as err:
-            return False, _undecided(version, err)
-        promoted, reason = gate(metrics, champion_metrics, rules)
-        client().set_model_version_tag(model_name(), str(version), "gate", reason)
-        if promoted:
-            _point(CHAMPION, version)
-            if aliases().get(CHALLENGER) == version:
-                _unpoint(CHALLENGER)
-        else:
-            _point(CHALLENGER, version)
-    return promoted, reason
-
-
-def _undecided(version: int, err: RegistryReadError) -> str:
-    """Keep ``version`` as the challenger, the champion as it is, and say why the gate did not decide."""
-    mlflow = _mlflow()
-    said = str(err).rstrip(".")
-    reason = (f"Not decided: {said[:1].lower()}{said[1:]}, so the gate could not compare with the champion. The champion "
-              f"stays as it was and v{version} is kept as the challenger; promote it on the Models page if it "
-              "should serve.")
-    try:
-        client().set_model_version_tag(model_name(), str(version), "gate", reason)
-        client().set_registered_model_alias(model_name(), CHALLENGER, str(version))
-    except mlflow.exceptions.MlflowException as write_err:
-        LOG.warning("Version %s could not be marked as the challenger: %s", version, write_err)
-        reason += f" (The registry also refused to mark it: {(str(write_err).splitlines() or [''])[0]})"
-    return reason
-
-
 def list_versions(name: str | None = None) -> pd.DataFrame:
     """Every version of ``name`` (default :func:`model_name`), newest first, with aliases, data, creator, metrics."""
-    mlflow = _mlflow()
+    mlflow = open_mlflow()
     c = mlflow.MlflowClient()
     name = name or model_name()
     try:
@@ -529,7 +343,7 @@ def bundle_key(version: int) -> str:
 
     Caches of loaded models key on this, not on the version number, which a new registry reuses.
     """
-    mv = _model_version(model_name(), version)
+    mv = model_version(model_name(), version)
     return bundle_cache.folder_name(mv.run_id, _content(mv))
 
 
@@ -537,16 +351,18 @@ def bundle_dir(version: int) -> Path:
     """Local folder holding the bundle of ``version``, verified each time, fetched from MLflow when needed.
 
     The copy is keyed by run id and content hash; a copy that no longer matches (a corrupt file) is
-    fetched again, and an artifact store whose copy does not match either is a UserError.
+    fetched again, and an artifact store whose copy does not match either is a UserError. The bundle is read from
+    inside the version's MLflow model (:data:`BUNDLE_TAG`).
     """
-    mv = _model_version(model_name(), version)
-    mlflow = _mlflow()
+    mv = model_version(model_name(), version)
+    source = f"{mv.source.rstrip('/')}/{mv.tags[BUNDLE_TAG]}" if mv.tags.get(BUNDLE_TAG) else mv.source
+    mlflow = open_mlflow()
     what = f"model version {version} of {model_name()} (run {mv.run_id})"
     content = _content(mv)
 
     def fetch(staging: Path) -> Path:
         try:
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(staging)))
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging)))
         except (mlflow.exceptions.MlflowException, OSError) as err:
             raise UserError(f"The artifacts of {what} are missing or unreadable in the artifact store: "
                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from core.data import snapshot
-from core.operations import registry
+from core.operations import promotion, registry, run_logging
 from core.operations.gate import rules_before_training
 from core.operations.tune import apply_recipe, load_recipe
 from models.bundle import save_bundle
@@ -65,6 +66,7 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
     ``test_FD00x_rmse_lstm``), the fitted blend weights as flat ``weight_*`` numbers (logged to
     MLflow) and, in the returned dict only, as ``weights``.
     """
+    started = time.time()
     rules = rules_before_training()
     snap, train_rows, test_rows, truth = snapshot.read(snapshot_path)
     recipe = load_recipe()
@@ -93,19 +95,21 @@ def run_training(snapshot_path: Path, config: TrainConfig, progress: Progress | 
         progress({"phase": "register", "message": "Logging the run to MLflow and registering the bundle."})
     with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
         save_bundle(result.ensemble, Path(tmp))
-        run_id, version = registry.log_training(
+        run_id, version = run_logging.log_training(
             bundle_dir=Path(tmp),
             params=config.to_dict(),
             metrics=metrics,
             history=result.history,
             lineage=snap.lineage(),
             tags=tags,
+            started=started,
+            data=run_logging.TrainingData(snap.path, snap.sha256, train_rows, test_rows),
         )
     try:
         previous_champion = registry.champion_version()
     except registry.RegistryReadError:
         previous_champion = None  # unknown: the gate below retries the read and, failing, refuses to decide
-    promoted, reason = registry.register_outcome(version, metrics, rules)
+    promoted, reason = promotion.register_outcome(version, metrics, rules)
     return {
         "version": version,
         "run_id": run_id,

@@ -21,7 +21,7 @@ from typing import Any
 from core.config import ensure_home, paths
 from core.data import snapshot
 from core.errors import UserError
-from core.operations import registry
+from core.operations import registry, run_recovery
 from models.training import TrainConfig, train
 
 Progress = Callable[[dict[str, Any]], None]
@@ -80,7 +80,7 @@ def _suggest(trial: Any) -> dict[str, Any]:
 def _log_child(client: Any, experiment_id: str, parent: str, name: str, settings: dict[str, Any],
                metrics: dict[str, float]) -> None:
     run = client.create_run(experiment_id, run_name=name,
-                            tags={"mlflow.parentRunId": parent, "kind": "tune-trial", **registry.process_tags()})
+                            tags={"mlflow.parentRunId": parent, "kind": "tune-trial", **run_recovery.process_tags()})
     for key, value in settings.items():
         client.log_param(run.info.run_id, key, str(value))
     for key, value in metrics.items():
@@ -103,7 +103,7 @@ def tune(snapshot_path: Path, base: TrainConfig, trials: int, progress: Progress
     experiment_id = client.get_experiment_by_name(registry.EXPERIMENT).experiment_id
     parent = client.create_run(experiment_id, run_name=f"tune {', '.join(snap.datasets)}",
                                tags={"kind": "tune", "snapshot_sha256": snap.sha256,
-                                     **registry.process_tags()}).info.run_id
+                                     **run_recovery.process_tags()}).info.run_id
     started = time.perf_counter()
     emit({"phase": "tune", "epoch": 0, "epochs": trials, "message": "Scoring the current recipe (baseline)"})
     baseline_metrics = train(rows, current).metrics

@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.operations import job_progress, job_records, jobs, registry, retrain
+from core.operations import job_progress, job_records, jobs, promotion, registry, retrain, run_logging
 from pages import model_charts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,11 +20,11 @@ def _version(tmp_path: Path, tag: str, rmse: float, f2: float) -> int:
     bundle = tmp_path / f"bundle-{tag}"
     bundle.mkdir()
     (bundle / "config.json").write_text(json.dumps({"tag": tag}))
-    _, version = registry.log_training(
+    _, version = run_logging.log_training(
         bundle_dir=bundle, params={"epochs": 1}, metrics={"val_rmse": rmse, "val_f2": f2},
         history=[], lineage={"datasets": "train_FD001"}, tags={"device": "cpu"},
     )
-    registry.register_outcome(version, {"val_rmse": rmse, "val_f2": f2})
+    promotion.register_outcome(version, {"val_rmse": rmse, "val_f2": f2})
     return version
 
 
