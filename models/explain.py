@@ -313,6 +313,13 @@ class Explainer:
         `rul` as in :meth:`explain_rows`."""
         return self.explain_rows(fs, [row], None if rul is None else [rul])[0]
 
+    def levels(self, fs: FeatureSet, rows: RowIndex) -> np.ndarray:
+        """(n, inputs) each input's current level at rows `rows` of `fs`, in :attr:`inputs` order: a sensor's
+        5-cycle mean (else its last value) in training σ from its regime's mean, and the engine's age in cycles."""
+        index = self._rows(fs, rows)
+        return np.column_stack([fs.tree[index][:, self._level].astype(float),
+                                fs.keys["cycle"].to_numpy()[index].astype(float)])
+
     def _by_sensor(self, fs: FeatureSet, row: int, parts: Attributions, i: int) -> pd.DataFrame:
         features = fs.tree[row].astype(float)
         change = np.where(self._slope >= 0, features[self._slope] * 29.0, 0.0)
@@ -322,7 +329,7 @@ class Explainer:
             "combined": parts.combined[i],
             "xgb": parts.xgb[i],
             "lstm": parts.lstm_by_input[i],
-            "level": [*features[self._level], float(fs.keys["cycle"].iloc[row])],
+            "level": self.levels(fs, [row])[0],
             "change": [*change, 0.0],
         })
         order = np.argsort(-np.abs(parts.combined[i]), kind="stable")
