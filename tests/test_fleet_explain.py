@@ -95,3 +95,32 @@ def test_stored_explanation_is_stale_for_another_version_and_fresh_for_its_own(h
         assert fleet_explain.stale_datasets(con, version + 1) == ["test_FD002"]
         assert fleet_explain.load(con, "test_FD002", version + 1) is None
     assert explain_job.start(version) is None, "nothing stale: no job"
+
+
+class _Cache:
+    """The server's model cache as the scorer uses it when nothing is stale: only the champion's version."""
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+    def champion_version(self) -> int:
+        return self.version
+
+
+def test_the_server_scorer_starts_the_job_once_scores_are_current(home: Path) -> None:
+    from core.operations import jobs, scoring_job
+    from core.server.scoring import ServerScorer
+
+    version, _ = scoring.load_model()
+    scoring_job.score_stale(version)
+    store.write(lambda con: con.execute("DELETE FROM fleet_explanations"))
+    assert ServerScorer(_Cache(version)).run() is None, "nothing to score"  # type: ignore[arg-type]
+    job = explain_job.latest()
+    assert job is not None and job.created_by == "server" and job.config["datasets"][0][0] == "test_FD002"
+    finished = jobs.wait(job.id, timeout_s=600)
+    assert finished.state == "succeeded", finished.error
+    with store.connect(read_only=True) as con:
+        stored = fleet_explain.load(con, "test_FD002", version)
+        assert fleet_explain.stale_datasets(con, version) == []
+    assert stored is not None and stored.sampled == stored.engines == 259, "259 engines: fewer than the sample size"
+    assert explain_job.start(version) is None
