@@ -14,6 +14,7 @@ that failed is not started again for the same datasets and readings: the views s
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -27,6 +28,9 @@ KIND = "explain"
 MODULE = "core.operations.explain_job"
 THREADS = 1
 """CPU threads the job's models use: it runs next to the dashboard on a small machine."""
+STORE_WAIT_S = "120"
+"""Seconds the job waits for the fleet store while the server uses it (``PM_DB_LOCK_WAIT_S`` when not set): a
+background job can wait where a person at a page or a command should hear at once."""
 
 
 def latest() -> job_records.JobRecord | None:
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", type=int, required=True, help="the model version to explain")
     parser.add_argument("--bundle", type=Path, required=True, help="that version's bundle folder")
     args = parser.parse_args(argv)
+    os.environ.setdefault("PM_DB_LOCK_WAIT_S", STORE_WAIT_S)
 
     def job(reporter: job_runtime.Reporter) -> dict[str, Any]:
         reporter.phase("explain", "explaining the fleet's predictions")
