@@ -26,6 +26,7 @@ def dashboard() -> None:
         st.Page("pages/fleet.py", title="Fleet", icon=":material/flight:"),
         st.Page("pages/plan.py", title="Plan", icon=":material/event:"),
         st.Page("pages/engine.py", title="Engine", icon=":material/settings:"),
+        st.Page("pages/explain.py", title="Explain", icon=":material/insights:"),
         st.Page("pages/drift.py", title="Drift", icon=":material/monitoring:"),
         st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
     ]

@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.data import sensors as sensor_table
-from models.explain import APPROXIMATION, apportion
+from models.explanation import APPROXIMATION, apportion
 
 if TYPE_CHECKING:
-    from models.explain import Breakdown
+    from models.explanation import Breakdown
 
 
 def plain(value: object) -> str:

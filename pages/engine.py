@@ -1,5 +1,6 @@
 """Engine: one engine by its id: the current prediction, sensor trends, outcomes (record and timeline), stored
-predictions against the realised RUL once it closed, the SHAP explanation and what-if sliders.
+predictions against the realised RUL once it closed, the SHAP explanation next to the fleet's, and what-if sliders
+for any sensor.
 
 The address ``?dataset=NAME&engine=ID`` opens that engine, so a link to it can be shared.
 """
@@ -17,9 +18,9 @@ from core.errors import UserError
 from core.serving import whatif
 from models.ensemble import Ensemble
 from models.explain import Explainer
-from pages import access, charts, ui
+from pages import access, charts, explain_charts, explain_view, ui
 
-TOP_SENSORS = 4  # the most influential sensors get a what-if slider and are plotted by default
+TOP_SENSORS = 4  # the most influential sensors get a what-if slider by default and are plotted by default
 TOP_CHART = 10  # inputs listed in the explanation charts (the rest add up as "other inputs")
 IN_SERVICE = ("fleet", "evaluation")
 LISTED_ENGINES = 1_000  # a dataset with more engines has its engine typed, not picked from a list that long
@@ -261,14 +262,29 @@ with why_tab:
             over_time = explanation.lstm_over_time()
             window_cycles = list(range(baseline.cycle - over_time.shape[1] + 1, baseline.cycle + 1))
             st.plotly_chart(charts.lstm_heatmap(over_time, window_cycles), key="why_lstm_heatmap")
+        fleet_explained = explain_view.stored(dataset, version)[0] if role in IN_SERVICE else None
+        if fleet_explained is not None:
+            st.plotly_chart(explain_charts.engine_vs_fleet(explanation.by_sensor, fleet_explained.importance(),
+                                                           TOP_CHART), key="why_fleet")
+            st.caption(f"The fleet mean is mean |SHAP| over {ui.text(dataset)}: "
+                       f"{explain_view.sample_sentence(fleet_explained)}")
+        elif role in IN_SERVICE:
+            st.caption("The fleet-wide explanation of this dataset is not computed yet (it is, in the background, "
+                       "after scoring).")
+        st.page_link("pages/explain.py", label="Fleet explanations", icon=":material/insights:")
 
 
 @st.fragment
 def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame, baseline: whatif.Outcome,
                   prefix: str) -> None:
-    """Sliders shifting the recent readings of the most influential sensors, and the updated prediction."""
+    """Sliders shifting the recent readings of the sensors the user picks (by default the most influential), and
+    the updated prediction."""
     ranges = whatif.slider_ranges(ensemble)
-    shifted = [s for s in baseline.explanation.top_sensors(TOP_SENSORS) if s in ranges]
+    ranked = [s for s in baseline.explanation.top_sensors(len(ranges)) if s in ranges]
+    shifted = st.multiselect("Sensors to shift", ranked, default=ranked[:TOP_SENSORS], key=f"{prefix}_sensors",
+                             format_func=sensors.label,
+                             help="Any sensor the model uses, listed by its effect on this prediction (largest "
+                                  "first); the four largest are offered first.")
     keys = {s: f"{prefix}_{s}" for s in shifted}
 
     def reset() -> None:
@@ -278,9 +294,10 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
     top = st.columns([3, 1], vertical_alignment="bottom")
     last_n = top[0].slider("Shift the last N cycles", 1, max(len(engine), 2), min(10, len(engine)), key=f"{prefix}_n")
     top[1].button("Reset", on_click=reset, key=f"{prefix}_reset", icon=":material/restart_alt:")
-    columns = st.columns(len(shifted))
+    columns = [column for start in range(0, len(shifted), TOP_SENSORS)
+               for column in st.columns(TOP_SENSORS)[:len(shifted) - start]]
     shifts = {}
-    for column, sensor in zip(columns, shifted):
+    for column, sensor in zip(columns, shifted, strict=True):
         r = ranges[sensor]
         unit = sensors.unit_of(sensor)
         shifts[sensor] = column.slider(
@@ -322,6 +339,6 @@ def what_if_panel(ensemble: Ensemble, explainer: Explainer, engine: pd.DataFrame
 
 with whatif_tab:
     if whatif_tab.open:
-        st.caption("Shift the recent readings of the sensors that move this prediction most and see the prediction, "
-                   "interval, risk and explanation change, next to the unmodified baseline.")
+        st.caption("Shift the recent readings of any sensors (those that move this prediction most come first) and "
+                   "see the prediction, interval, risk and explanation change, next to the unmodified baseline.")
         what_if_panel(ensemble, explainer, engine, baseline, f"whatif_{dataset}_{engine_id}")

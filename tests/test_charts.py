@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 from core.data.sensors import feature_label
-from models.explain import Breakdown
+from models.explanation import Breakdown
 from pages import charts, drift_charts
 
 LINKED = '<a href="http://127.0.0.1:9449/x">ESN-1</a><b>!</b> & co'

@@ -15,15 +15,8 @@ import torch
 from core.data.cmapss import COLUMNS
 from core.errors import UserError
 from models.ensemble import Ensemble
-from models.explain import (
-    AGE,
-    Explainer,
-    apportion,
-    background_windows,
-    describe,
-    gradient_explainer_plan,
-    tree_contributions,
-)
+from models.explain import Explainer, background_windows, gradient_explainer_plan, tree_contributions
+from models.explanation import AGE, apportion, describe
 from models.training import TrainConfig, train
 from tests.conftest import trains
 

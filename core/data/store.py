@@ -36,7 +36,7 @@ ROLES = ("history", "fleet", "evaluation", "sandbox")
 (``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
 listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
 IN_SERVICE_ROLES = ("fleet", "evaluation")
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 T = TypeVar("T")
@@ -105,6 +105,15 @@ _SCHEMA = [
         opened_at TIMESTAMP NOT NULL, closed_at TIMESTAMP, state VARCHAR NOT NULL,
         acknowledged_by VARCHAR, acknowledged_at TIMESTAMP, snoozed_by VARCHAR, snoozed_at TIMESTAMP,
         snoozed_until TIMESTAMP, note VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS fleet_explanations (
+        dataset_id INTEGER NOT NULL, model_version VARCHAR NOT NULL, computed_at TIMESTAMP NOT NULL,
+        data_rows BIGINT NOT NULL, engines INTEGER NOT NULL, sampled INTEGER NOT NULL, seed INTEGER NOT NULL,
+        weight_xgb DOUBLE NOT NULL, base DOUBLE NOT NULL, rul DOUBLE NOT NULL, approximation DOUBLE NOT NULL,
+        PRIMARY KEY (dataset_id, model_version))""",
+    """CREATE TABLE IF NOT EXISTS fleet_shap (
+        dataset_id INTEGER NOT NULL, model_version VARCHAR NOT NULL, unit INTEGER NOT NULL, regime INTEGER NOT NULL,
+        input VARCHAR NOT NULL, value DOUBLE NOT NULL, level DOUBLE NOT NULL, xgb DOUBLE NOT NULL,
+        lstm DOUBLE NOT NULL, combined DOUBLE NOT NULL, PRIMARY KEY (dataset_id, model_version, unit, input))""",
 ]
 """Tables. ``engines`` maps each engine's id as the operator writes it to the integer ``unit`` the
 readings use, and records when an outcome closed it; ``loaded_files`` holds the sha256 of every file
@@ -113,7 +122,10 @@ loaded into a dataset (for de-duplication); ``truth_files`` records each RUL fil
 outcomes engineers record, with the model version serving at the time; ``engine_sources`` records where a
 history engine came from (the in-service dataset and engine id an outcome closed it in), its lineage;
 ``alert_episodes`` holds one row per alert episode (:mod:`core.server.alerts`): what it is about (``key``), when it opened and closed, and who
-acknowledged or snoozed it (``state`` snoozed with no ``snoozed_until``: until the condition ends)."""
+acknowledged or snoozed it (``state`` snoozed with no ``snoozed_until``: until the condition ends);
+``fleet_explanations`` holds one row per (dataset, model version) whose fleet-wide SHAP was computed on a seeded sample
+of its engines (schema 6; the data it saw, the sample, the sample's mean base, RUL and approximation) and
+``fleet_shap`` that sample's attributions, one row per (engine, input) (:mod:`core.serving.fleet_explain`)."""
 
 _MIGRATE_V1 = [
     "ALTER TABLE datasets RENAME COLUMN split TO role",
@@ -429,7 +441,7 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables, or bring a schema-1 to -4 store up to date, in one transaction.
+    """Create missing tables, or bring a schema-1 to -5 store up to date, in one transaction.
 
     Runs when the handle opens read-write, before any cursor exists, so no thread of this process
     works on the store meanwhile; DuckDB's file lock keeps other processes out. The schema is read

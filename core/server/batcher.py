@@ -25,7 +25,8 @@ from core.data.features import FeatureSet
 from core.server.model_cache import Served
 
 if TYPE_CHECKING:
-    from models.explain import Explainer, TopFactors
+    from models.explain import Explainer
+    from models.explanation import TopFactors
 
 MAX_ENGINES = 64
 WORKERS = 1

@@ -6,7 +6,7 @@ SHAP contribution to the blended RUL (XGBoost TreeSHAP and the LSTM's expected g
 the blend is), named by the sensor table. With them come ``base`` (the fleet-average prediction they start
 from) and the ``remainder`` that closes the sum, ``base + sum(contribution) + remainder == rul``, split into
 ``other_inputs`` (the inputs not listed) and ``approximation`` (what the attributions leave out: clipping to
-``[0, cap]`` and the LSTM's sampling error; see :class:`models.explain.Breakdown`).
+``[0, cap]`` and the LSTM's sampling error; see :class:`models.explanation.Breakdown`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,10 @@ from core.data import queries, sensors, store
 from core.errors import UserError
 from core.server.batcher import Batcher, Readings
 from core.server.model_cache import ModelCache, Served
+from models.explanation import AGE
 
 if TYPE_CHECKING:
-    from models.explain import TopFactors
-
-AGE = "age"
-"""The explanation's name for engine age (``models.explain.AGE``; not imported, to keep torch off the server's
-start)."""
+    from models.explanation import TopFactors
 
 TOP_FACTORS = 5
 ANSWER_COLUMNS = ("cycle", "rul", "rul_low", "rul_high", "p_fail_30", "risk", "ood", "ood_reason")

@@ -5,6 +5,7 @@ to :data:`IN_SERVER_ENGINES` stale engines are scored here, under the scoring lo
 already holds, so a day's few appended engines are scored in well under a second instead of waiting for a
 fresh process to import the model stack. A larger backlog (a new dataset, a new champion) goes to the
 background scoring job (:mod:`core.operations.scoring_job`), and nothing is scored here while that job runs.
+Once nothing is left to score, stale fleet explanations are handed to their job (:mod:`core.operations.explain_job`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import duckdb
 
 from core.data import score_queries, store
 from core.errors import UserError
-from core.operations import scoring_job
+from core.operations import explain_job, scoring_job
 from core.server.model_cache import ModelCache
 
 LOG = logging.getLogger("core.server.scoring")
@@ -42,6 +43,7 @@ class ServerScorer:
     def run(self) -> dict[str, Any] | None:
         """Score the champion's stale engines here when there are at most `limit`, else start the scoring job.
 
+        When no engine is stale, starts the fleet explanation job if a dataset's explanation is.
         Returns what :func:`core.operations.scoring_job.score_stale` returns when scored here, the job's record
         (as a dict) when the job was started or runs already, None when nothing is stale or there is no champion.
         """
@@ -61,6 +63,7 @@ class ServerScorer:
                          result["seconds"])
                 return result
         if pending == 0:
+            explain_job.start(version, created_by="server")  # nothing left to score: explain the fleet
             return None
         job = scoring_job.start(created_by="server")
         return job.to_dict() if job is not None else None

@@ -3,7 +3,7 @@
 A what-if adds a fixed amount (raw sensor units) to chosen sensors over the engine's last
 ``last_n`` cycles, then recomputes features, the ensemble's RUL, interval, failure
 probability, risk and SHAP explanation, next to the unmodified baseline. Each outcome's explanation adds up to
-that outcome's served RUL (:meth:`models.explain.Explanation.breakdown`), so its sentences quote the RUL its
+that outcome's served RUL (:meth:`models.explanation.Explanation.breakdown`), so its sentences quote the RUL its
 metric shows.
 
 Slider ranges come from the training data as the fitted feature pipeline stores it: per
@@ -27,7 +27,8 @@ from core.data import queries, sensors, store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
 from models.ensemble import Ensemble
-from models.explain import Explainer, Explanation, background_windows
+from models.explain import Explainer, background_windows
+from models.explanation import Explanation
 
 SPAN_SIGMA = 3.0
 """Slider half-range in training σ."""

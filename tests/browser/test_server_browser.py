@@ -11,7 +11,7 @@ from tests.api_support import build_trained_home, engine_body
 
 pytestmark = pytest.mark.browser
 
-TITLES = ["Home", "Data", "Fleet", "Plan", "Engine", "Drift", "Models"]
+TITLES = ["Home", "Data", "Fleet", "Plan", "Engine", "Explain", "Drift", "Models"]
 
 
 @pytest.fixture(scope="module")
