@@ -27,7 +27,7 @@ from core.data import store
 from core.errors import UserError
 from core.operations import jobs, registry
 from core.server import auth, errors, metrics
-from core.server.alert_rules import TRAIN_KIND, Watcher
+from core.server.alert_rules import RECENT_JOBS, TRAIN_KIND, Watcher
 from core.server.alerts import Notifier
 from core.server.api import Services, build_api
 from core.server.fleet_gauges import FleetGauges
@@ -59,8 +59,7 @@ def _refresh(services: Services) -> Callable[[], None]:
         metrics.set_champion(services.cache.champion_version())
         metrics.BATCHER_QUEUE.set(services.batcher.waiting())
         gauges.refresh()
-        newest = jobs.list_jobs(limit=1, kind=TRAIN_KIND)
-        metrics.set_job_state(newest[0].state if newest else None)
+        metrics.set_job_states([job.state for job in jobs.list_jobs(limit=RECENT_JOBS, kind=TRAIN_KIND)])
     return refresh
 
 

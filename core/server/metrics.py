@@ -67,6 +67,8 @@ PREDICTIONS = Counter("pm_predictions", "Engines predicted through the API", ["r
 CHAMPION = Info("pm_champion", "The registered model version the server serves as champion", registry=REGISTRY)
 JOB_STATE = Gauge("pm_training_job_state", "1 for the state of the newest training job", ["state"],
                   registry=REGISTRY)
+FAILED_IN_A_ROW = Gauge("pm_training_failures_in_a_row", "Training jobs that failed in a row, newest first (0 when "
+                        "the newest did not fail)", registry=REGISTRY)
 DRIFT_SHARE = Gauge("pm_drift_share", "Last drift share of a fleet dataset against the champion's training data",
                     ["dataset_id", "dataset"], registry=REGISTRY)
 WORKER_UP = Gauge("pm_worker_up", "1 while a supervised background worker runs, 0 while it is down or restarting",
@@ -201,10 +203,15 @@ def set_champion(version: int | None) -> None:
     CHAMPION.info({"version": str(version) if version is not None else "none"})
 
 
-def set_job_state(state: str | None) -> None:
-    """Mark `state` as the newest training job's state (all zero when there has been no job)."""
+def set_job_states(states: list[str]) -> None:
+    """Record the training jobs' states, newest first: the newest one's state (all zero when there has been no job),
+    and how many failed in a row before a job that did not (queued and running jobs are skipped)."""
+    newest = states[0] if states else None
     for name in JOB_STATES:
-        JOB_STATE.labels(state=name).set(1.0 if name == state else 0.0)
+        JOB_STATE.labels(state=name).set(1.0 if name == newest else 0.0)
+    finished = [s for s in states if s not in ("queued", "running")]
+    in_a_row = next((i for i, s in enumerate(finished) if s != "failed"), len(finished))
+    FAILED_IN_A_ROW.set(float(in_a_row))
 
 
 def exposition() -> bytes:
