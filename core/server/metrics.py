@@ -1,15 +1,21 @@
-"""Prometheus metrics of the server, in their own registry, and the ``/metrics`` endpoint.
+"""Prometheus metrics of the server, in their own registry (with the process and platform collectors:
+``process_resident_memory_bytes``, ``process_cpu_seconds_total``...), and the ``/metrics`` endpoint. docs/monitoring.md
+lists every metric; in short:
 
-- ``pm_http_requests_total{endpoint, method, status}`` and ``pm_http_request_seconds{endpoint, method, status}``
-  for every request under ``/api/v1`` and ``/metrics`` (``endpoint`` is the route template, so engine ids do
-  not multiply the series);
-- ``pm_predictions_total{risk}``: engines predicted, by risk level;
-- ``pm_champion``: an info metric with the champion's version; ``pm_training_job_state{state}``: 1 for the
-  state of the newest training job;
-- ``pm_drift_share{dataset_id, dataset}`` and ``pm_live_rmse{model_version}``: the last values the alert rules
-  computed (the drift share of the Drift page's default comparison, :func:`core.monitoring.verdicts.against_training`);
-- ``pm_worker_up{worker}`` (1 running, 0 down after an unexpected error) and ``pm_worker_restarts_total{worker}``
-  for each supervised background worker (:mod:`core.server.supervision`; ``worker`` is one of a fixed few).
+- ``pm_http_requests_total`` and ``pm_http_request_seconds`` by ``endpoint`` (:func:`_template`: the API route
+  template, so engine ids do not multiply the series; ``dashboard`` for every non-API path), ``method``, ``status``;
+  ``pm_http_requests_in_flight``; ``pm_batcher_queued_requests``; ``pm_predictions_total{risk}``;
+- the champion: ``pm_champion`` (info), its validation RMSE and F2 and registration time
+  (:mod:`core.server.fleet_gauges`); training: ``pm_training_job_state{state}``, ``pm_training_failures_in_a_row``;
+- what the alert rules computed last: ``pm_drift_share`` and ``pm_prediction_psi`` per fleet dataset (the Drift
+  page's default comparison, :func:`core.monitoring.verdicts.against_training`), live accuracy per model version
+  (``pm_live_rmse``, ``pm_live_mae``, ``pm_live_interval_coverage``, ``pm_live_high_recall``,
+  ``pm_live_high_precision``, ``pm_live_high_f2``, ``pm_live_closed_engines``);
+- from the store (:mod:`core.server.fleet_gauges`): ``pm_engines{risk}``, ``pm_ood_engines``,
+  ``pm_scoring_backlog_engines``, ``pm_expected_failure_cost_dollars`` per in-service dataset, ``pm_alerts{kind,
+  state}``;
+- ``pm_worker_up{worker}`` and ``pm_worker_restarts_total{worker}`` for each supervised background worker
+  (:mod:`core.server.supervision`), ``pm_webhook_deliveries_total{outcome}``.
 
 Names users chose are no labels by default: a per-dataset series is keyed by the dataset's numeric id
 (``dataset_id``), and its ``dataset`` label (the name) stays empty, which Prometheus treats as absent, unless the
