@@ -150,15 +150,21 @@ def home(tmp_path_factory: pytest.TempPathFactory, cmapss_dir: Path,
     return built
 
 
+SCORED: list[dict[str, Any]] = []
+"""The batch prediction of line-FD001 the `scrape` fixture stored (filled by it)."""
+
+
 @pytest.fixture(scope="module")
 def scrape(home: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """(/metrics text after the alert rules judged the fleet, dataset name -> dataset_id)."""
+    """(/metrics text after line-FD001 was scored and the alert rules judged the fleet, dataset name -> dataset_id)."""
     from core.data import queries, store
     from core.server.alert_rules import Watcher
     from core.server.alerts import Notifier
 
     with pytest.MonkeyPatch.context() as mp, api_client(home, TOKEN, mp) as (client, parts):
-        assert client.post("/api/v1/batch-predict", json={"dataset": "line-FD001"}).status_code == 200
+        scored = client.post("/api/v1/batch-predict", json={"dataset": "line-FD001"})
+        assert scored.status_code == 200
+        SCORED[:] = scored.json()["engines"]
         Watcher(parts.services.cache, Notifier()).check(force=True)
         for path in ("/api/v1/docs", "/api/v1/openapi.json", "/api/v1/no-such-route", "/api/v1x"):
             client.get(path)
@@ -191,6 +197,31 @@ def test_endpoint_labels_are_route_templates_and_the_process_is_measured(scrape:
     assert "/api/v1/api/v1" not in endpoints and "" not in endpoints
     assert re.search(r"^process_resident_memory_bytes \d", text, re.MULTILINE)
     assert re.search(r'^pm_engines\{dataset="",dataset_id="\d+",risk="HIGH"\} \d', text, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_the_fleet_gauges_count_engines_by_risk_backlog_ood_and_expected_cost(
+        scrape: tuple[str, dict[str, str]]) -> None:
+    text, ids = scrape
+
+    def value(name: str, **labels: str) -> float:
+        found = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        assert len(found) == 1, (name, labels, found)
+        return found[0]
+
+    scored, waiting = ids["line-FD001"], ids["line-FD002"]
+    for risk in ("LOW", "MEDIUM", "HIGH"):
+        assert value("pm_engines", dataset_id=scored, risk=risk) == sum(e["risk"] == risk for e in SCORED)
+    assert value("pm_engines", dataset_id=scored, risk="unscored") == 0 and len(SCORED) == 40
+    assert value("pm_engines", dataset_id=waiting, risk="unscored") == 40
+    assert value("pm_scoring_backlog_engines", dataset_id=scored) == 0
+    assert value("pm_scoring_backlog_engines", dataset_id=waiting) == 40
+    assert value("pm_ood_engines", dataset_id=scored) == sum(e["ood"] for e in SCORED)
+    assert value("pm_expected_failure_cost_dollars", dataset_id=scored) == pytest.approx(
+        50_000 * sum(e["p_fail_30"] for e in SCORED))
+    assert value("pm_champion_validation_rmse", model_version="1") > 0
+    assert value("pm_alerts", kind="drift", state="open") == 1
 
 
 def _rule_test(text: str, ids: dict[str, str], tmp_path: Path) -> Path:

@@ -10,7 +10,8 @@
 
 only when the store's files change (:func:`core.data.store.stamp`, a few file stats), and the champion's
 validation RMSE and F2 and its registration time only when the champion changes, so a scrape of an unchanged
-server reads nothing.
+server reads nothing. A read that fails (the store or registry busy) is logged, the gauges keep their last values,
+and the next scrape tries again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+
+import duckdb
 
 from core import config
 from core.data import store
@@ -60,7 +63,12 @@ class FleetGauges:
                 return
             stamp = store.stamp()
             if stamp != self._stamp:
-                self._refresh_store()
+                try:
+                    self._refresh_store()
+                except (UserError, duckdb.Error) as err:
+                    LOG.warning("The fleet's gauges on /metrics keep their last values; the store could not be "
+                                "read: %s", err)
+                    return
                 self._stamp = stamp
 
     def _refresh_champion(self) -> None:
