@@ -41,3 +41,24 @@ def test_live_accuracy_gauges_derive_f2_and_drop_undefined_figures() -> None:
     assert _sample("pm_live_high_f2", model_version="9") is None
     assert _sample("pm_live_high_precision", model_version="9") == 0.5
     assert metrics.f2(0.0, 0.0) == 0.0
+
+
+def test_a_scrape_does_not_wait_for_the_registry_to_open(pm_home, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.operations import registry
+    from core.server.fleet_gauges import FleetGauges
+
+    class Cache:
+        asked = 0
+
+        def champion_version(self) -> int | None:
+            self.asked += 1
+            return None
+
+    cache = Cache()
+    gauges = FleetGauges(cache)  # type: ignore[arg-type]
+    monkeypatch.setattr(registry, "opening", lambda: True)
+    gauges.refresh()
+    assert cache.asked == 0, "importing MLflow is left to the background thread"
+    monkeypatch.setattr(registry, "opening", lambda: False)
+    gauges.refresh()
+    assert cache.asked == 1 and _sample("pm_champion_info", version="none") == 1.0

@@ -56,7 +56,6 @@ def _refresh(services: Services) -> Callable[[], None]:
 
     def refresh() -> None:
         services.supervisor.problems()
-        metrics.set_champion(services.cache.champion_version())
         metrics.BATCHER_QUEUE.set(services.batcher.waiting())
         gauges.refresh()
         metrics.set_job_states([job.state for job in jobs.list_jobs(limit=RECENT_JOBS, kind=TRAIN_KIND)])

@@ -10,7 +10,9 @@
 
 only when the store's files change (:func:`core.data.store.stamp`, a few file stats), and the champion's
 validation RMSE and F2 and its registration time only when the champion changes, so a scrape of an unchanged
-server reads nothing. A read that fails (the store or registry busy) is logged, the gauges keep their last values,
+server reads nothing. While the server opens the registry in the background after its start (importing MLflow
+takes seconds), a scrape does not wait for it: the champion's gauges follow at the first scrape after. A read that
+fails (the store or registry busy) is logged, the gauges keep their last values,
 and the next scrape tries again.
 """
 
@@ -56,9 +58,10 @@ class FleetGauges:
         self._champion: int | None = None
 
     def refresh(self) -> None:
-        """Recompute what changed since the last call."""
+        """Recompute what changed since the last call (the champion's figures only once the registry is open)."""
         with self._lock:
-            self._refresh_champion()
+            if not registry.opening():
+                self._refresh_champion()
             if not config.paths().duckdb.exists():
                 return
             stamp = store.stamp()
@@ -73,6 +76,7 @@ class FleetGauges:
 
     def _refresh_champion(self) -> None:
         version = self.cache.champion_version()
+        metrics.set_champion(version)
         if version == self._champion:
             return
         label = str(version)
