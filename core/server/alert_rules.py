@@ -170,7 +170,7 @@ class DriftRule:
             self._waiting.discard(name)
             judged.add(name)
             report = comparison.report
-            metrics.set_drift_share(ids[name], name, report.drift_share)
+            metrics.set_drift_share(ids[name], name, report.drift_share, report.prediction_psi)
             if report.verdict.retrain_recommended:
                 found.append(self._finding(name, version, comparison))
         return found, was_judged
@@ -196,9 +196,7 @@ def live_rmse_alerts(cache: ModelCache) -> list[Finding]:
     """The champion's live RMSE on closed engines against its validation RMSE."""
     version = cache.champion_version()
     accuracy = fleet_ops.live_accuracy()
-    for row in accuracy["by_version"]:
-        if row.get("rmse") is not None:
-            metrics.LIVE_RMSE.labels(model_version=str(row["model_version"])).set(float(row["rmse"]))
+    metrics.set_live_accuracy(accuracy["by_version"])
     mine = next((r for r in accuracy["by_version"] if str(r["model_version"]) == str(version)), None)
     if version is None or mine is None or mine.get("rmse") is None:
         return []

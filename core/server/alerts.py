@@ -16,7 +16,8 @@ ends) unresolved episodes; who and when are recorded. A snooze whose time has pa
 (without notifying again). When ``PM_ALERT_WEBHOOK`` is set, each new episode is POSTed there as JSON
 (``{"alert": {...}}``) by a supervised background thread (timeout ``WEBHOOK_TIMEOUT_S``, at most
 ``WEBHOOK_ATTEMPTS`` attempts with growing pauses), so no request waits on it; a delivery that still fails is
-logged.
+logged and counted (``pm_webhook_deliveries_total{outcome="failed"}``). ``PM_ALERT_WEBHOOK_FORMAT`` chooses the
+body: ``json`` (that shape), ``slack``, ``teams`` or ``alertmanager`` (:mod:`core.server.webhook_formats`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from core import config
 from core.access.roles import Role
 from core.data import store
 from core.errors import UserError
+from core.server import metrics, webhook_formats
 from core.server.supervision import Supervisor
 
 LOG = logging.getLogger("core.server.alerts")
@@ -383,6 +385,7 @@ class Notifier:
 
     def __init__(self, supervisor: Supervisor | None = None) -> None:
         self.supervisor = supervisor or Supervisor()
+        self.format = webhook_formats.webhook_format()
         self._queue: queue.Queue[Episode | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -416,10 +419,16 @@ class Notifier:
 
     def _deliver(self, episode: Episode) -> None:
         url = webhook_url()
-        if url is not None and post_json(url, {"alert": episode.to_dict()}):
+        body = webhook_formats.payload(episode, self.format, KIND_LABELS.get(episode.kind, episode.kind))
+        if url is not None and post_json(url, body):
             self.delivered += 1
+            metrics.WEBHOOK.labels(outcome="delivered").inc()
         else:
-            self.failed += 1
+            self._failed()
+
+    def _failed(self) -> None:
+        self.failed += 1
+        metrics.WEBHOOK.labels(outcome="failed").inc()
 
     def _run(self) -> None:
         while True:
@@ -428,7 +437,7 @@ class Notifier:
                 if episode is None:
                     return
                 if not self.supervisor.attempt("webhook", functools.partial(self._deliver, episode)):
-                    self.failed += 1
+                    self._failed()
                     time.sleep(self.supervisor.backoff("webhook"))
             finally:
                 self._queue.task_done()

@@ -1,4 +1,4 @@
-"""The REST API mounted at ``/api/v1`` (OpenAPI docs at ``/api/v1/docs``).
+"""The REST API mounted at ``/api/v1`` (OpenAPI docs at ``/api/v1/docs``, served offline: :mod:`core.server.api_docs`).
 
 Every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`core.server.auth`), whose user's
 role must allow the endpoint's action (:mod:`core.access.roles`): reads need a viewer, ``/readings``,
@@ -25,9 +25,8 @@ from starlette.exceptions import HTTPException
 from core import config
 from core.access import roles
 from core.data import fleet_ops, queries, store
-from core.errors import UserError
 from core.operations import jobs
-from core.server import alerts, auth, disclosure, errors, metrics, predicting
+from core.server import alerts, api_docs, auth, disclosure, errors, metrics, predicting
 from core.server.alert_rules import Watcher
 from core.server.batcher import Batcher, Readings
 from core.server.json_body import FastJSONRoute
@@ -51,6 +50,7 @@ from core.server.supervision import Supervisor
 WRITE_LOCK = threading.Lock()
 """Serialises the API's writes to the store within this process."""
 API_VERSION = "1"
+TITLE = "Turbofan fleet RUL API"
 BEARER = HTTPBearer(scheme_name="bearer", auto_error=False,
                     description="the server's admin token or a user's token ('python -m core users token NAME')")
 """Documents the bearer token (Swagger's 'Authorize'); :func:`require_token` decides who the token names."""
@@ -63,6 +63,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 """The answers every secured endpoint may give besides its own (each the :class:`Problem` shape)."""
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "unknown dataset or engine"}}
+NO_MODEL: dict[int | str, dict[str, Any]] = {503: {"model": Problem, "description": "no model is trained yet; the "
+                                                                                     "sentence says how to train one"}}
 MODEL_QUERY = Query(description="version number, champion or challenger", pattern="^(champion|challenger|[0-9]{1,9})$")
 
 
@@ -149,7 +151,7 @@ def _dataset_or_404(name: str) -> dict:
 
 def _served(services: Services, model: str | None) -> Any:
     if model is None and services.cache.champion_version() is None:
-        raise UserError("No model is trained yet: train one (Models page or 'python -m core train') first.")
+        raise HTTPException(503, "No model is trained yet: train one (Models page or 'python -m core train') first.")
     return services.cache.get(model)
 
 
@@ -180,12 +182,16 @@ def _engine_columns(engines: list[EngineReadings], field: str) -> tuple[dict[str
 
 def build_api(services: Services) -> FastAPI:
     """The FastAPI app of ``/api/v1``."""
-    app = FastAPI(title="Turbofan fleet RUL API", version=API_VERSION, docs_url="/docs", openapi_url="/openapi.json",
+    app = FastAPI(title=TITLE, version=API_VERSION, docs_url=None, openapi_url="/openapi.json",
                   redoc_url=None, description="Predictions, readings, outcomes and alerts of the fleet dashboard's "
-                                              "server. Send `Authorization: Bearer <token>`: the admin token (Home "
-                                              "page, for admins) or a user's token with that user's role (`python "
-                                              "-m core users token NAME`; viewers read, operators also send "
-                                              "readings and outcomes).")
+                                              "server. Send `Authorization: Bearer <token>` (\"Authorize\" "
+                                              "above): the admin token (Home page, for admins; an operator who "
+                                              f"sets it through `PM_API_TOKEN` must give at least "
+                                              f"{auth.MIN_TOKEN_LENGTH} characters) or a user's token with that "
+                                              "user's role (`python -m core users token NAME`; viewers read, "
+                                              "operators also send readings and outcomes). A prediction with no "
+                                              "model trained yet is answered 503 with a sentence.")
+    api_docs.install(app, TITLE)
     app.state.services = services
     errors.install(app)
     app.add_middleware(errors.BodyLimitMiddleware)
@@ -212,7 +218,7 @@ def build_api(services: Services) -> FastAPI:
                                                          "progress": job.progress}}
 
     @secured.post("/predict", summary="Predict one engine from its readings", response_model=Prediction,
-                  response_model_exclude_none=True)
+                  response_model_exclude_none=True, responses=NO_MODEL)
     def predict(body: EngineReadings, request: Request,
                 model: Annotated[str | None, MODEL_QUERY] = None,
                 factors: Annotated[bool, Query(description="include the top 5 SHAP factors")] = True,
@@ -225,7 +231,7 @@ def build_api(services: Services) -> FastAPI:
         return answer
 
     @secured.post("/batch-predict", summary="Predict many engines, given or stored", response_model=BatchAnswer,
-                  response_model_exclude_none=True, responses=NOT_FOUND)
+                  response_model_exclude_none=True, responses={**NOT_FOUND, **NO_MODEL})
     def batch_predict(body: BatchRequest, request: Request,
                       model: Annotated[str | None, MODEL_QUERY] = None,
                       ) -> dict[str, Any]:

@@ -27,9 +27,10 @@ from core.data import store
 from core.errors import UserError
 from core.operations import jobs, registry
 from core.server import auth, errors, metrics
-from core.server.alert_rules import TRAIN_KIND, Watcher
+from core.server.alert_rules import RECENT_JOBS, TRAIN_KIND, Watcher
 from core.server.alerts import Notifier
 from core.server.api import Services, build_api
+from core.server.fleet_gauges import FleetGauges
 from core.server.model_cache import ModelCache
 from core.server.scoring import ServerScorer
 from core.server.supervision import Supervisor
@@ -51,11 +52,13 @@ class ServerParts:
 
 
 def _refresh(services: Services) -> Callable[[], None]:
+    gauges = FleetGauges(services.cache)
+
     def refresh() -> None:
         services.supervisor.problems()
-        metrics.set_champion(services.cache.champion_version())
-        newest = jobs.list_jobs(limit=1, kind=TRAIN_KIND)
-        metrics.set_job_state(newest[0].state if newest else None)
+        metrics.BATCHER_QUEUE.set(services.batcher.waiting())
+        gauges.refresh()
+        metrics.set_job_states([job.state for job in jobs.list_jobs(limit=RECENT_JOBS, kind=TRAIN_KIND)])
     return refresh
 
 

@@ -160,6 +160,11 @@ class Batcher:
         assert job.result is not None
         return job.result
 
+    def waiting(self) -> int:
+        """Requests queued for a model call now (``pm_batcher_queued_requests``)."""
+        with self._cond:
+            return len(self._pending)
+
     def _take(self, job: _Job) -> list[_Job]:
         """Remove and return `job` and as many queued jobs as fit in ``max_engines`` (caller holds the lock)."""
         self._pending.remove(job)
