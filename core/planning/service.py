@@ -25,7 +25,8 @@ def fleet_plan(model_version: int, conformal: Conformal, request: planner.PlanRe
     """The plan of the engines in service (of `datasets`, default every fleet and evaluation dataset) scored by
     `model_version`, whose conformal intervals are `conformal`.
 
-    Utilisation: the request's value for a dataset it names, else the stored one, else the default. ``meta``
+    Utilisation: the request's value for an engine it names, else the engine's stored one; for the others, the
+    request's value for their dataset, else the stored one, else the default. ``meta``
     gains ``model_version``, ``datasets`` (those with engines planned) and ``stale`` (engines whose readings are
     newer than their stored score, or that have none: planned on the older score, or not at all).
     """
@@ -33,10 +34,15 @@ def fleet_plan(model_version: int, conformal: Conformal, request: planner.PlanRe
     with store.connect(read_only=True) as con:
         engines = fleet.in_service(con, model_version, names)
         stored = utilisation.read(con)
+        stored_engines = utilisation.read_engines(con)
         stale = score_queries.stale_count(con, model_version, names)
     present = sorted(engines["dataset"].astype(str).unique())
     chosen = {**utilisation.of(present, stored), **dict(request.utilisation)}
-    request = dataclasses.replace(request, utilisation=tuple(sorted(chosen.items())))
+    keys = set(zip(engines["dataset"].astype(str), engines["engine"].astype(str), strict=True))
+    own = {key: value for key, value in stored_engines.items() if key in keys}
+    own.update({(str(d), str(e)): v for d, e, v in request.engine_utilisation})
+    request = dataclasses.replace(request, utilisation=tuple(sorted(chosen.items())),
+                                  engine_utilisation=tuple(sorted((d, e, v) for (d, e), v in own.items())))
     plan = planner.make_plan(engines, RulDistribution.from_conformal(conformal), request)
     plan.meta.update(model_version=int(model_version), datasets=present, stale=int(stale))
     return plan
@@ -50,7 +56,8 @@ def as_record(plan: planner.Plan, accepted_plan: int | None = None) -> dict[str,
     engines = plan.engines.astype(object).where(plan.engines.notna(), None)
     return {"model_version": meta["model_version"], "datasets": meta["datasets"], "stale": meta["stale"],
             "start": asked["start"], "weeks": asked["weeks"], "slots": asked["slots"], "costs": asked["costs"],
-            "utilisation": asked["utilisation"], "distribution": meta["distribution"], "method": meta["method"],
+            "utilisation": asked["utilisation"],
+            "engine_utilisation": asked["engine_utilisation"], "distribution": meta["distribution"], "method": meta["method"],
             "solve_seconds": meta["solve_seconds"], "engines_in_service": meta["engines"], "planned": meta["planned"],
             "accepted_plan": accepted_plan, "calendar": plan.weeks.to_dict(orient="records"),
             "policies": plan.policies.to_dict(orient="records"), "engines": engines.to_dict(orient="records")}
