@@ -237,8 +237,10 @@ if planned_weeks:
     shown = list(ensemble.pipeline.sensors[:WORK_PACKAGE_SENSORS])
 
     def work_package() -> str:
-        """The week's printable work package (read when the button is pressed)."""
-        return exports.work_package_html(plan, package_week, service.week_readings(plan, package_week), version, shown)
+        """The week's printable work package, with each engine's explanation (read when the button is pressed)."""
+        why = service.week_explanations(plan, package_week, ensemble, ui.explainer(version, config.paths().mlflow_uri))
+        return exports.work_package_html(plan, package_week, service.week_readings(plan, package_week), version, shown,
+                                         why)
 
     package_col.download_button("Download the work package (HTML)", work_package,
                                 file_name=f"work-package-week-{package_week}.html", mime="text/html",

@@ -1,5 +1,6 @@
 """``POST /api/v1/plan``: the same plan as ``python -m core plan``, accepting needs an operator, refusals are
-sentences; and an engine's own utilisation (stored or asked for) moves its slot cycles."""
+sentences; an engine's own utilisation (stored or asked for) moves its slot cycles; a week's work package explains
+each engine's predicted RUL in words (on the same trained, scored home)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ def test_accepting_needs_an_operator_and_stores_who_accepted(client: TestClient,
     ({"costs": {"failure": -5}}, "costs.failure", ["costs.failure"]),
     ({"utilisation": {"test_FD001": 0}}, "utilisation.test_FD001", ["utilisation"]),
     ({"start": "June"}, "start", ["start"]),
+    ({"start": 20250602}, "start", ["YYYY-MM-DD"]),
     ({"accept": "yes"}, "accept", ["accept"]),
     ({"horizon": 4}, "horizon", ["does not take"]),
     ({"scheduled": [{"dataset": "test_FD001", "engine": "nope", "week": 0}]}, None, ["not among the engines"]),
@@ -125,10 +127,12 @@ def test_a_bad_body_is_refused_with_a_sentence(client: TestClient, body: dict[st
     assert all(word in answer["detail"] for word in words), answer["detail"]
 
 
-def test_an_unknown_model_or_no_token_is_refused(client: TestClient) -> None:
+def test_an_unknown_model_or_dataset_or_no_token_is_refused(client: TestClient) -> None:
     assert client.post("/api/v1/plan", json={}, headers={"Authorization": ""}).status_code == 401
     unknown = client.post("/api/v1/plan?model=99", json={})
     assert unknown.status_code == 422 and unknown.json()["detail"].endswith(".")
+    missing = client.post("/api/v1/plan", json={"datasets": ["test_FD001", "nope"]})
+    assert missing.status_code == 404 and missing.json()["detail"] == "No dataset named 'nope' is loaded."
 
 
 def test_an_engine_s_stored_utilisation_moves_its_slots_and_a_request_overrides_it(home: Path, client: TestClient
@@ -148,3 +152,29 @@ def test_an_engine_s_stored_utilisation_moves_its_slots_and_a_request_overrides_
     assert rows["9"]["cycles_per_day"] == 2.0, "the refused save kept 4, the removal put it back to the default"
     assert rows["8"]["cycles_per_day"] == 0.5 and rows["1"]["cycles_per_day"] == 2.0
     assert answer["engine_utilisation"] == [["test_FD001", "7", 5.0], ["test_FD001", "8", 0.5]]
+
+
+def test_a_work_package_explains_each_engine_s_predicted_rul(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    from datetime import date
+
+    from core.planning import exports, planner, service
+    from core.serving import scoring, whatif
+
+    monkeypatch.setenv("PM_HOME", str(home))
+    version, ensemble = scoring.load_model("champion")
+    plan = service.fleet_plan(version, ensemble.conformal, planner.PlanRequest(weeks=2, slots=(3,),
+                                                                               start=date(2025, 6, 2)))
+    week = plan.engines[plan.engines["week"] == 0]
+    assert len(week) == 3
+    why = service.week_explanations(plan, 0, ensemble, whatif.build_explainer(ensemble))
+    assert set(why) == {(d, int(u)) for d, u in zip(week["dataset"], week["unit"], strict=True)}
+    for _, row in week.iterrows():
+        lines = why[(row["dataset"], int(row["unit"]))]
+        start = re.search(r"predicted RUL to (\d+) cycle", lines[0])
+        assert start is not None and int(start.group(1)) == round(row["rul"]), "it explains the RUL the plan used"
+        assert len(lines) >= 4 and all("RUL" in line for line in lines[1:4]), lines
+    page = exports.work_package_html(plan, 0, service.week_readings(plan, 0), version, ["sensor_2"], why)
+    assert "What drives each engine" in page
+    assert all(f"<h3>{e} (test_FD001)</h3>" in page for e in week["engine"])
+    assert page.count("<li>") == sum(len(v) for v in why.values())

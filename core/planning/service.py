@@ -1,16 +1,17 @@
 """A plan of the fleet in service, as the Plan page, ``python -m core plan`` and the API ask for it.
 
 :func:`fleet_plan` reads the engines in service with the model's stored scores and the stored utilisation, and
-plans them with the model's RUL distribution; :func:`as_record` gives the plan as JSON; :func:`week_readings` reads
-what a week's work package shows.
+plans them with the model's RUL distribution; :func:`as_record` gives the plan as JSON; :func:`week_readings` and
+:func:`week_explanations` give what a week's work package shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from core.data import score_queries, store
@@ -18,6 +19,13 @@ from core.errors import UserError
 from core.planning import fleet, planner, utilisation
 from models.calibration import Conformal
 from models.rul_distribution import RulDistribution
+
+if TYPE_CHECKING:
+    from models.ensemble import Ensemble
+    from models.explain import Explainer
+
+EXPLAINED_INPUTS = 3
+"""Inputs a work package's explanation of an engine names (the rest are summed)."""
 
 
 def fleet_plan(model_version: int, conformal: Conformal, request: planner.PlanRequest,
@@ -63,8 +71,8 @@ def as_record(plan: planner.Plan, accepted_plan: int | None = None) -> dict[str,
             "policies": plan.policies.to_dict(orient="records"), "engines": engines.to_dict(orient="records")}
 
 
-def week_readings(plan: planner.Plan, week: int) -> pd.DataFrame:
-    """The last reading of each engine planned in `week`: DataFrame[dataset, unit, cycle, setting_*, sensor_*]."""
+def _week_rows(plan: planner.Plan, week: int, read: Callable[..., pd.DataFrame]) -> pd.DataFrame:
+    """`read` (a reader of :mod:`core.planning.fleet`) of the engines planned in `week`, with ``dataset``."""
     part = plan.engines[plan.engines["week"] == week]
     with store.connect(read_only=True) as con:
         ids = dict(con.execute("SELECT name, id FROM datasets WHERE name IN (SELECT unnest(?::VARCHAR[]))",
@@ -72,6 +80,28 @@ def week_readings(plan: planner.Plan, week: int) -> pd.DataFrame:
         gone = sorted(set(part["dataset"]) - set(ids))
         if gone:
             raise UserError(f"The dataset {gone[0]} is no longer loaded; compute the plan again.")
-        rows = fleet.latest_readings(con, [ids[d] for d in part["dataset"]], part["unit"].tolist())
+        rows = read(con, [ids[d] for d in part["dataset"]], part["unit"].tolist(), part["cycle"].tolist())
     names = {v: k for k, v in ids.items()}
     return rows.assign(dataset=rows["dataset_id"].map(names)).drop(columns="dataset_id")
+
+
+def week_readings(plan: planner.Plan, week: int) -> pd.DataFrame:
+    """The last reading of each engine planned in `week`: DataFrame[dataset, unit, cycle, setting_*, sensor_*]."""
+    return _week_rows(plan, week, lambda con, ids, units, _until: fleet.latest_readings(con, ids, units))
+
+
+def week_explanations(plan: planner.Plan, week: int, ensemble: Ensemble, explainer: Explainer,
+                      k: int = EXPLAINED_INPUTS) -> dict[tuple[str, int], list[str]]:
+    """(dataset, unit) -> the explanation in words of each engine planned in `week`: the SHAP attributions of the
+    model's RUL at the cycle of the stored score the plan used (:func:`core.serving.whatif.labelled_sentences`:
+    the start, the `k` inputs that move it most, the rest), so it adds up to the RUL the plan shows."""
+    from core.serving import whatif  # torch comes with it: only a work package with explanations needs it
+
+    rows = _week_rows(plan, week, fleet.engine_readings)
+    if rows.empty:
+        return {}
+    fs = ensemble.features(rows, "last")
+    keys = fs.keys
+    explained = explainer.explain_rows(fs, np.arange(len(keys)))
+    return {(str(d), int(u)): whatif.labelled_sentences(e, k)
+            for d, u, e in zip(keys["dataset"], keys["unit"], explained, strict=True)}

@@ -13,7 +13,15 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
 
@@ -31,6 +39,16 @@ Week = Annotated[int, Field(ge=0, le=MAX_WEEKS - 1, strict=True)]
 Slots = Annotated[int, Field(ge=0, le=MAX_SLOTS, strict=True)]
 CyclesPerDay = Annotated[float, Field(gt=0, le=MAX_CYCLES_PER_DAY)]
 Dollars = Annotated[float, Field(ge=0, le=MAX_DOLLARS)]
+
+
+def _written_date(value: object) -> object:
+    """Refuse a date given as anything but text (pydantic would read a number as a Unix time)."""
+    if value is not None and not isinstance(value, str):
+        raise PydanticCustomError("date_text", "write the date as text, YYYY-MM-DD")
+    return value
+
+
+StartDate = Annotated[date, BeforeValidator(_written_date)]
 
 
 class PlanCostsBody(BaseModel):
@@ -73,7 +91,7 @@ class PlanBody(BaseModel):
     slots: Slots | list[Slots] = Field(default=5, description="shop slots per week: one number for every week, or "
                                                               "one per week (as many as `weeks`)")
     costs: PlanCostsBody = Field(default_factory=PlanCostsBody)
-    start: date | None = Field(default=None, description="first day, YYYY-MM-DD (default: today)")
+    start: StartDate | None = Field(default=None, description="first day, YYYY-MM-DD (default: today)")
     datasets: list[DatasetName] | None = Field(default=None, min_length=1, max_length=1000,
                                                description="in-service datasets to plan (default: every fleet and "
                                                            "evaluation dataset)")
@@ -178,7 +196,7 @@ def register(secured: APIRouter) -> None:
     """Add ``POST /plan`` to the API's secured router."""
 
     @secured.post("/plan", summary="Plan engine removals per week under shop capacity (accept: operator)",
-                  response_model=PlanAnswer,
+                  response_model=PlanAnswer, responses=api.NOT_FOUND,
                   description="Each engine in service gets a week (or none within the horizon) at the lowest "
                               "expected cost under the slots, from the model's stored scores and RUL "
                               "distributions; with `accept` the plan is stored with the caller, the time and the "
@@ -190,6 +208,8 @@ def register(secured: APIRouter) -> None:
             needed = roles.minimum_role(ACCEPT_ACTION).label
             raise HTTPException(403, f"Only the {needed} role or higher may accept a plan; '{caller.name}' is a "
                                      f"{caller.role.label}.")
+        for name in body.datasets or []:
+            api._dataset_or_404(name)
         served = api._served(api._services(request), model)
         computed = service.fleet_plan(served.version, served.ensemble.conformal, body.request(), body.datasets)
         plan_id = None
