@@ -47,6 +47,13 @@ def stored_utilisation(stamp: tuple) -> dict[str, float]:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
+def stored_engine_utilisation(stamp: tuple) -> dict[tuple[str, str], float]:
+    """Cycles per day stored per engine."""
+    with store.connect(read_only=True) as con:
+        return utilisation.read_engines(con)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
 def recent_plans(stamp: tuple) -> pd.DataFrame:
     """The newest accepted plans."""
     with store.connect(read_only=True) as con:
@@ -121,11 +128,32 @@ with st.expander("Utilisation: cycles per day of each dataset"):
     st.session_state["plan_utilisation"] = {**kept, **current}
     st.caption(f"A dataset nobody set flies {weeks.DEFAULT_CYCLES_PER_DAY:g} cycles a day. Changes here plan this "
                "session; saving them makes them every user's default.")
+    stored_own = stored_engine_utilisation(stamp)
+    own = st.data_editor(
+        pd.DataFrame([(d, e, v) for (d, e), v in stored_own.items() if d in chosen],
+                     columns=["dataset", "engine", "cycles_per_day"]),
+        key="plan_engine_utilisation_editor", hide_index=True, num_rows="dynamic", width="stretch",
+        column_config={
+            "dataset": st.column_config.SelectboxColumn("dataset", options=chosen, required=True),
+            "engine": st.column_config.TextColumn("engine", required=True),
+            "cycles_per_day": st.column_config.NumberColumn("cycles per day", min_value=0.01,
+                                                            max_value=weeks.MAX_CYCLES_PER_DAY, step=0.1,
+                                                            format="%.2f", required=True),
+        })
+    own_rows = [(str(d), str(e), float(v)) for d, e, v in own[["dataset", "engine", "cycles_per_day"]].itertuples(
+        index=False) if isinstance(d, str) and isinstance(e, str) and e.strip() and pd.notna(v)]
+    st.caption("Engines that fly more or less than their dataset: add a row with the engine's own cycles per day "
+               "(C-MAPSS readings carry cycles, not dates). Rows here plan this page; saving them keeps them.")
     if access.can("load"):
-        if st.button("Save as the datasets' utilisation", key="plan_save_utilisation") and access.permit("load"):
+        if st.button("Save as the datasets' and engines' utilisation", key="plan_save_utilisation") \
+                and access.permit("load"):
             try:
                 found = access.identity()
-                utilisation.save(current, found[0] if found else "dashboard")
+                who = found[0] if found else "dashboard"
+                utilisation.save(current, who)
+                listed = {(d, e): v for d, e, v in own_rows}
+                gone = {key: None for key in stored_own if key[0] in chosen and key not in listed}
+                utilisation.save_engines({**gone, **listed}, who)
                 st.success("Utilisation saved.", icon=":material/check:")
             except UserError as err:
                 ui.show_error(err)
@@ -136,7 +164,7 @@ try:
     request = planner.PlanRequest(
         weeks=int(horizon), slots=(int(slots),), start=date.today(),
         costs=planner.PlanCosts(failure=float(failure), removal=float(removal), life_per_cycle=float(life)),
-        utilisation=tuple(sorted(current.items())))
+        utilisation=tuple(sorted(current.items())), engine_utilisation=tuple(own_rows))
     plan = plan_view(stamp, version, request, tuple(chosen))
 except UserError as err:
     ui.show_error(err)

@@ -37,8 +37,8 @@ MAX_SLOTS = 100_000
 MAX_DOLLARS = 1e12
 Week = Annotated[int, Field(ge=0, le=MAX_WEEKS - 1, strict=True)]
 Slots = Annotated[int, Field(ge=0, le=MAX_SLOTS, strict=True)]
-CyclesPerDay = Annotated[float, Field(gt=0, le=MAX_CYCLES_PER_DAY)]
-Dollars = Annotated[float, Field(ge=0, le=MAX_DOLLARS)]
+CyclesPerDay = Annotated[float, Field(gt=0, le=MAX_CYCLES_PER_DAY, strict=True)]
+Dollars = Annotated[float, Field(ge=0, le=MAX_DOLLARS, strict=True)]
 
 
 def _written_date(value: object) -> object:
