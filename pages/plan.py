@@ -29,12 +29,16 @@ DEFAULTS: dict[str, object] = {"plan_weeks": 8, "plan_slots": 5, "plan_cost_fail
                                "plan_datasets": None}
 MAX_HORIZON = 26
 PICK_LIMIT = 1_000  # engines offered in the distribution's picker at most (the table's first ones)
+TABLE_PAGE_ROWS = 500  # engine rows drawn at once: a 20,000-engine plan is paged, not sent whole to the browser
 WORK_PACKAGE_SENSORS = 8  # sensors of the model's pipeline shown in a work package's latest readings
 
 
-@st.cache_data(show_spinner="Planning…", max_entries=16)
+@st.cache_resource(show_spinner="Planning…", max_entries=16)
 def plan_view(stamp: tuple, version: int, request: planner.PlanRequest, datasets: tuple[str, ...]) -> planner.Plan:
-    """The plan of `datasets`' engines in service, kept while the store's file `stamp` is unchanged."""
+    """The plan of `datasets`' engines in service, kept while the store's file `stamp` is unchanged.
+
+    One object shared by every session, never changed by the page (a resource, not data: a 20,000-engine plan is
+    not copied through pickle on each rerun)."""
     ensemble = ui.load_model(version, config.paths().mlflow_uri)
     return service.fleet_plan(version, ensemble.conformal, request, datasets)
 
@@ -217,8 +221,17 @@ table_col.caption("Each baseline fills the same slots in its own order: a fixed 
                   "removals give up until then, expected under the model's distributions.")
 
 st.subheader("Engines")
-show = st.radio("Show", ["Planned engines", "All engines"], horizontal=True, key="plan_show")
+show_col, page_col = st.columns([3, 1], vertical_alignment="bottom")
+show = show_col.radio("Show", ["Planned engines", "All engines"], horizontal=True, key="plan_show")
 table = plan.engines if show == "All engines" else plan.engines[plan.engines["week"].notna()]
+pages_of_rows = max(1, -(-len(table) // TABLE_PAGE_ROWS))
+if pages_of_rows > 1:
+    shown_page = page_col.number_input(f"Page (of {pages_of_rows:,})", min_value=1, max_value=pages_of_rows, step=1,
+                                       key="plan_table_page")
+    first_row, total = (int(shown_page) - 1) * TABLE_PAGE_ROWS, len(table)
+    table = table.iloc[first_row:first_row + TABLE_PAGE_ROWS]
+    st.caption(f"Rows {first_row + 1:,}-{first_row + len(table):,} of {total:,}, in plan order (week, then most "
+               "likely to fail first); the CSV holds every engine.")
 links = [engine_url(d, e) for d, e in zip(table["dataset"], table["engine"], strict=True)]
 st.dataframe(
     table.assign(link=links), key="plan_table", hide_index=True, width="stretch", height=360,
