@@ -1,8 +1,8 @@
 """Plan: which engines in service to remove in which week, under shop capacity, at the lowest expected cost.
 
-The page reads its controls, asks :mod:`core.planning` for the plan of the stored scores (cached by the store's
-file stamp, the model version and the request, so reruns that change nothing reuse it and other sessions are not
-held up), and draws: the calendar, the removals the shop should expect, the plan's expected cost against the
+The page reads its controls, asks :mod:`core.planning` for the plan of the stored scores (cached by what the plan
+reads, the model version and the request, so reruns and other sessions reuse it until scores, readings, engines or
+utilisation change), and draws: the calendar, the removals the shop should expect, the plan's expected cost against the
 baselines, each engine's row with a link to its Engine page and its RUL distribution, the CSV, a printable work
 package per week, and accepting the plan.
 """
@@ -34,13 +34,21 @@ WORK_PACKAGE_SENSORS = 8  # sensors of the model's pipeline shown in a work pack
 
 
 @st.cache_resource(show_spinner="Planning…", max_entries=16)
-def plan_view(stamp: tuple, version: int, request: planner.PlanRequest, datasets: tuple[str, ...]) -> planner.Plan:
-    """The plan of `datasets`' engines in service, kept while the store's file `stamp` is unchanged.
+def plan_view(inputs: tuple, version: int, request: planner.PlanRequest, datasets: tuple[str, ...]) -> planner.Plan:
+    """The plan of `datasets`' engines in service, kept while what it reads (`inputs`, :func:`plan_inputs`) is
+    unchanged.
 
     One object shared by every session, never changed by the page (a resource, not data: a 20,000-engine plan is
     not copied through pickle on each rerun)."""
     ensemble = ui.load_model(version, config.paths().mlflow_uri)
     return service.fleet_plan(version, ensemble.conformal, request, datasets)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def plan_inputs(stamp: tuple, version: int) -> tuple:
+    """What a plan of `version` reads (:func:`core.planning.service.inputs_stamp`), read again when the store's file
+    `stamp` changes: the plan is then recomputed only when its inputs changed."""
+    return service.inputs_stamp(version)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -169,7 +177,7 @@ try:
         weeks=int(horizon), slots=(int(slots),), start=date.today(),
         costs=planner.PlanCosts(failure=float(failure), removal=float(removal), life_per_cycle=float(life)),
         utilisation=tuple(sorted(current.items())), engine_utilisation=tuple(own_rows))
-    plan = plan_view(stamp, version, request, tuple(chosen))
+    plan = plan_view(plan_inputs(stamp, version), version, request, tuple(chosen))
 except UserError as err:
     ui.show_error(err)
     st.stop()

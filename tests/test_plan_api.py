@@ -179,3 +179,24 @@ def test_a_work_package_explains_each_engine_s_predicted_rul(home: Path, monkeyp
     assert "What drives each engine" in page
     assert all(f"<h3>{e} (test_FD001)</h3>" in page for e in week["engine"])
     assert page.count("<li>") == sum(len(v) for v in why.values())
+
+
+def test_the_plan_inputs_stamp_changes_with_what_a_plan_reads_only(home: Path, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    from datetime import date
+
+    from core.planning import accepted, planner, service, utilisation
+    from core.serving import scoring
+
+    monkeypatch.setenv("PM_HOME", str(home))
+    version, ensemble = scoring.load_model("champion")
+    before = service.inputs_stamp(version)
+    plan = service.fleet_plan(version, ensemble.conformal, planner.PlanRequest(weeks=2, start=date(2025, 6, 2)))
+    accepted.accept(plan, version, "ada")
+    assert service.inputs_stamp(version) == before, "an accepted plan is not an input of the next"
+    utilisation.save({"test_FD001": 3.0}, "ada")
+    dataset_level = service.inputs_stamp(version)
+    assert dataset_level != before
+    utilisation.save_engines({("test_FD001", "7"): 4.0}, "ada")
+    assert service.inputs_stamp(version) != dataset_level
+    assert service.inputs_stamp(version + 1) != service.inputs_stamp(version), "another model's scores"

@@ -56,6 +56,26 @@ def fleet_plan(model_version: int, conformal: Conformal, request: planner.PlanRe
     return plan
 
 
+_INPUTS = (
+    "SELECT (SELECT list(id ORDER BY id) FROM datasets), (SELECT list(loaded_at ORDER BY id) FROM datasets), "
+    "(SELECT count(*) FROM readings), (SELECT count(*) FROM engines), (SELECT count(closed_event) FROM engines), "
+    "(SELECT max(closed_at) FROM engines), "
+    "(SELECT count(*) FROM predictions WHERE model_version = ?), "
+    "(SELECT max(created_at) FROM predictions WHERE model_version = ?)"
+)
+
+
+def inputs_stamp(model_version: int) -> tuple:
+    """What a plan of `model_version` reads, in a few numbers: the datasets, readings and engines in service, the
+    model's stored scores, and the utilisation set. It changes when one of them does, and not when the store
+    changes otherwise (an alert noted, a plan accepted), so a page keys its plan on it."""
+    with store.connect(read_only=True) as con:
+        row = con.execute(_INPUTS, [str(model_version), str(model_version)]).fetchall()[0]
+        dataset_level = utilisation.read(con)
+        engine_level = utilisation.read_engines(con)
+    return (*(str(v) for v in row), tuple(sorted(dataset_level.items())), tuple(sorted(engine_level.items())))
+
+
 def as_record(plan: planner.Plan, accepted_plan: int | None = None) -> dict[str, Any]:
     """A plan of :func:`fleet_plan` as plain JSON (what ``python -m core plan --json`` prints): the request, how it
     was solved, ``calendar`` (one record per week), ``policies`` (the plan's and the baselines' expected costs),
