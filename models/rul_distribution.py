@@ -5,10 +5,15 @@ residuals ``true RUL - r`` of validation engines' readings in that bin, taken at
 above the nominal coverage so that the interval covers *unseen* engines at the nominal rate). The same residuals
 give the whole distribution:
 
-- bundles trained since the residuals' quantiles are kept (``Conformal.quantiles``) use them, widened about
-  their median, separately below and above it, so that the distribution's quantiles at ``(1 - nominal) / 2``
-  and ``(1 + nominal) / 2`` are exactly the served bounds: the residual spread of seen engines' readings is
-  scaled to that of unseen engines, as the interval's level does;
+- bundles trained since the residuals' quantiles are kept (``Conformal.quantiles``) use them between the two
+  served bounds, widened about their median, separately below and above it, so that the distribution's quantiles
+  at ``(1 - nominal) / 2`` and ``(1 + nominal) / 2`` are exactly the served bounds: the residual spread of seen
+  engines' readings is scaled to that of unseen engines, as the interval's level does. Beyond the bounds the tails
+  are normal, each side's scale set by its bound (the bound is that side's normal quantile at the nominal
+  coverage): the residuals of a few dozen validation engines, each contributing a run of correlated readings,
+  cannot say how likely an error beyond the 5 % and 95 % quantiles is, and their extremes are one or two
+  engines' errors (issue 27: the plan, which acts on a risk of failing within a week of about 0.3 %, removed
+  engines early on such tails);
 - older bundles, which keep only the two bounds, get a normal shape with those two bounds as the same quantiles.
 
 ``T = clip(r + residual, 0, cap)`` is the RUL in cycles, capped as the models' target is: ``P(T <= c)`` is the
@@ -113,4 +118,17 @@ def _widened(row: np.ndarray, low: float, high: float, u_low: float, u_high: flo
         out[above] = median + (row[above] - median) * (high - median) / (at_high - median)
     else:
         out[above] = row[above] + (high - at_high)
+    return _normal_tails(out, median, low, high, u_low, u_high)
+
+
+def _normal_tails(row: np.ndarray, median: float, low: float, high: float, u_low: float, u_high: float) -> np.ndarray:
+    """`row` with its quantiles below `u_low` and above `u_high` replaced by normal tails that meet the bounds `low`
+    and `high` there: each side a normal about `median` whose quantile at that level is the bound."""
+    out = row.copy()
+    z = norm.ppf(np.clip(LEVELS, _NORMAL_TAIL, 1.0 - _NORMAL_TAIL))
+    below, above = LEVELS < u_low, LEVELS > u_high
+    out[below] = median + (median - low) * z[below] / norm.ppf(1.0 - u_low)
+    out[above] = median + (high - median) * z[above] / norm.ppf(u_high)
+    out[below] = np.minimum(out[below], low)
+    out[above] = np.maximum(out[above], high)
     return out

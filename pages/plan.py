@@ -1,8 +1,8 @@
 """Plan: which engines in service to remove in which week, under shop capacity, at the lowest expected cost.
 
-The page reads its controls, asks :mod:`core.planning` for the plan of the stored scores (cached by the store's
-file stamp, the model version and the request, so reruns that change nothing reuse it and other sessions are not
-held up), and draws: the calendar, the removals the shop should expect, the plan's expected cost against the
+The page reads its controls, asks :mod:`core.planning` for the plan of the stored scores (cached by what the plan
+reads, the model version and the request, so reruns and other sessions reuse it until scores, readings, engines or
+utilisation change), and draws: the calendar, the removals the shop should expect, the plan's expected cost against the
 baselines, each engine's row with a link to its Engine page and its RUL distribution, the CSV, a printable work
 package per week, and accepting the plan.
 """
@@ -29,14 +29,26 @@ DEFAULTS: dict[str, object] = {"plan_weeks": 8, "plan_slots": 5, "plan_cost_fail
                                "plan_datasets": None}
 MAX_HORIZON = 26
 PICK_LIMIT = 1_000  # engines offered in the distribution's picker at most (the table's first ones)
+TABLE_PAGE_ROWS = 500  # engine rows drawn at once: a 20,000-engine plan is paged, not sent whole to the browser
 WORK_PACKAGE_SENSORS = 8  # sensors of the model's pipeline shown in a work package's latest readings
 
 
-@st.cache_data(show_spinner="Planning…", max_entries=16)
-def plan_view(stamp: tuple, version: int, request: planner.PlanRequest, datasets: tuple[str, ...]) -> planner.Plan:
-    """The plan of `datasets`' engines in service, kept while the store's file `stamp` is unchanged."""
+@st.cache_resource(show_spinner="Planning…", max_entries=16)
+def plan_view(inputs: tuple, version: int, request: planner.PlanRequest, datasets: tuple[str, ...]) -> planner.Plan:
+    """The plan of `datasets`' engines in service, kept while what it reads (`inputs`, :func:`plan_inputs`) is
+    unchanged.
+
+    One object shared by every session, never changed by the page (a resource, not data: a 20,000-engine plan is
+    not copied through pickle on each rerun)."""
     ensemble = ui.load_model(version, config.paths().mlflow_uri)
     return service.fleet_plan(version, ensemble.conformal, request, datasets)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def plan_inputs(stamp: tuple, version: int) -> tuple:
+    """What a plan of `version` reads (:func:`core.planning.service.inputs_stamp`), read again when the store's file
+    `stamp` changes: the plan is then recomputed only when its inputs changed."""
+    return service.inputs_stamp(version)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -44,6 +56,13 @@ def stored_utilisation(stamp: tuple) -> dict[str, float]:
     """Cycles per day stored per dataset."""
     with store.connect(read_only=True) as con:
         return utilisation.read(con)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def stored_engine_utilisation(stamp: tuple) -> dict[tuple[str, str], float]:
+    """Cycles per day stored per engine."""
+    with store.connect(read_only=True) as con:
+        return utilisation.read_engines(con)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -121,11 +140,32 @@ with st.expander("Utilisation: cycles per day of each dataset"):
     st.session_state["plan_utilisation"] = {**kept, **current}
     st.caption(f"A dataset nobody set flies {weeks.DEFAULT_CYCLES_PER_DAY:g} cycles a day. Changes here plan this "
                "session; saving them makes them every user's default.")
+    stored_own = stored_engine_utilisation(stamp)
+    own = st.data_editor(
+        pd.DataFrame([(d, e, v) for (d, e), v in stored_own.items() if d in chosen],
+                     columns=["dataset", "engine", "cycles_per_day"]),
+        key="plan_engine_utilisation_editor", hide_index=True, num_rows="dynamic", width="stretch",
+        column_config={
+            "dataset": st.column_config.SelectboxColumn("dataset", options=chosen, required=True),
+            "engine": st.column_config.TextColumn("engine", required=True),
+            "cycles_per_day": st.column_config.NumberColumn("cycles per day", min_value=0.01,
+                                                            max_value=weeks.MAX_CYCLES_PER_DAY, step=0.1,
+                                                            format="%.2f", required=True),
+        })
+    own_rows = [(str(d), str(e), float(v)) for d, e, v in own[["dataset", "engine", "cycles_per_day"]].itertuples(
+        index=False) if isinstance(d, str) and isinstance(e, str) and e.strip() and pd.notna(v)]
+    st.caption("Engines that fly more or less than their dataset: add a row with the engine's own cycles per day "
+               "(C-MAPSS readings carry cycles, not dates). Rows here plan this page; saving them keeps them.")
     if access.can("load"):
-        if st.button("Save as the datasets' utilisation", key="plan_save_utilisation") and access.permit("load"):
+        if st.button("Save as the datasets' and engines' utilisation", key="plan_save_utilisation") \
+                and access.permit("load"):
             try:
                 found = access.identity()
-                utilisation.save(current, found[0] if found else "dashboard")
+                who = found[0] if found else "dashboard"
+                utilisation.save(current, who)
+                listed = {(d, e): v for d, e, v in own_rows}
+                gone = {key: None for key in stored_own if key[0] in chosen and key not in listed}
+                utilisation.save_engines({**gone, **listed}, who)
                 st.success("Utilisation saved.", icon=":material/check:")
             except UserError as err:
                 ui.show_error(err)
@@ -136,8 +176,8 @@ try:
     request = planner.PlanRequest(
         weeks=int(horizon), slots=(int(slots),), start=date.today(),
         costs=planner.PlanCosts(failure=float(failure), removal=float(removal), life_per_cycle=float(life)),
-        utilisation=tuple(sorted(current.items())))
-    plan = plan_view(stamp, version, request, tuple(chosen))
+        utilisation=tuple(sorted(current.items())), engine_utilisation=tuple(own_rows))
+    plan = plan_view(plan_inputs(stamp, version), version, request, tuple(chosen))
 except UserError as err:
     ui.show_error(err)
     st.stop()
@@ -189,8 +229,17 @@ table_col.caption("Each baseline fills the same slots in its own order: a fixed 
                   "removals give up until then, expected under the model's distributions.")
 
 st.subheader("Engines")
-show = st.radio("Show", ["Planned engines", "All engines"], horizontal=True, key="plan_show")
+show_col, page_col = st.columns([3, 1], vertical_alignment="bottom")
+show = show_col.radio("Show", ["Planned engines", "All engines"], horizontal=True, key="plan_show")
 table = plan.engines if show == "All engines" else plan.engines[plan.engines["week"].notna()]
+pages_of_rows = max(1, -(-len(table) // TABLE_PAGE_ROWS))
+if pages_of_rows > 1:
+    shown_page = page_col.number_input(f"Page (of {pages_of_rows:,})", min_value=1, max_value=pages_of_rows, step=1,
+                                       key="plan_table_page")
+    first_row, total = (int(shown_page) - 1) * TABLE_PAGE_ROWS, len(table)
+    table = table.iloc[first_row:first_row + TABLE_PAGE_ROWS]
+    st.caption(f"Rows {first_row + 1:,}-{first_row + len(table):,} of {total:,}, in plan order (week, then most "
+               "likely to fail first); the CSV holds every engine.")
 links = [engine_url(d, e) for d, e in zip(table["dataset"], table["engine"], strict=True)]
 st.dataframe(
     table.assign(link=links), key="plan_table", hide_index=True, width="stretch", height=360,
@@ -237,8 +286,10 @@ if planned_weeks:
     shown = list(ensemble.pipeline.sensors[:WORK_PACKAGE_SENSORS])
 
     def work_package() -> str:
-        """The week's printable work package (read when the button is pressed)."""
-        return exports.work_package_html(plan, package_week, service.week_readings(plan, package_week), version, shown)
+        """The week's printable work package, with each engine's explanation (read when the button is pressed)."""
+        why = service.week_explanations(plan, package_week, ensemble, ui.explainer(version, config.paths().mlflow_uri))
+        return exports.work_package_html(plan, package_week, service.week_readings(plan, package_week), version, shown,
+                                         why)
 
     package_col.download_button("Download the work package (HTML)", work_package,
                                 file_name=f"work-package-week-{package_week}.html", mime="text/html",

@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="in-service datasets to plan (default: every fleet and evaluation dataset)")
     parser.add_argument("--utilisation", type=_utilisation, action="append", default=[], metavar="DATASET=N",
                         help="cycles per day of a dataset for this plan (default: the stored value, else 2)")
+    parser.add_argument("--engine-utilisation", nargs=3, action="append", default=[],
+                        metavar=("DATASET", "ENGINE", "N"),
+                        help="cycles per day of one engine for this plan (repeatable; default: the engine's stored "
+                             "value, else its dataset's)")
     parser.add_argument("--exclude", nargs=2, action="append", default=[], metavar=("DATASET", "ENGINE"),
                         help="leave an engine out of the plan (repeatable)")
     parser.add_argument("--scheduled", nargs=3, action="append", default=[], metavar=("DATASET", "ENGINE", "WEEK"),
@@ -69,10 +73,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scheduled = tuple((d, e, int(w)) for d, e, w in args.scheduled)
     except ValueError as err:
         raise UserError("The week of a scheduled engine must be a whole number.") from err
+    try:
+        own = tuple((d, e, float(v)) for d, e, v in args.engine_utilisation)
+    except ValueError as err:
+        raise UserError("The utilisation of an engine must be a number of cycles per day.") from err
     request = planner.PlanRequest(
         weeks=args.weeks, slots=args.slots, start=args.start or date.today(),
         costs=planner.PlanCosts(failure=args.failure_cost, removal=args.removal_cost, life_per_cycle=args.life_cost),
-        utilisation=tuple(args.utilisation), scheduled=scheduled, excluded=tuple(tuple(e) for e in args.exclude))
+        utilisation=tuple(args.utilisation), engine_utilisation=own, scheduled=scheduled, excluded=tuple(tuple(e) for e in args.exclude))
     version, ensemble = scoring.load_model(args.model)
     plan = service.fleet_plan(version, ensemble.conformal, request, args.datasets)
     plan_id = accepted.accept(plan, version, args.by or getpass.getuser()) if args.accept else None

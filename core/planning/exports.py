@@ -8,7 +8,7 @@ engine ids, dataset names and reasons are data, never markup.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -39,9 +39,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def work_package_html(plan: Plan, week: int, readings: pd.DataFrame, model_version: int,
-                      shown_sensors: Sequence[str]) -> str:
+                      shown_sensors: Sequence[str],
+                      explanations: Mapping[tuple[str, int], Sequence[str]] | None = None) -> str:
     """A printable page for the engines of `week`: who, why, the latest readings (`readings`: dataset, unit and
-    the storage-named columns of each engine's last cycle; `shown_sensors` the columns shown)."""
+    the storage-named columns of each engine's last cycle; `shown_sensors` the columns shown) and, given
+    `explanations` ((dataset, unit) -> sentences, :func:`core.planning.service.week_explanations`), what drives
+    each engine's predicted RUL."""
     part = plan.engines[plan.engines["week"] == week]
     info = plan.meta["request"]
     starts = plan.weeks.set_index("week")["week_start"]
@@ -60,6 +63,17 @@ def work_package_html(plan: Plan, week: int, readings: pd.DataFrame, model_versi
         reading_rows.append([str(r["engine"]), str(r["dataset"]), str(int(last["cycle"]))]
                             + [f"{float(last[c]):.4g}" for c in shown_sensors])
     latest = _table(["engine", "dataset", "cycle", *[sensors.label(c) for c in shown_sensors]], reading_rows)
+    drivers = ""
+    if explanations is not None:
+        items = []
+        for r in records:
+            lines = explanations.get((str(r["dataset"]), int(r["unit"])))
+            if lines:
+                said = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+                items.append(f"<h3>{html.escape(str(r['engine']))} ({html.escape(str(r['dataset']))})</h3>"
+                             f"<ul>{said}</ul>")
+        drivers = ("<h2>What drives each engine's predicted RUL</h2><p>SHAP attributions of the model's prediction "
+                   "at the engine's scored cycle, in cycles of RUL.</p>" + "".join(items))
     costs = info["costs"]
     title = f"Work package: week {week}, from {start}"
     summary = (f"{len(part)} engine(s) to remove by the end of the week. Plan of model v{model_version}, starting "
@@ -68,5 +82,5 @@ def work_package_html(plan: Plan, week: int, readings: pd.DataFrame, model_versi
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p>"
-        f"<h2>Engines</h2>{engines}<h2>Latest readings</h2>{latest}</body></html>"
+        f"<h2>Engines</h2>{engines}<h2>Latest readings</h2>{latest}{drivers}</body></html>"
     )

@@ -34,13 +34,26 @@ def in_service(con: duckdb.DuckDBPyConnection, model_version: int,
 def latest_readings(con: duckdb.DuckDBPyConnection, dataset_ids: Sequence[int], units: Sequence[int]) -> pd.DataFrame:
     """The last reading (:data:`~core.data.cmapss.COLUMNS` and ``dataset_id``) of each engine (dataset_ids[i],
     units[i])."""
-    pairs = pd.DataFrame({"dataset_id": [int(d) for d in dataset_ids], "unit": [int(u) for u in units]})
+    return _readings_of(con, dataset_ids, units, "QUALIFY row_number() OVER (PARTITION BY r.dataset_id, r.unit "
+                                                 "ORDER BY r.cycle DESC) = 1")
+
+
+def engine_readings(con: duckdb.DuckDBPyConnection, dataset_ids: Sequence[int], units: Sequence[int],
+                    until: Sequence[int]) -> pd.DataFrame:
+    """Every reading up to cycle until[i] (:data:`~core.data.cmapss.COLUMNS` and ``dataset_id``) of each engine
+    (dataset_ids[i], units[i]), in engine and cycle order."""
+    return _readings_of(con, dataset_ids, units, "WHERE r.cycle <= w.until", until)
+
+
+def _readings_of(con: duckdb.DuckDBPyConnection, dataset_ids: Sequence[int], units: Sequence[int], clause: str,
+                 until: Sequence[int] | None = None) -> pd.DataFrame:
+    pairs = pd.DataFrame({"dataset_id": [int(d) for d in dataset_ids], "unit": [int(u) for u in units],
+                          "until": [0] * len(units) if until is None else [int(c) for c in until]})
     columns = ", ".join(f"r.{c}" for c in COLUMNS)
     con.register("wanted_engines", pairs)
     try:
         return con.execute(
             f"SELECT r.dataset_id, {columns} FROM readings r JOIN wanted_engines w ON w.dataset_id = r.dataset_id "
-            "AND w.unit = r.unit QUALIFY row_number() OVER (PARTITION BY r.dataset_id, r.unit ORDER BY r.cycle DESC) "
-            "= 1 ORDER BY r.dataset_id, r.unit").df()
+            f"AND w.unit = r.unit {clause} ORDER BY r.dataset_id, r.unit, r.cycle").df()
     finally:
         con.unregister("wanted_engines")

@@ -76,7 +76,8 @@ class PlanRequest:
 
     `slots` holds one number per week (or one number for every week); `utilisation` is ((dataset, cycles per
     day), ...) for the datasets whose utilisation differs from :data:`core.planning.weeks.DEFAULT_CYCLES_PER_DAY`;
-    `scheduled` is ((dataset, engine, week), ...) for engines already given a week, `excluded` ((dataset,
+    `engine_utilisation` ((dataset, engine, cycles per day), ...) for engines that fly more or less than their
+    dataset (it wins over the dataset's); `scheduled` is ((dataset, engine, week), ...) for engines already given a week, `excluded` ((dataset,
     engine), ...) for engines left out.
     """
 
@@ -85,6 +86,7 @@ class PlanRequest:
     costs: PlanCosts = field(default_factory=PlanCosts)
     start: date = field(default_factory=date.today)
     utilisation: tuple[tuple[str, float], ...] = ()
+    engine_utilisation: tuple[tuple[str, str, float], ...] = ()
     scheduled: tuple[tuple[str, str, int], ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
 
@@ -106,10 +108,16 @@ class PlanRequest:
         """Utilisation per dataset named in the request, checked."""
         return {str(name): weeks.check_utilisation(value, str(name)) for name, value in self.utilisation}
 
+    def engine_cycles_per_day(self) -> dict[tuple[str, str], float]:
+        """Utilisation per engine named in the request, checked."""
+        return {(str(d), str(e)): weeks.check_utilisation(value, f"engine {e} of {d}")
+                for d, e, value in self.engine_utilisation}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form."""
         return {"weeks": self.weeks, "slots": list(self.slots), "costs": asdict(self.costs),
                 "start": self.start.isoformat(), "utilisation": dict(self.utilisation),
+                "engine_utilisation": [list(u) for u in self.engine_utilisation],
                 "scheduled": [list(s) for s in self.scheduled], "excluded": [list(e) for e in self.excluded]}
 
 
@@ -184,7 +192,12 @@ def make_plan(engines: pd.DataFrame, distribution: RulDistribution, request: Pla
         fixed[index[key]] = int(week)
     fixed[excluded] = -1
     cpd = frame["dataset"].astype(str).map(lambda d: utilisation.get(d, weeks.DEFAULT_CYCLES_PER_DAY)).to_numpy(
-        dtype=float)
+        dtype=float, copy=True)
+    for (dataset, engine), value in request.engine_cycles_per_day().items():
+        if (dataset, engine) not in index:
+            raise UserError(f"Engine {engine} of {dataset} has a utilisation of its own, but it is not among the "
+                            "engines in service with a current score.")
+        cpd[index[(dataset, engine)]] = value
     rul = frame["rul"].to_numpy(dtype=float)
     pairs, inverse = np.unique(np.column_stack([rul, cpd]), axis=0, return_inverse=True)
     shared = cost_table(distribution, pairs[:, 0], pairs[:, 1], request.start, horizon, request.costs)

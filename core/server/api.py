@@ -331,6 +331,9 @@ def build_api(services: Services) -> FastAPI:
         who = _handler(request)
         return _handled(alerts.snooze, [alert_id], who, body.until, body.note)
 
+    from core.server import api_plan  # it imports this module's shared parts
+
+    api_plan.register(secured)
     app.include_router(open_routes)
     app.include_router(secured)
     return app
