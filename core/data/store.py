@@ -36,7 +36,7 @@ ROLES = ("history", "fleet", "evaluation", "sandbox")
 (``rul_truth``), scored and evaluated; ``sandbox``: scratch data of the production simulation, never
 listed for training or serving. RUL files fill ``rul_truth`` and are not datasets."""
 IN_SERVICE_ROLES = ("fleet", "evaluation")
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _DEFAULT_LOCK_WAIT_S = 5.0
 T = TypeVar("T")
@@ -152,6 +152,24 @@ _MIGRATE_ALERTS = [
 ]
 """Schema 3 to 5: each alert stored once per key (table ``alerts``) becomes an open episode (a drift alert's key
 loses its model version, so a dataset has one); run only where the ``alerts`` table exists."""
+
+
+_MIGRATE_DRIFT = [
+    """CREATE TABLE IF NOT EXISTS reading_loads (
+        dataset_id INTEGER NOT NULL, load_no INTEGER NOT NULL, unit INTEGER NOT NULL, first_cycle INTEGER NOT NULL,
+        last_cycle INTEGER NOT NULL, loaded_at TIMESTAMP NOT NULL, PRIMARY KEY (dataset_id, load_no, unit))""",
+    ("INSERT INTO reading_loads SELECT r.dataset_id, 1, r.unit, min(r.cycle), max(r.cycle), any_value(d.loaded_at) "
+     "FROM readings r JOIN datasets d ON d.id = r.dataset_id "
+     "WHERE NOT EXISTS (SELECT 1 FROM reading_loads l WHERE l.dataset_id = r.dataset_id) GROUP BY r.dataset_id, r.unit"),
+    """CREATE TABLE IF NOT EXISTS drift_history (
+        dataset_id INTEGER NOT NULL, reference VARCHAR NOT NULL, period VARCHAR NOT NULL, period_key VARCHAR NOT NULL,
+        starts_at TIMESTAMP NOT NULL, engines INTEGER NOT NULL, readings BIGINT NOT NULL, drift_share DOUBLE,
+        drifted VARCHAR NOT NULL, out_of_range BIGINT NOT NULL, stamp VARCHAR NOT NULL, computed_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (dataset_id, reference, period, period_key))""",
+]
+"""Schema 5 to 6: ``reading_loads`` records which cycles of which engine each load (a file or an append) brought
+(a store from before gets one load per dataset, at its load time); ``drift_history`` keeps the drift of a dataset's
+readings per load or per calendar week of loading against a reference (:mod:`core.monitoring.history`)."""
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -429,7 +447,7 @@ def _check_schema(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables, or bring a schema-1 to -4 store up to date, in one transaction.
+    """Create missing tables, or bring a schema-1 to -5 store up to date, in one transaction.
 
     Runs when the handle opens read-write, before any cursor exists, so no thread of this process
     works on the store meanwhile; DuckDB's file lock keeps other processes out. The schema is read
@@ -453,6 +471,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'alerts'"):
             for statement in _MIGRATE_ALERTS:
                 con.execute(statement)
+        for statement in _MIGRATE_DRIFT:
+            con.execute(statement)
         con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 
