@@ -3,6 +3,7 @@ exploration), and run the streamed production simulation in its sandbox."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,19 @@ from core import config
 from core.data import store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
-from core.monitoring import drift, prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
+from core.monitoring import (
+    drift,
+    history,
+    multivariate,
+    prediction_drift,
+    regimes,
+    report,
+    simulate,
+    statistics,
+    stream_plan,
+    timelines,
+    verdicts,
+)
 from core.operations import job_records, jobs, registry
 from pages import access, drift_charts, ui
 
@@ -128,6 +141,33 @@ def feature_values(reference: tuple[str, ...], current: tuple[str, ...], window:
         ref_norm, cur_norm, _ = regimes.normalise_by_regime(ref, cur, list(SENSORS))
         return ref_norm, cur_norm
     return ref[list(SENSORS)], cur[list(SENSORS)]
+
+
+@st.cache_data(show_spinner="Measuring the multivariate drift…", max_entries=16)
+def multivariate_drift(reference: tuple[str, ...], current: tuple[str, ...], window: int | None,
+                       stamp: tuple[int, int], matched: bool) -> dict[str, Any]:
+    """The PCA reconstruction error of the current readings against the reference's
+    (:func:`core.monitoring.multivariate.measure`, raw values), or the reason it could not be measured."""
+    try:
+        return multivariate.measure(_reference(reference, current, window, matched), _frame(current, window)).to_dict()
+    except UserError as err:
+        return {"reason": str(err)}
+
+
+@st.cache_data(show_spinner="Computing the drift over time…", max_entries=16)
+def drift_over_time(dataset: str, reference: tuple[str, ...], period: str, fingerprint: tuple) -> pd.DataFrame:
+    """Drift per load or calendar week of ``dataset`` (:func:`core.monitoring.history.over_time`: the stored
+    figures when current, else computed in DuckDB and stored)."""
+    return history.over_time(dataset, reference, period)
+
+
+def report_html(reference: tuple[str, ...], current: str, matched: bool, result: dict[str, Any], reference_label: str,
+                note: str) -> bytes:
+    """The self-contained HTML drift report of the comparison shown (built when the Download button is clicked)."""
+    with store.connect(read_only=True) as con:
+        judged = _reference(reference, (current,), None, matched)
+        extras = report.collect(con, reference, current, judged, _frame((current,), None))
+    return report.render(result["report"], reference_label, current, extras, [note]).encode("utf-8")
 
 
 def _verdict(report: dict[str, Any], against_model: bool) -> None:
@@ -263,6 +303,15 @@ else:
         current_label = current_choice if window is None else f"latest {window} engines of {current}"
         _metrics(report, reference_label, current_label)
         _verdict(report, against_model)
+        scored = multivariate_drift(reference_names, (current,), window, stamp_of(reference_names), matched)
+        if "reason" in scored:
+            st.caption(f"Multivariate drift not measured: {ui.text(scored['reason'])}")
+        else:
+            box = st.warning if scored["drifted"] else st.success
+            box(f"**Multivariate drift {'beyond' if scored['drifted'] else 'within'} the reference band**: "
+                f"PCA reconstruction error {scored['score']:.3f} (band {scored['lower']:.3f} to {scored['upper']:.3f}, "
+                f"{len(scored['sensors'])} sensors, {scored['components']} components, raw values): how badly the "
+                "reference's main patterns of the sensors moving together explain the current readings.")
         table = pd.DataFrame(report["features"])
         view = "regime-normalised" if normalised else "raw"
         st.markdown(f"**{method.upper()} per sensor** ({view} values, {ui.text(reference_label)} vs "
@@ -305,6 +354,26 @@ else:
             ui.no_model_notice()
         with st.expander("Table"):
             st.dataframe(table, hide_index=True, width="stretch")
+        if window is None:
+            note = _read_note(reference_names, (current,), None)
+            st.download_button(
+                "Download the drift report (HTML)", key="drift_report", on_click="ignore", mime="text/html",
+                file_name=f"drift-{current}.html".replace("/", "_"), icon=":material/download:",
+                data=functools.partial(report_html, reference_names, current, matched, result, reference_label, note),
+                help="One self-contained file (charts embedded, opens offline): every sensor's verdict, the "
+                     "multivariate score, drift per load and the data-quality findings.")
+            st.markdown(f"**Drift over time** of {ui.text(current)} against {ui.text(reference_label)} (raw PSI, "
+                        "drift share per load or per calendar week of loading)")
+            period = st.radio("Per", history.PERIODS, horizontal=True, key="drift_period",
+                              format_func=lambda p: "load" if p == "load" else "calendar week")
+            try:
+                points = drift_over_time(current, reference_names, period,
+                                         ui.data_fingerprint([current, *reference_names]))
+            except UserError as err:
+                ui.show_error(err)
+            else:
+                st.plotly_chart(report.history_figure(points, period, thresholds.share), key="drift_history",
+                                width="stretch")
 
 
 # Production simulation ----------------------------------------------------------------------

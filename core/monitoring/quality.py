@@ -145,3 +145,12 @@ def findings(table: pd.DataFrame, stuck_cycles: int = STUCK_CYCLES) -> list[str]
             sentences.append(f"Load {row.load} ({row.readings:,} readings of {row.engines:,} engines): "
                              + "; ".join(parts) + ".")
     return sentences
+
+
+def training_reference(listing: pd.DataFrame, model_training: Sequence[str]) -> tuple[str, ...]:
+    """What "the training range" means for the checks: the serving model's training datasets when all are loaded,
+    else every loaded history dataset (the only data a model is trained on); empty when there is neither."""
+    loaded = set(listing["name"])
+    if model_training and all(name in loaded for name in model_training):
+        return tuple(model_training)
+    return tuple(listing.loc[listing["role"] == "history", "name"])
