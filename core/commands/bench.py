@@ -15,9 +15,9 @@ from typing import Any
 
 from core.errors import UserError
 
-HELP = ("run a benchmark (ingest, accuracy, train_time, latency, pages, api, load, scale, stress, plan), or 'report' "
+HELP = ("run a benchmark (ingest, accuracy, train_time, latency, pages, api, load, scale, stress, plan, drift), or 'report' "
         "to regenerate BENCHMARKS.md's current figures from the recorded runs")
-BENCHMARKS = ("ingest", "accuracy", "train_time", "latency", "pages", "api", "load", "scale", "stress", "plan")
+BENCHMARKS = ("ingest", "accuracy", "train_time", "latency", "pages", "api", "load", "scale", "stress", "plan", "drift")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
