@@ -156,3 +156,15 @@ def test_report_escapes_dataset_names(three_loads: Path, tmp_path: Path) -> None
     result = verdicts.assess(reference, current).to_dict()
     page = report.render(result, "<b>ref</b>", "<script>alert(1)</script>", extras)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_large_load_is_judged_on_a_seeded_sample_of_whole_engines(three_loads: Path) -> None:
+    with store.connect(read_only=True) as con:
+        whole = history.compute(con, "fleet", ["train_FD001"], "week").points.iloc[0]
+        sampled = history.compute(con, "fleet", ["train_FD001"], "week", max_rows=3_000).points.iloc[0]
+        again = history.compute(con, "fleet", ["train_FD001"], "week", max_rows=3_000).points.iloc[0]
+        checked = quality.check(con, "fleet", ["train_FD001"], max_rows=1_000)
+    assert whole["compared"] == whole["readings"] and whole["engines"] == 30
+    assert 0 < sampled["compared"] < whole["readings"] and sampled["readings"] == whole["readings"]
+    assert sampled["compared"] == again["compared"] and sampled["drift_share"] == again["drift_share"], "seeded"
+    assert (checked["checked_engines"] < checked["engines"]).all() and (checked["checked_engines"] >= 1).all()

@@ -163,7 +163,8 @@ _MIGRATE_DRIFT = [
      "WHERE NOT EXISTS (SELECT 1 FROM reading_loads l WHERE l.dataset_id = r.dataset_id) GROUP BY r.dataset_id, r.unit"),
     """CREATE TABLE IF NOT EXISTS drift_history (
         dataset_id INTEGER NOT NULL, reference VARCHAR NOT NULL, period VARCHAR NOT NULL, period_key VARCHAR NOT NULL,
-        starts_at TIMESTAMP NOT NULL, engines INTEGER NOT NULL, readings BIGINT NOT NULL, drift_share DOUBLE,
+        starts_at TIMESTAMP NOT NULL, engines INTEGER NOT NULL, readings BIGINT NOT NULL, compared BIGINT NOT NULL,
+        drift_share DOUBLE,
         drifted VARCHAR NOT NULL, out_of_range BIGINT NOT NULL, stamp VARCHAR NOT NULL, computed_at TIMESTAMP NOT NULL,
         PRIMARY KEY (dataset_id, reference, period, period_key))""",
 ]

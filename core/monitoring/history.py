@@ -2,7 +2,9 @@
 calendar week, judged against a reference, one point per period.
 
 Each point is the raw-value PSI of every sensor against the reference's quantile bins and the share of informative
-sensors at or above the PSI alert threshold, plus the readings outside the range the reference spans. The current
+sensors at or above the PSI alert threshold, plus the readings outside the range the reference spans. A period holding
+more than :data:`core.monitoring.drift.MAX_SIDE_ROWS` readings is judged on a seeded sample of whole engines, as the
+Drift page samples a side (``compared`` is the readings judged, ``readings`` all of the period's). The current
 side is binned inside DuckDB (:mod:`core.monitoring.profile`), so a 20,000-engine fleet is never read into pandas;
 the reference (a model's training data) is read as the Drift page reads it (whole up to
 :data:`core.monitoring.drift.MAX_SIDE_ROWS` readings, else a seeded sample of whole engines). Figures are stored in
@@ -30,7 +32,7 @@ _PERIOD_SQL = {
     "load": "CAST(l.load_no AS VARCHAR)",
     "week": "strftime(date_trunc('week', l.loaded_at), '%G-W%V')",
 }
-COLUMNS = ["period_key", "starts_at", "engines", "readings", "drift_share", "drifted", "out_of_range"]
+COLUMNS = ["period_key", "starts_at", "engines", "readings", "compared", "drift_share", "drifted", "out_of_range"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,10 @@ def _stamp(con: duckdb.DuckDBPyConnection, dataset_id: int, reference: Sequence[
 
 
 def compute(con: duckdb.DuckDBPyConnection, dataset: str, reference: Sequence[str], period: str = "load",
-            thresholds: Thresholds | None = None) -> History:
-    """Drift of each period of ``dataset`` against ``reference``, computed now (one SQL pass over the dataset)."""
+            thresholds: Thresholds | None = None, max_rows: int = drift.MAX_SIDE_ROWS, seed: int = 0) -> History:
+    """Drift of each period of ``dataset`` against ``reference``, computed now (one SQL pass over the dataset). A
+    period holding more than ``max_rows`` readings is judged on a seeded sample of whole engines (chosen by a hash
+    of the engine and ``seed``, about ``max_rows`` readings); ``compared`` says how many readings were."""
     check_period(period)
     limits = thresholds or Thresholds()
     found = queries.get_dataset(con, dataset)
@@ -82,13 +86,20 @@ def compute(con: duckdb.DuckDBPyConnection, dataset: str, reference: Sequence[st
         params.extend(edges)
     outside = " OR ".join(f"r.{s.name} < ? OR r.{s.name} > ?" for s in profile.sensors)
     range_params = [v for s in profile.sensors for v in (s.low, s.high)]
-    sql = (f"SELECT {_PERIOD_SQL[period]} AS period_key, min(l.loaded_at) AS starts_at, "
-           "count(DISTINCT r.unit) AS engines, count(*) AS readings, "
+    period_of = _PERIOD_SQL[period]
+    sql = (f"WITH per AS (SELECT {period_of} AS period_key, min(l.loaded_at) AS starts_at, count(DISTINCT l.unit) "
+           "AS engines, sum(l.last_cycle - l.first_cycle + 1) AS total FROM reading_loads l WHERE l.dataset_id = ? "
+           "GROUP BY period_key), "
+           f"kept AS (SELECT l.*, per.period_key FROM reading_loads l JOIN per ON per.period_key = {period_of} "
+           "WHERE l.dataset_id = ? AND hash(l.unit + ?) % 1000000 < 1000000 * least(1.0, ? / per.total)) "
+           "SELECT l.period_key, any_value(per.starts_at) AS starts_at, any_value(per.engines) AS engines, "
+           "any_value(per.total) AS readings, count(*) AS compared, "
            f"count(*) FILTER (WHERE {outside}) AS out_of_range, {', '.join(selects)} "
-           "FROM readings r JOIN reading_loads l ON l.dataset_id = r.dataset_id AND l.unit = r.unit "
-           "AND r.cycle BETWEEN l.first_cycle AND l.last_cycle WHERE r.dataset_id = ? "
-           "GROUP BY period_key ORDER BY starts_at, period_key")
-    raw = con.execute(sql, range_params + params + [found["id"]]).df()
+           "FROM readings r JOIN kept l ON l.unit = r.unit AND r.cycle BETWEEN l.first_cycle AND l.last_cycle "
+           "JOIN per ON per.period_key = l.period_key WHERE r.dataset_id = ? "
+           "GROUP BY l.period_key ORDER BY starts_at, l.period_key")
+    raw = con.execute(sql, [found["id"], found["id"], seed, max_rows] + range_params + params
+                      + [found["id"]]).df()
     _, alert = limits.levels("psi")
     rows = []
     for _, row in raw.iterrows():
@@ -96,7 +107,7 @@ def compute(con: duckdb.DuckDBPyConnection, dataset: str, reference: Sequence[st
         informative = [s.name for s in profile.sensors if s.informative]
         drifted = [name for name in informative if scores[name] >= alert]
         rows.append({"period_key": row["period_key"], "starts_at": row["starts_at"], "engines": int(row["engines"]),
-                     "readings": int(row["readings"]),
+                     "readings": int(row["readings"]), "compared": int(row["compared"]),
                      "drift_share": len(drifted) / len(informative) if informative else None,
                      "drifted": ",".join(drifted), "out_of_range": int(row["out_of_range"])})
     return History(found["name"], tuple(reference), period, pd.DataFrame(rows, columns=COLUMNS), read)
@@ -126,9 +137,10 @@ def save(history: History) -> None:
             con.execute("DELETE FROM drift_history WHERE dataset_id = ? AND reference = ? AND period = ?",
                         [found["id"], key, history.period])
             for point in history.points.itertuples(index=False):
-                con.execute("INSERT INTO drift_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                con.execute("INSERT INTO drift_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [found["id"], key, history.period, point.period_key, point.starts_at, point.engines,
-                             point.readings, point.drift_share, point.drifted, point.out_of_range, stamp, now])
+                             point.readings, point.compared, point.drift_share, point.drifted, point.out_of_range,
+                             stamp, now])
 
     store.write(work)
 
