@@ -70,7 +70,8 @@ def test_drift_over_time_per_load_and_the_report_opens_offline(browser_page, das
     saved = tmp_path / "report.html"
     download.value.save_as(saved)
 
-    offline = page.context.new_page()
+    context = page.context.browser.new_context()
+    offline = context.new_page()
     requested: list[str] = []
 
     def block(route) -> None:
@@ -81,7 +82,7 @@ def test_drift_over_time_per_load_and_the_report_opens_offline(browser_page, das
             requested.append(route.request.url)
             route.abort()
 
-    offline.route("**/*", block)
+    context.route("**/*", block)
     offline.on("request", lambda request: None if request.url.startswith(("file:", "data:", "blob:"))
                else requested.append(request.url))
     offline.goto(saved.as_uri())
@@ -90,4 +91,5 @@ def test_drift_over_time_per_load_and_the_report_opens_offline(browser_page, das
     assert all(sensor in text for sensor in SENSORS), "every sensor is listed"
     assert "Multivariate drift" in text and "Data quality per load" in text
     assert requested == [], f"the report asked other hosts: {requested}"
+    context.close()
     assert page.locator("[data-testid=stException]").count() == 0
