@@ -11,7 +11,8 @@ import streamlit as st
 from core import config
 from core.data import import_root, ingest, store, writes
 from core.errors import UserError
-from core.operations import ingest_job, job_records, jobs, scoring_job
+from core.monitoring import quality
+from core.operations import ingest_job, job_records, jobs, registry, scoring_job
 from pages import access, ui
 
 st.title("Fleet data")
@@ -290,3 +291,32 @@ if pending:
     if no.button("Cancel", key="cancel_delete"):
         del st.session_state["pending_delete"]
         st.rerun()
+
+
+@st.cache_data(show_spinner="Checking the data quality…", max_entries=16)
+def _quality(name: str, training: tuple[str, ...], fingerprint: tuple) -> pd.DataFrame:
+    """The data-quality checks of each load of ``name`` (:func:`core.monitoring.quality.check`), cached by content."""
+    with store.connect(read_only=True) as con:
+        return quality.check(con, name, training)
+
+
+st.subheader("Data quality per load")
+st.caption(f"Per load (a file or an append) of a dataset: missing or repeated cycles, a sensor stuck for "
+           f"{quality.STUCK_CYCLES}+ cycles, and readings outside the training range (the serving model's training "
+           "data, else every history dataset).")
+checked = st.selectbox("Dataset to check", listing["name"], key="quality_name")
+try:
+    served = ui.serving_model()
+    trained_on = registry.training_datasets(served[0], registry.MODEL_NAME) if served else []
+    training = quality.training_reference(listing, trained_on)
+    if not training:
+        st.info("No history dataset is loaded, so there is no training range to check against.")
+    elif st.button("Check data quality", key="quality_check") or st.session_state.get("quality_shown") == checked:
+        st.session_state["quality_shown"] = checked
+        found = _quality(checked, training, ui.data_fingerprint([checked, *training]))
+        st.caption(f"Training range from {ui.text(', '.join(training))}.")
+        for sentence in quality.findings(found) or ["No problems found in any load."]:
+            st.text(sentence)
+        st.dataframe(found, hide_index=True, width="stretch")
+except UserError as err:
+    ui.show_error(err)

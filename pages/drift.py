@@ -3,6 +3,7 @@ exploration), and run the streamed production simulation in its sandbox."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,19 @@ from core import config
 from core.data import store
 from core.data.cmapss import SENSORS
 from core.errors import UserError
-from core.monitoring import drift, prediction_drift, regimes, simulate, statistics, stream_plan, timelines, verdicts
+from core.monitoring import (
+    default_drift,
+    drift,
+    history,
+    prediction_drift,
+    regimes,
+    simulate,
+    statistics,
+    stream_plan,
+    timelines,
+    verdicts,
+)
+from core.monitoring import report as html_report
 from core.operations import job_records, jobs, registry
 from pages import access, drift_charts, ui
 
@@ -106,17 +119,16 @@ def compare(reference: tuple[str, ...], current: tuple[str, ...], window: int | 
             limits: tuple[tuple[str, float], ...], model_version: int | None,
             stamp: tuple[int, int], matched: bool) -> dict[str, Any]:
     """The verdict of :func:`core.monitoring.verdicts.against_training` (the one the drift alert and ``python -m
-    core drift`` reach) as a dict: the report, the part judged against, each part's share and the predicted-RUL
-    samples; ``stamp`` (row counts) keys fresh data."""
+    core drift`` reach) as :func:`core.monitoring.default_drift.result_of` gives it: the report, the part judged
+    against, each part's share, the predicted-RUL samples and the multivariate score; ``stamp`` (row counts) keys
+    fresh data."""
     predict = None if model_version is None else (lambda _side, _names, rows: predicted(rows, model_version))
+    rows = _frame(current, window)
     comparison = verdicts.against_training(
-        reference, _frame(current, window), lambda names: _frame(names, None), predict, matched=matched,
+        reference, rows, lambda names: _frame(names, None), predict, matched=matched,
         method=method, normalise=normalised, thresholds=statistics.Thresholds(**dict(limits)))
-    prediction = {"psi": comparison.report.prediction_psi, "reason": comparison.report.prediction_psi_reason,
-                  "reference": [] if comparison.reference_rul is None else comparison.reference_rul.tolist(),
-                  "current": [] if comparison.current_rul is None else comparison.current_rul.tolist()}
-    return {"report": comparison.report.to_dict(), "prediction": prediction, "reference": comparison.reference,
-            "shares": dict(comparison.shares)}
+    judged = _reference(comparison.reference, current, window, matched)
+    return default_drift.result_of(comparison, judged, rows, {})
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -128,6 +140,22 @@ def feature_values(reference: tuple[str, ...], current: tuple[str, ...], window:
         ref_norm, cur_norm, _ = regimes.normalise_by_regime(ref, cur, list(SENSORS))
         return ref_norm, cur_norm
     return ref[list(SENSORS)], cur[list(SENSORS)]
+
+
+@st.cache_data(show_spinner="Computing the drift over time…", max_entries=16)
+def drift_over_time(dataset: str, reference: tuple[str, ...], period: str, fingerprint: tuple) -> pd.DataFrame:
+    """Drift per load or calendar week of ``dataset`` (:func:`core.monitoring.history.over_time`: the stored
+    figures when current, else computed in DuckDB and stored)."""
+    return history.over_time(dataset, reference, period)
+
+
+def report_html(reference: tuple[str, ...], current: str, matched: bool, result: dict[str, Any], reference_label: str,
+                note: str) -> bytes:
+    """The self-contained HTML drift report of the comparison shown (built when the Download button is clicked)."""
+    with store.connect(read_only=True) as con:
+        judged = _reference(reference, (current,), None, matched)
+        extras = html_report.collect(con, reference, current, judged, _frame((current,), None))
+    return html_report.render(result["report"], reference_label, current, extras, [note]).encode("utf-8")
 
 
 def _verdict(report: dict[str, Any], against_model: bool) -> None:
@@ -204,9 +232,7 @@ else:
              "dataset makes the comparison exploratory (no retraining advice).",
     )
     reference_names = tuple(model_data) if reference_choice == model_option else (reference_choice,)
-    others = [n for n in names if n not in reference_names]
-    default_current = ("train_FD002" if "train_FD002" in others
-                       else others[0] if others else names[min(1, len(names) - 1)])
+    default_current = default_drift.default_current(names, reference_names)
     current_choice = middle.selectbox("Current", current_options, index=current_options.index(default_current),
                                       key="drift_current", help="Any dataset, or the latest engines of a stream.")
     method = right.selectbox("Statistic", statistics.METHODS, key="drift_method",
@@ -244,14 +270,24 @@ else:
 
     version = served[0] if served else None
     try:
-        result = compare(reference_names, (current,), window, normalised, method, limits, version,
-                         stamp_of(reference_names), matched)
-        if result["reference"] != reference_names:
-            nearest = result["reference"]
+        choice = default_drift.default_choice(listing, model_data, version)
+        digest = (default_drift.key(listing, choice) if choice is not None and (
+            reference_names, current, window, normalised, method, matched, limits) == (
+            choice.reference, choice.current, None, False, "psi", choice.matched, tuple(
+                statistics.Thresholds().to_dict().items())) else None)
+        result = default_drift.load(digest) if digest else None
+        if result is None:
+            result = compare(reference_names, (current,), window, normalised, method, limits, version,
+                             stamp_of(reference_names), matched)
+            if digest:
+                default_drift.save(digest, result)
+        if tuple(result["reference"]) != reference_names:
+            nearest = tuple(result["reference"])
+            shares = {tuple(part): share for part, share in result["shares"]}
             # Data like any one part of a mixed training set is within the model's experience, so the verdict is
             # judged against the nearest part (core.monitoring.verdicts.against_training).
             st.caption(f"Judged against {ui.text(', '.join(nearest))}, the part of v{version}'s training data "
-                       f"nearest to {ui.text(current)} (drift share {result['shares'][nearest]:.2f}); data like any "
+                       f"nearest to {ui.text(current)} (drift share {shares[nearest]:.2f}); data like any "
                        "one part of the training data is within the model's experience.")
             reference_names, reference_label = nearest, f"training data ({', '.join(nearest)})"
         comparison = (reference_names, current, window, normalised, method)
@@ -263,6 +299,15 @@ else:
         current_label = current_choice if window is None else f"latest {window} engines of {current}"
         _metrics(report, reference_label, current_label)
         _verdict(report, against_model)
+        scored = result["multivariate"]
+        if "reason" in scored:
+            st.caption(f"Multivariate drift not measured: {ui.text(scored['reason'])}")
+        else:
+            box = st.warning if scored["drifted"] else st.success
+            box(f"**Multivariate drift {'beyond' if scored['drifted'] else 'within'} the reference band**: "
+                f"PCA reconstruction error {scored['score']:.3f} (band {scored['lower']:.3f} to {scored['upper']:.3f}, "
+                f"{len(scored['sensors'])} sensors, {scored['components']} components, raw values): how badly the "
+                "reference's main patterns of the sensors moving together explain the current readings.")
         table = pd.DataFrame(report["features"])
         view = "regime-normalised" if normalised else "raw"
         st.markdown(f"**{method.upper()} per sensor** ({view} values, {ui.text(reference_label)} vs "
@@ -305,6 +350,26 @@ else:
             ui.no_model_notice()
         with st.expander("Table"):
             st.dataframe(table, hide_index=True, width="stretch")
+        if window is None:
+            note = _read_note(reference_names, (current,), None)
+            st.download_button(
+                "Download the drift report (HTML)", key="drift_report", on_click="ignore", mime="text/html",
+                file_name=f"drift-{current}.html".replace("/", "_"), icon=":material/download:",
+                data=functools.partial(report_html, reference_names, current, matched, result, reference_label, note),
+                help="One self-contained file (charts embedded, opens offline): every sensor's verdict, the "
+                     "multivariate score, drift per load and the data-quality findings.")
+            st.markdown(f"**Drift over time** of {ui.text(current)} against {ui.text(reference_label)} (raw PSI, "
+                        "drift share per load or per calendar week of loading)")
+            period = st.radio("Per", history.PERIODS, horizontal=True, key="drift_period",
+                              format_func=lambda p: "load" if p == "load" else "calendar week")
+            try:
+                points = drift_over_time(current, reference_names, period,
+                                         ui.data_fingerprint([current, *reference_names]))
+            except UserError as err:
+                ui.show_error(err)
+            else:
+                st.plotly_chart(html_report.history_figure(points, period, thresholds.share), key="drift_history",
+                                width="stretch")
 
 
 # Production simulation ----------------------------------------------------------------------

@@ -16,9 +16,9 @@ from typing import Any
 from core.errors import UserError
 
 HELP = ("run a benchmark (ingest, append, accuracy, train_time, latency, pages, api, load, scale, stress, plan, "
-        "plan_page), or 'report' to regenerate BENCHMARKS.md's current figures from the recorded runs")
+        "plan_page, drift), or 'report' to regenerate BENCHMARKS.md's current figures from the recorded runs")
 BENCHMARKS = ("ingest", "append", "accuracy", "train_time", "latency", "pages", "api", "load", "scale", "stress", "plan",
-              "plan_page")
+              "plan_page", "drift")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from core.data import names, queries, store
 from core.errors import UserError
-from core.monitoring import drift, prediction_drift, statistics, verdicts
+from core.monitoring import drift, prediction_drift, report, statistics, verdicts
 
 HELP = ("compare a dataset with the serving model's training data (or a reference): per-sensor drift, drift share "
         "and a retraining verdict")
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="champion",
                         help="model whose predicted RUL is compared (and, without --reference, whose training data "
                              "is the reference): a version, champion (default) or challenger")
+    parser.add_argument("--html", default=None, metavar="FILE",
+                        help="also write a self-contained HTML report (charts embedded, opens offline) to FILE")
 
 
 def _model(model: str) -> tuple[int | None, Any]:
@@ -87,13 +90,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         comparison = verdicts.against_training(training, current, read, predict, matched=matched, method=args.method,
                                                normalise=args.normalised, thresholds=thresholds,
                                                no_model_reason=NO_MODEL_REASON)
+        judged = read(comparison.reference)
+        extras = report.collect(con, training, args.current,
+                                drift.match_life_stage(judged, current) if matched else judged,
+                                current) if args.html else None
     reference = ",".join(comparison.reference)
-    return {"reference": reference, "current": args.current, "model_version": version,
+    result = {"reference": reference, "current": args.current, "model_version": version,
             "against_model": against_model, "training_data": list(training) if against_model else None,
             "life_stage_matched": matched,
             "part_shares": {",".join(part): share for part, share in comparison.shares.items()},
             "reference_read": reads[comparison.reference].to_dict(), "current_read": current_read.to_dict(),
             **comparison.report.to_dict()}
+    if extras is not None:
+        label = (f"training data of model v{version} ({reference})" if against_model else reference)
+        write_html(args.html, report.render(result, label, args.current, extras, read_notes(result)))
+        result["html"] = str(args.html)
+        result["multivariate"] = extras.multivariate.to_dict() if extras.multivariate else None
+    return result
+
+
+def read_notes(result: dict[str, Any]) -> list[str]:
+    """What each side read, where a side was sampled."""
+    return [f"{side}: a seeded sample of {read['engines']:,} of {read['total_engines']:,} engines "
+            f"({read['readings']:,} of {read['total_readings']:,} readings); statistics are of the sample"
+            for side, read in (("reference", result["reference_read"]), ("current", result["current_read"]))
+            if read["sampled"]]
+
+
+def write_html(path: str, text: str) -> None:
+    """Write the report to `path` (UTF-8); a path that cannot be written is a UserError."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UserError(f"Could not write the report to {path}: {err.strerror or err}.") from err
 
 
 def render(result: dict[str, Any]) -> str:
@@ -106,11 +135,7 @@ def render(result: dict[str, Any]) -> str:
         matched = (", training engines cut at the current engines' ages" if result["life_stage_matched"] else "")
         lines.append(f"reference: the training data of model v{result['model_version']} "
                      f"({', '.join(result['training_data'])}){part}{matched}")
-    sides = [("reference", result["reference_read"]), ("current", result["current_read"])]
-    for side, read in sides:
-        if read["sampled"]:
-            lines.append(f"{side}: a seeded sample of {read['engines']:,} of {read['total_engines']:,} engines "
-                         f"({read['readings']:,} of {read['total_readings']:,} readings); statistics are of the sample")
+    lines.extend(read_notes(result))
     lines.append(f"{'feature':<10} {'psi':>8} {'ks':>6} {'wasserstein':>11}  level")
     for row in result["features"]:
         note = "" if row["informative"] else "  (near-constant in reference, not counted)"
@@ -125,6 +150,10 @@ def render(result: dict[str, Any]) -> str:
     verdict = result["verdict"]
     advice = " (retraining recommended)" if verdict["retrain_recommended"] else ""
     lines.append(f"verdict: {verdict['level']}{advice}")
+    if result.get("multivariate"):
+        mv = result["multivariate"]
+        lines.append(f"multivariate: {mv['score']:.3f} (reference band {mv['lower']:.3f} to {mv['upper']:.3f}"
+                     f"{', drifted' if mv['drifted'] else ''})")
     lines.extend(f"  - {sentence}" for sentence in verdict["explanation"])
     limits = result["thresholds"]
     method = result["method"]
@@ -132,4 +161,6 @@ def render(result: dict[str, Any]) -> str:
         f"thresholds: {method} warn {limits[f'{method}_warn']:g}, alert {limits[f'{method}_alert']:g}; "
         f"drift share > {limits['share']:g} or prediction PSI > {limits['prediction_psi']:g} recommends retraining"
     )
+    if result.get("html"):
+        lines.append(f"report written to {result['html']}")
     return "\n".join(lines)

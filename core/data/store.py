@@ -166,6 +166,25 @@ _MIGRATE_ALERTS = [
 loses its model version, so a dataset has one); run only where the ``alerts`` table exists."""
 
 
+_MIGRATE_DRIFT = [
+    """CREATE TABLE IF NOT EXISTS reading_loads (
+        dataset_id INTEGER NOT NULL, load_no INTEGER NOT NULL, unit INTEGER NOT NULL, first_cycle INTEGER NOT NULL,
+        last_cycle INTEGER NOT NULL, loaded_at TIMESTAMP NOT NULL, PRIMARY KEY (dataset_id, load_no, unit))""",
+    ("INSERT INTO reading_loads SELECT r.dataset_id, 1, r.unit, min(r.cycle), max(r.cycle), any_value(d.loaded_at) "
+     "FROM readings r JOIN datasets d ON d.id = r.dataset_id "
+     "WHERE NOT EXISTS (SELECT 1 FROM reading_loads l WHERE l.dataset_id = r.dataset_id) GROUP BY r.dataset_id, r.unit"),
+    """CREATE TABLE IF NOT EXISTS drift_history (
+        dataset_id INTEGER NOT NULL, reference VARCHAR NOT NULL, period VARCHAR NOT NULL, period_key VARCHAR NOT NULL,
+        starts_at TIMESTAMP NOT NULL, engines INTEGER NOT NULL, readings BIGINT NOT NULL, compared BIGINT NOT NULL,
+        drift_share DOUBLE,
+        drifted VARCHAR NOT NULL, out_of_range BIGINT NOT NULL, stamp VARCHAR NOT NULL, computed_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (dataset_id, reference, period, period_key))""",
+]
+"""Schema 5 to 6: ``reading_loads`` records which cycles of which engine each load (a file or an append) brought
+(a store from before gets one load per dataset, at its load time); ``drift_history`` keeps the drift of a dataset's
+readings per load or per calendar week of loading against a reference (:mod:`core.monitoring.history`)."""
+
+
 def _file_stamp(path: Path) -> tuple[int, int] | None:
     """(modification time in ns, size) of a file, or None when it does not exist."""
     try:
@@ -465,6 +484,8 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         if first_row(con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'alerts'"):
             for statement in _MIGRATE_ALERTS:
                 con.execute(statement)
+        for statement in _MIGRATE_DRIFT:
+            con.execute(statement)
         con.execute("INSERT OR REPLACE INTO store_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
 

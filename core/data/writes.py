@@ -46,6 +46,12 @@ def _insert_readings(con: duckdb.DuckDBPyConnection, dataset_id: int, arrays: Ma
             f"CAST(cycle AS INTEGER), {', '.join(VALUE_COLUMNS)} FROM {view}",
             [dataset_id],
         )
+        con.execute(
+            "INSERT INTO reading_loads SELECT ?, (SELECT coalesce(max(load_no), 0) + 1 FROM reading_loads "
+            "WHERE dataset_id = ?), CAST(unit AS INTEGER), CAST(min(cycle) AS INTEGER), CAST(max(cycle) AS INTEGER), "
+            f"? FROM {view} GROUP BY unit",
+            [dataset_id, dataset_id, utc_now()],
+        )
     finally:
         con.unregister(view)
     return table.num_rows
@@ -387,10 +393,12 @@ def _append_sandbox(con: duckdb.DuckDBPyConnection, found: dict, arrays: Mapping
 
 
 def delete_dataset(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Delete a dataset with its readings, truth, predictions and feedback, in one transaction."""
+    """Delete a dataset with its readings, truth, predictions, feedback, drift history and fleet explanations, in one
+    transaction."""
     dataset_id = get_dataset(con, name)["id"]
     with transaction(con):
-        for table in ("readings", "rul_truth", "predictions", "feedback", "engines", "engine_sources", "loaded_files"):
+        for table in ("readings", "rul_truth", "predictions", "feedback", "engines", "engine_sources", "loaded_files",
+                      "reading_loads", "drift_history", "fleet_explanations", "fleet_shap"):
             con.execute(f"DELETE FROM {table} WHERE dataset_id = ?", [dataset_id])
         con.execute("DELETE FROM truth_files WHERE target = ?", [name])
         con.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])

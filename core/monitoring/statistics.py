@@ -179,7 +179,7 @@ class SortedPair:
     def wasserstein(self, normalise: bool = True) -> float:
         """Earth mover's distance; with ``normalise`` divided by the reference's standard deviation (if not 0)."""
         both, ref_cdf, cur_cdf = self.cdfs()
-        score = float(np.vecdot(np.abs(ref_cdf[:-1] - cur_cdf[:-1]), np.diff(both)))
+        score = float(np.dot(np.abs(ref_cdf[:-1] - cur_cdf[:-1]), np.diff(both)))
         if normalise and self.reference_std > 0:
             score /= self.reference_std
         return score

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from core.data import store
 from core.errors import UserError
+from core.monitoring import default_drift
 from core.operations import jobs, registry
 from core.server import auth, errors, metrics
 from core.server.alert_rules import RECENT_JOBS, TRAIN_KIND, Watcher
@@ -81,7 +82,17 @@ def build(watch: bool = True) -> ServerParts:
     cache = ModelCache()
     supervisor = Supervisor()
     notifier = Notifier(supervisor)
-    watcher = Watcher(cache, notifier, on_change=ServerScorer(cache), supervisor=supervisor) if watch else None
+    scorer = ServerScorer(cache)
+    default_drift_refresher = default_drift.Refresher(
+        cache.champion_version, lambda version: cache.get(str(version)).ensemble,
+        lambda version: registry.training_datasets(version, registry.MODEL_NAME))
+
+    def on_change() -> None:
+        """Score new readings, then keep the Drift page's default comparison current (it opens at once)."""
+        scorer()
+        default_drift_refresher()
+
+    watcher = Watcher(cache, notifier, on_change=on_change, supervisor=supervisor) if watch else None
     services = Services(cache, watcher, auth.api_token(), supervisor)
     api = build_api(services)
     routes: list[BaseRoute] = [
