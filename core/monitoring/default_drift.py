@@ -65,10 +65,10 @@ def default_choice(listing: pd.DataFrame, model_data: Sequence[str], version: in
 def key(listing: pd.DataFrame, choice: Choice) -> str:
     """What the default comparison depends on, as a digest: the choice and each dataset's rows, last load and closed
     engines."""
-    rows = listing.set_index("name")
+    rows = {row["name"]: row for row in listing.to_dict("records")}
     names = [*choice.reference, choice.current]
-    state = [[n, int(rows.at[n, "rows"]), str(rows.at[n, "last_loaded_at"]), int(rows.at[n, "closed"])]
-             for n in names if n in rows.index]
+    state = [[n, int(rows[n]["rows"]), str(rows[n]["last_loaded_at"]), int(rows[n]["closed"])]
+             for n in names if n in rows]
     text = json.dumps({"choice": asdict(choice), "data": state}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -159,19 +159,19 @@ def check(con: duckdb.DuckDBPyConnection, dataset: str, reference: Sequence[str]
 def findings(table: pd.DataFrame, stuck_cycles: int = STUCK_CYCLES) -> list[str]:
     """The problems of a :func:`check` table in sentences, one per load with any; empty when all is well."""
     sentences = []
-    for row in table.itertuples(index=False):
+    for row in table.to_dict("records"):
         parts = []
-        if row.missing_cycles:
-            parts.append(f"{row.missing_cycles:,} missing cycles in {row.engines_with_gaps:,} engines")
-        sampled = "" if row.checked_engines == row.engines else f" (of {row.checked_engines:,} engines checked)"
-        if row.repeated_cycles:
-            parts.append(f"{row.repeated_cycles:,} repeated cycles{sampled}")
-        if row.stuck:
-            parts.append(f"stuck for {stuck_cycles}+ cycles: {row.stuck}{sampled}")
-        if row.out_of_range:
-            parts.append(f"{row.out_of_range:,} readings outside the training range ({row.out_of_range_sensors})")
+        if row['missing_cycles']:
+            parts.append(f"{row['missing_cycles']:,} missing cycles in {row['engines_with_gaps']:,} engines")
+        sampled = "" if row['checked_engines'] == row['engines'] else f" (of {row['checked_engines']:,} engines checked)"
+        if row['repeated_cycles']:
+            parts.append(f"{row['repeated_cycles']:,} repeated cycles{sampled}")
+        if row['stuck']:
+            parts.append(f"stuck for {stuck_cycles}+ cycles: {row['stuck']}{sampled}")
+        if row['out_of_range']:
+            parts.append(f"{row['out_of_range']:,} readings outside the training range ({row['out_of_range_sensors']})")
         if parts:
-            sentences.append(f"Load {row.load} ({row.readings:,} readings of {row.engines:,} engines): "
+            sentences.append(f"Load {row['load']} ({row['readings']:,} readings of {row['engines']:,} engines): "
                              + "; ".join(parts) + ".")
     return sentences
 
