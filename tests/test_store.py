@@ -117,6 +117,13 @@ def test_lock_held_by_another_process_gives_a_sentence(pm_home: Path, monkeypatc
         holder.wait()
 
 
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_wrong_lock_wait_is_a_sentence(pm_home: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PM_DB_LOCK_WAIT_S", value)
+    with pytest.raises(UserError, match=f"PM_DB_LOCK_WAIT_S is '{value}'.*at least 0"):
+        store.lock_wait_s()
+
+
 def test_write_retries_a_conflict_and_then_says_a_sentence(pm_home: Path) -> None:
     import duckdb
 

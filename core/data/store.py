@@ -44,11 +44,8 @@ T = TypeVar("T")
 
 def lock_wait_s() -> float:
     """How long :func:`connect` retries while another process holds the file (``PM_DB_LOCK_WAIT_S``, default 5)."""
-    raw = os.environ.get("PM_DB_LOCK_WAIT_S", str(_DEFAULT_LOCK_WAIT_S))
-    try:
-        return max(0.0, float(raw))
-    except ValueError as err:
-        raise UserError(f"PM_DB_LOCK_WAIT_S is '{raw}', which is not a number of seconds.") from err
+    return config.env_number("PM_DB_LOCK_WAIT_S", _DEFAULT_LOCK_WAIT_S, 0.0,
+                             meaning="how long a command waits for the fleet database, in seconds")
 
 
 VALUE_COLUMNS = [*SETTINGS, *SENSORS]
